@@ -1,0 +1,264 @@
+"""The headless face of rltui: the same verbs as the TUI, over the same store.
+
+    rltui                          open the lab (TUI)
+    rltui run CONFIG.toml [--set algo.alpha=0.5] [--json]
+    rltui ls [--json]    rltui show ID [--json]    rltui export ID --format json|csv [-o FILE]
+    rltui mdp CONFIG.toml [--json]
+    rltui cancel ID      rltui db upgrade|current|history
+
+Bad input exits non-zero with one message naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as `rltui: <message>`, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rltui", description="A terminal laboratory for reinforcement learning."
+    )
+    parser.add_argument("--db", help="store: a SQLite path or a SQLAlchemy URL (default: $RLTUI_DB, else ~/.local/share/rltui/rltui.db)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a config (foreground with a progress bar, or --detach)")
+    p.add_argument("config", help="a run's TOML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set algo.alpha=0.5 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with id, status, summary")
+    p.add_argument("--detach", action="store_true", help="run in a background worker and return at once")
+
+    p = sub.add_parser("ls", help="list runs")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", help="show one run")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--toml", action="store_true", help="print the run's config as TOML that reproduces it")
+
+    p = sub.add_parser("export", help="export a run's metrics, episodes and trajectories")
+    p.add_argument("id", type=int)
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("-o", "--output", help="file (json) or directory (csv); default: stdout for json")
+
+    p = sub.add_parser("mdp", help="print the exact MDP of a tabular config (TOML, or --json)")
+    p.add_argument("config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("cancel", help="ask a run to stop (graceful, then forced)")
+    p.add_argument("id", type=int)
+
+    p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
+    p.add_argument("action", choices=("upgrade", "current", "history"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rltui.config import ConfigError
+    from rltui.runner.devices import DeviceError
+    from rltui.store import StoreError
+
+    try:
+        if args.command is None:
+            return _open_tui(args)
+        handler = COMMANDS[args.command]
+        return handler(args)
+    except (ConfigError, StoreError, DeviceError, CliError) as exc:
+        print(f"rltui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+
+
+# --- verbs -------------------------------------------------------------------------------------
+def _store(args: argparse.Namespace):  # noqa: ANN202
+    from rltui.store import open_store
+
+    return open_store(args.db)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rltui.config import load_config_file
+    from rltui.runner.execute import create_run, execute_run
+
+    config = load_config_file(args.config, args.overrides)
+    store = _store(args)
+    run_id = create_run(store, config)
+    if args.detach:
+        raise CliError("--detach needs the background runner, which is not built yet")
+    bar = None if args.json else _ProgressBar(f"run {run_id} {config.name}")
+    try:
+        status = execute_run(store, run_id, on_progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    return _report_run(store, run_id, args.json, ok=status == "completed")
+
+
+def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001
+    from rltui.store.models import Run
+    from rltui.store.queries import run_dict
+
+    with store.read() as session:
+        data = run_dict(session.get(Run, run_id))
+    if as_json:
+        _print_json(data)
+    else:
+        print(f"run {data['id']} {data['name']}: {data['status']}")
+        for key, value in (data["summary"] or {}).items():
+            print(f"  {key}: {value}")
+        if data["error"]:
+            print(f"  error: {data['error']}")
+    return 0 if ok else 1
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rltui.store.queries import list_runs, run_dict
+
+    store = _store(args)
+    with store.read() as session:
+        runs = [run_dict(r) for r in list_runs(session)]
+    if args.json:
+        _print_json(runs)
+        return 0
+    if not runs:
+        print("no runs yet: try `rltui run sample_runs/maze_value_iteration.toml`")
+        return 0
+    print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}")
+    for r in runs:
+        print(f"{r['id']:>5}  {r['name'][:28]:<28} {r['env'][:12]:<12} {r['algo'][:18]:<18} "
+              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rltui.config import dump_toml
+    from rltui.store.models import Run
+    from rltui.store.queries import latest_artifact, run_dict
+
+    store = _store(args)
+    with store.read() as session:
+        run = session.get(Run, args.id)
+        if run is None:
+            raise CliError(f"no run with id {args.id} in {store.url}")
+        data = run_dict(run)
+        data["config"] = run.config
+        data["traceback"] = run.traceback
+        tabular = latest_artifact(session, run.id, "tabular")
+        if tabular is not None:
+            data["tabular"] = tabular
+    if args.toml:
+        print(dump_toml(data["config"]), end="")
+        return 0
+    if args.json:
+        _print_json(data)
+        return 0
+    for key in ("id", "name", "status", "env", "algo", "seed", "device", "device_used",
+                "created_at", "started_at", "finished_at", "pid", "host"):
+        print(f"{key:>12}: {data[key]}")
+    for key, value in data["summary"].items():
+        print(f"{key:>12}: {value}")
+    if data["error"]:
+        print(f"{'error':>12}: {data['error']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    raise CliError("export is not built yet")
+
+
+def cmd_mdp(args: argparse.Namespace) -> int:
+    from rltui import registry
+    from rltui.config import load_config_file
+
+    config = load_config_file(args.config, args.overrides)
+    spec = registry.env_spec(config.env_id)
+    if spec.kind != "tabular":
+        raise CliError(f"{args.config}: env.id {config.env_id!r} is a {spec.kind} env; `mdp` prints tabular MDPs only")
+    from rltui.envs.mdp_file import dump_mdp
+
+    env = registry.load_callable(spec.factory)(config.env)
+    print(dump_mdp(env, "json" if args.json else "toml"), end="")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    raise CliError("cancel needs the background runner, which is not built yet")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from rltui.store import open_store
+    from rltui.store.migrate import alembic_config, current_revision, head_revision
+
+    if args.action == "history":
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(alembic_config())
+        for rev in script.walk_revisions():
+            print(f"{rev.revision}  {rev.doc}")
+        return 0
+    store = open_store(args.db, upgrade=args.action == "upgrade")
+    with store.engine.connect() as conn:
+        current = current_revision(conn)
+    print(f"{store.url}: revision {current} (head {head_revision()})")
+    return 0
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    from rltui.tui.app import run_app
+
+    return run_app(args.db)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "export": cmd_export,
+    "mdp": cmd_mdp,
+    "cancel": cmd_cancel,
+    "db": cmd_db,
+}
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, label: str) -> None:
+        import time
+
+        self.label, self._time, self._last = label, time.monotonic, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, fraction: float) -> None:
+        now = self._time()
+        if not self.tty or (now - self._last < 0.1 and fraction < 1.0):
+            return
+        self._last = now
+        width = 30
+        filled = int(width * fraction)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Running runs: creating run rows, executing them (foreground or in a detached worker)."""

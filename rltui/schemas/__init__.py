@@ -1,0 +1,1 @@
+"""Parameter schemas (pydantic, torch-free) and registry entries, one module per family."""

@@ -1,0 +1,88 @@
+"""The store: where it lives, how it opens, and the recorder's batched writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+from sqlalchemy import func, select
+
+from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow
+from rltui.store import open_store, resolve_url
+from rltui.store.models import Episode, Metric, Run, Step
+from rltui.store.queries import artifact_series, latest_artifact, metric_series
+
+
+def make_run(store) -> int:
+    with store.write() as session:
+        run = Run(name="t", env_id="maze", algo_id="q_learning", config_toml="", config={},
+                  created_at=utcnow(), summary={}, tags=[], notes="", versions={})
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def test_default_store_is_under_xdg_data_home_and_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    store = open_store()
+    path = tmp_path / "data" / "rltui" / "rltui.db"
+    assert store.url == f"sqlite:///{path}"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    store.dispose()
+
+
+def test_db_flag_beats_env_var_beats_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLTUI_DB", str(tmp_path / "env.db"))
+    assert resolve_url() == f"sqlite:///{tmp_path / 'env.db'}"
+    assert resolve_url(str(tmp_path / "flag.db")) == f"sqlite:///{tmp_path / 'flag.db'}"
+    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_sqlite_is_tuned(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_recorder_batches_metrics_episodes_and_artifacts(store):
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=2, eval=True), flush_every=60)
+    for step in range(100):
+        rec.log(step, loss=1.0 / (step + 1), epsilon=0.1)
+    with store.read() as s:  # nothing written before a flush
+        assert s.scalar(select(func.count(Metric.id))) == 0
+    for i in range(5):
+        steps = [StepRecord(t=t, state=[t, 0], action=1, reward=-0.01, extras={"Q": np.zeros(4)}) for t in range(3)]
+        rec.episode(i, ret=-0.03, length=3, steps=steps)
+    rec.episode(0, ret=1.0, length=1, phase="eval", steps=[StepRecord(0, [0, 0], 2, 1.0, True)])
+    rec.artifact("V", np.arange(4.0), step=0)
+    rec.artifact("V", np.arange(4.0) * 2, step=1)
+    rec.summary(best_return=1.0)
+    rec.close()
+    with store.read() as s:
+        assert s.scalar(select(func.count(Metric.id))) == 200
+        series = metric_series(s, run_id, "loss")
+        assert [r[0] for r in series] == list(range(100))
+        assert series[3][1] == 0.25
+        kept = s.scalars(select(Episode.index).where(Episode.phase == "train", Episode.has_trajectory)).all()
+        assert sorted(kept) == [3, 4]  # the last K=2 training trajectories
+        assert s.scalar(select(func.count(Step.id))) == 2 * 3 + 1
+        assert latest_artifact(s, run_id, "V").tolist() == [0.0, 2.0, 4.0, 6.0]
+        assert [step for step, _ in artifact_series(s, run_id, "V")] == [0, 1]
+        assert s.get(Run, run_id).summary == {"best_return": 1.0}
+
+
+def test_deleting_a_run_cascades(store):
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id)
+    rec.log(0, x=1.0)
+    rec.episode(0, 1.0, 1, steps=[StepRecord(0, 0, 0, 1.0, True)])
+    rec.close()
+    with store.write() as s:
+        s.delete(s.get(Run, run_id))
+    with store.read() as s:
+        for model in (Metric, Episode, Step):
+            assert s.scalar(select(func.count(model.id))) == 0
