@@ -126,6 +126,13 @@ class Recorder:
 
     def progress(self, fraction: float) -> None: ...
 
+    def checkpoint(self, step: int, data: bytes) -> None:
+        """Save a resumable state (bytes the algorithm made, e.g. torch.save of its state dicts)."""
+
+    def last_checkpoint(self) -> tuple[int, bytes] | None:
+        """(step, bytes) of this run's latest checkpoint, for `rltui resume`; None on a fresh run."""
+        return None
+
     def summary(self, **figures: Any) -> None: ...
 
     def should_stop(self) -> bool:
@@ -237,6 +244,37 @@ class StoreRecorder(Recorder):
                 }
             )
         self._maybe_flush()
+
+    def checkpoint(self, step: int, data: bytes) -> None:
+        """Write at once (not batched) and keep only the newest two, so a crash loses little."""
+        self.flush()
+        with self.store.write_connection() as conn, conn.begin():
+            conn.execute(
+                insert(Artifact).values(
+                    run_id=self.run_id, name="checkpoint", step=int(step), kind="bytes",
+                    data=bytes(data), created_at=utcnow(),
+                )
+            )
+            keep = select(Artifact.id).where(
+                Artifact.run_id == self.run_id, Artifact.name == "checkpoint"
+            ).order_by(Artifact.id.desc()).limit(2)
+            conn.execute(
+                delete(Artifact).where(
+                    Artifact.run_id == self.run_id,
+                    Artifact.name == "checkpoint",
+                    Artifact.id.not_in(keep.scalar_subquery()),
+                )
+            )
+
+    def last_checkpoint(self) -> tuple[int, bytes] | None:
+        with self.store.read() as session:
+            row = session.execute(
+                select(Artifact.step, Artifact.data)
+                .where(Artifact.run_id == self.run_id, Artifact.name == "checkpoint")
+                .order_by(Artifact.id.desc())
+                .limit(1)
+            ).first()
+        return (int(row.step), bytes(row.data)) if row else None
 
     def progress(self, fraction: float) -> None:
         with self._lock:

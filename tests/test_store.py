@@ -86,3 +86,14 @@ def test_deleting_a_run_cascades(store):
     with store.read() as s:
         for model in (Metric, Episode, Step):
             assert s.scalar(select(func.count(model.id))) == 0
+
+
+def test_checkpoints_keep_the_newest_two(store):
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id)
+    assert rec.last_checkpoint() is None
+    for step in (100, 200, 300):
+        rec.checkpoint(step, f"state@{step}".encode())
+    assert rec.last_checkpoint() == (300, b"state@300")
+    with store.read() as s:
+        assert [st for st, _ in artifact_series(s, run_id, "checkpoint")] == [200, 300]
