@@ -1,0 +1,188 @@
+"""Tabular family: the MDPs (maze, gridworld, cliff, chain, custom) and the tabular algorithms.
+
+Parameter schemas only (pydantic, numpy-free at import): the TOML loader, the CLI and the TUI forms
+are generated from them. Maps and custom MDP files are checked here, at the door, so a bad one is
+refused before any run row is written.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from rltui.config import Params
+from rltui.registry import AlgoSpec, EnvSpec
+
+# --- envs ----------------------------------------------------------------------------------------
+GAMMA_DOC = "discount γ in [0, 1]; part of the MDP M = (S, A, P, r, γ)"
+SLIP_DOC = "probability that a move slips to one of the two perpendicular directions (half each)"
+
+
+class MazeParams(Params):
+    gamma: float = Field(0.9, ge=0.0, le=1.0, description=GAMMA_DOC)
+    slip: float = Field(0.0, ge=0.0, le=1.0, description=SLIP_DOC)
+
+
+def _map_error(message: str, source: str = "") -> PydanticCustomError:
+    where = f"map file {source}: " if source else ""
+    return PydanticCustomError("map", "{msg}", {"msg": where + message})
+
+
+class GridworldParams(Params):
+    gamma: float = Field(0.95, ge=0.0, le=1.0, description=GAMMA_DOC)
+    map: list[str] | None = Field(
+        None,
+        description="rows of the ASCII map: S start, G goal (terminal), . free, # wall, H pit (terminal), "
+        "C cliff (back to S); give `map` or `path`",
+    )
+    path: str | None = Field(None, description="a text file holding the ASCII map (relative to the config file)")
+    slip: float = Field(0.0, ge=0.0, le=1.0, description=SLIP_DOC)
+    step_reward: float = Field(-0.01, description="reward of an ordinary move")
+    goal_reward: float = Field(1.0, description="reward for the move that reaches a G cell (replaces the step reward)")
+    pit_reward: float = Field(-1.0, description="reward for falling into a pit H (terminal)")
+    cliff_reward: float = Field(-100.0, description="reward for stepping into a cliff cell C (sent back to S)")
+    bump_reward: float = Field(-0.01, description="reward for bumping into a wall or the border (the agent stays put)")
+
+    @field_validator("map")
+    @classmethod
+    def _check_map(cls, rows: list[str] | None) -> list[str] | None:
+        if rows is None:
+            return rows
+        from rltui.envs.tabular import MapError, validate_map
+
+        try:
+            return validate_map(rows)
+        except MapError as exc:
+            raise _map_error(str(exc)) from None
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str | None) -> str | None:
+        if path is None:
+            return path
+        from rltui.envs.tabular import MapError, read_map_file, validate_map
+
+        try:
+            validate_map(read_map_file(path))
+        except FileNotFoundError:
+            raise _map_error("no such file", path) from None
+        except OSError as exc:
+            raise _map_error(f"cannot read: {exc.strerror}", path) from None
+        except MapError as exc:
+            raise _map_error(str(exc), path) from None
+        return path
+
+    @model_validator(mode="after")
+    def _map_or_path(self) -> "GridworldParams":
+        if (self.map is None) == (self.path is None):
+            raise PydanticCustomError(
+                "map_or_path",
+                "give exactly one of `map` (rows inline) or `path` (a map file), not {what}",
+                {"what": "both" if self.map is not None else "neither"},
+            )
+        return self
+
+
+class CliffParams(Params):
+    gamma: float = Field(1.0, ge=0.0, le=1.0, description=GAMMA_DOC)
+    slip: float = Field(0.0, ge=0.0, le=1.0, description=SLIP_DOC)
+
+
+class ChainParams(Params):
+    gamma: float = Field(0.9, ge=0.0, le=1.0, description=GAMMA_DOC)
+    n: int = Field(7, ge=2, le=100_000, description="number of states; 0 is the start, n-1 the terminal goal")
+    slip: float = Field(0.0, ge=0.0, le=1.0, description="probability that a move goes the opposite way")
+    step_reward: float = Field(0.0, description="reward of a move that does not reach the goal")
+    goal_reward: float = Field(1.0, description="reward of the move that reaches state n-1")
+
+
+class CustomParams(Params):
+    path: str = Field(..., description="the MDP file (TOML, or JSON for *.json), relative to the config file")
+    gamma: float | None = Field(
+        None, ge=0.0, le=1.0, description="discount γ in [0, 1]; leave out to use the MDP file's gamma"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _check_file(cls, path: str) -> str:
+        # Raises ConfigError naming the MDP file and the entry; pydantic lets it through unchanged.
+        from rltui.envs.mdp_file import load_mdp
+
+        load_mdp(path)
+        return path
+
+
+ENVS = [
+    EnvSpec("maze", MazeParams, "rltui.envs.tabular:make_maze", "tabular",
+            "the seeds' 4x4 maze: +1 at the goal, -0.01 per step, -1 for bumping"),
+    EnvSpec("gridworld", GridworldParams, "rltui.envs.tabular:make_gridworld", "tabular",
+            "any ASCII map with walls, pits, cliffs, slip and configurable rewards"),
+    EnvSpec("cliff", CliffParams, "rltui.envs.tabular:make_cliff", "tabular",
+            "the 4x12 cliff walk: -1 per step, -100 and back to start in the cliff"),
+    EnvSpec("chain", ChainParams, "rltui.envs.tabular:make_chain", "tabular",
+            "an N-state chain, reward at the right end"),
+    EnvSpec("custom", CustomParams, "rltui.envs.tabular:make_custom", "tabular",
+            "an MDP read from your TOML or JSON file"),
+]
+
+
+# --- algorithms ----------------------------------------------------------------------------------
+class DPParams(Params):
+    theta: float = Field(1e-8, gt=0.0, description="stop when the largest change of V in a sweep, max|V_k+1 - V_k|, is below theta")
+    max_sweeps: int = Field(1000, ge=1, le=10_000_000, description="give up (converged = false) after this many sweeps")
+
+
+class PolicyEvaluationParams(DPParams):
+    policy: Literal["uniform"] | dict[str, str | dict[str, float]] = Field(
+        "uniform",
+        description='the policy π to evaluate: "uniform" over available actions, or a table state -> action '
+        'name or {action = probability}; states left out are uniform',
+    )
+
+
+class ValueIterationParams(DPParams):
+    pass
+
+
+class PolicyIterationParams(DPParams):
+    pass
+
+
+class TDParams(Params):
+    episodes: int = Field(500, ge=1, le=10_000_000, description="training episodes")
+    max_steps: int = Field(1000, ge=1, description="an episode is cut (truncated, not terminal) after this many steps")
+    alpha: float = Field(0.1, gt=0.0, le=1.0, description="step size α")
+    alpha_schedule: Literal["constant", "linear", "visits"] = Field(
+        "constant",
+        description="constant α; linear from alpha to alpha_end over the episodes; visits: α/N(s,a)^alpha_power",
+    )
+    alpha_end: float = Field(0.01, gt=0.0, le=1.0, description="final α of the linear schedule")
+    alpha_power: float = Field(0.8, gt=0.5, le=1.0, description="exponent ω of the visit-count schedule α/N(s,a)^ω")
+    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="ε of ε-greedy exploration (the start value when scheduled)")
+    epsilon_end: float | None = Field(None, ge=0.0, le=1.0, description="if set, ε decays linearly to this value")
+    epsilon_fraction: float = Field(0.5, gt=0.0, le=1.0, description="fraction of the episodes over which ε decays")
+    temperature: float | None = Field(
+        None, gt=0.0, description="if set, Boltzmann exploration π(a|s) ∝ exp(Q(s,a)/τ) instead of ε-greedy"
+    )
+    q_init: float = Field(0.0, description="initial Q(s,a) for every available action (optimistic when high)")
+    eval_every: int = Field(0, ge=0, description="play a greedy evaluation episode every N training episodes (0: only at the end)")
+    eval_episodes: int = Field(1, ge=1, le=1000, description="greedy episodes per evaluation (their mean is reported)")
+
+
+TABULAR = frozenset({"tabular"})
+ALGOS = [
+    AlgoSpec("policy_evaluation", PolicyEvaluationParams, "rltui.algos.dynamic_programming:policy_evaluation", TABULAR,
+             "iterative policy evaluation: V^π by repeated Bellman expectation backups", tags=("dp",)),
+    AlgoSpec("value_iteration", ValueIterationParams, "rltui.algos.dynamic_programming:value_iteration", TABULAR,
+             "value iteration: V* by repeated Bellman optimality backups", tags=("dp",)),
+    AlgoSpec("policy_iteration", PolicyIterationParams, "rltui.algos.dynamic_programming:policy_iteration", TABULAR,
+             "policy iteration: evaluate π, improve greedily, repeat until stable", tags=("dp",)),
+    AlgoSpec("q_learning", TDParams, "rltui.algos.td:q_learning", TABULAR,
+             "Q-learning: off-policy TD control, bootstraps max_a' Q(s',a')", tags=("td",)),
+    AlgoSpec("sarsa", TDParams, "rltui.algos.td:sarsa", TABULAR,
+             "SARSA: on-policy TD control, bootstraps Q(s',a') of the action taken next", tags=("td",)),
+    AlgoSpec("expected_sarsa", TDParams, "rltui.algos.td:expected_sarsa", TABULAR,
+             "Expected SARSA: bootstraps Σ π(a'|s') Q(s',a')", tags=("td",)),
+]
