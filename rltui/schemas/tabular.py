@@ -107,9 +107,13 @@ class CustomParams(Params):
     @field_validator("path")
     @classmethod
     def _check_file(cls, path: str) -> str:
-        # Raises ConfigError naming the MDP file and the entry; pydantic lets it through unchanged.
+        import os
+
         from rltui.envs.mdp_file import load_mdp
 
+        if not os.path.isfile(path):
+            raise PydanticCustomError("mdp_file", "MDP file not found: {path}", {"path": path})
+        # A bad file raises ConfigError naming the MDP file and the entry; pydantic lets it through.
         load_mdp(path)
         return path
 
