@@ -111,7 +111,8 @@ class Episode(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    # No index of its own: uq_episodes_run_phase_index starts with run_id and serves lookups by run.
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer)
     phase: Mapped[str] = mapped_column(String(16), default="train")  # train | eval
     return_: Mapped[float] = mapped_column("return", Float)
