@@ -100,7 +100,8 @@ class Metric(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(100))
     step: Mapped[int] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Float)
+    # NULL stands for NaN: SQLite stores a NaN REAL as NULL (a diverged loss is worth keeping).
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)  # seconds since the run started
 
 
