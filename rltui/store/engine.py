@@ -133,6 +133,7 @@ class Store:
 
     url: str
     engine: Engine
+    backup: Path | None = None  # where opening copied an older-revision file aside, if it did
 
     def __post_init__(self) -> None:
         self._immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -181,8 +182,7 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     """Open (creating if needed) the store at `db` and bring its schema to head."""
     url = resolve_url(db)
     path = sqlite_path(url)
-    if path is not None:
-        _prepare_sqlite_file(path, upgrade=upgrade)
+    backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
     try:
         engine = create_store_engine(url)
     except Exception as exc:  # a URL naming a driver that is not installed, a malformed URL
@@ -199,7 +199,7 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
         _refuse_unknown(engine.url.render_as_string(), current)
         if current != head_revision():
             upgrade_to_head(engine)
-    return Store(url=url, engine=engine)
+    return Store(url=url, engine=engine, backup=backup)
 
 
 def _refuse_unknown(where: str, revision: str | None) -> None:
@@ -240,7 +240,13 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
     return target
 
 
-def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> None:
+def sqlite_revision(path: Path) -> str | None:
+    """The schema revision of an existing SQLite store, read without touching the file."""
+    return _read_sqlite_revision(path)[0]
+
+
+def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> Path | None:
+    """Check, back up and upgrade an existing file, or create a new one; returns the backup path."""
     if path.exists():
         revision, has_tables = _read_sqlite_revision(path)
         _refuse_unknown(str(path), revision)
@@ -250,17 +256,16 @@ def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> None:
                 f"schema revision). Point --db at an rltui store or at a new file name."
             )
         if not upgrade or revision == head_revision():
-            return
-        if revision is not None:
-            backup_sqlite(path, revision)
+            return None
+        backup = backup_sqlite(path, revision) if revision is not None else None
         engine = create_store_engine(f"sqlite:///{path}")
         try:
             upgrade_to_head(engine)
         finally:
             engine.dispose()
-        return
+        return backup
     if not upgrade:
-        return
+        return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Create the file owner-only before SQLite touches it; experiment data is private by default.
