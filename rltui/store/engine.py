@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from rltui.store.migrate import head_revision, known_revisions, upgrade_to_head
+from rltui.store.migrate import SCHEMA_HEAD, head_revision, known_revisions, upgrade_to_head
 
 DB_ENV_VAR = "RLTUI_DB"
 
@@ -197,13 +197,13 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
             engine.dispose()
             raise StoreError(f"{engine.url.render_as_string()}: cannot connect ({exc})") from exc
         _refuse_unknown(engine.url.render_as_string(), current)
-        if current != head_revision():
+        if current != SCHEMA_HEAD:
             upgrade_to_head(engine)
     return Store(url=url, engine=engine, backup=backup)
 
 
 def _refuse_unknown(where: str, revision: str | None) -> None:
-    if revision is not None and revision not in known_revisions():
+    if revision is not None and revision != SCHEMA_HEAD and revision not in known_revisions():
         raise StoreError(
             f"{where}: this store's schema is at revision {revision!r}, which this rltui does not "
             f"know (it was written by a newer rltui). Upgrade rltui (this one knows revisions up to "
@@ -255,7 +255,7 @@ def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> Path | None:
                 f"{path} is a SQLite database but not an rltui store (it has tables and no rltui "
                 f"schema revision). Point --db at an rltui store or at a new file name."
             )
-        if not upgrade or revision == head_revision():
+        if not upgrade or revision == SCHEMA_HEAD:
             return None
         backup = backup_sqlite(path, revision) if revision is not None else None
         engine = create_store_engine(f"sqlite:///{path}")

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# The newest revision in migrations/versions, known without importing alembic or parsing the
+# scripts: opening a store that is already at head (every start of the TUI, the CLI and a worker)
+# then costs no alembic import. tests/test_migrations.py checks that it is alembic's head.
+SCHEMA_HEAD = "0003"
 
 
 class MigrationError(Exception):
@@ -36,6 +42,8 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(engine: Engine | None = None, connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     if engine is not None:
@@ -51,6 +59,8 @@ def alembic_config(engine: Engine | None = None, connection: Connection | None =
 
 @cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -67,6 +77,8 @@ def known_revisions() -> set[str]:
 
 
 def current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -99,8 +111,12 @@ def upgrade_to_head(engine: Engine) -> None:
 
 
 def upgrade(engine: Engine, target: str = "head") -> None:
+    from alembic import command
+
     _migrate(engine, lambda cfg: command.upgrade(cfg, target))
 
 
 def downgrade(engine: Engine, target: str) -> None:
+    from alembic import command
+
     _migrate(engine, lambda cfg: command.downgrade(cfg, target))
