@@ -1,4 +1,9 @@
-"""Alembic environment for the rltui store. Batch mode keeps ALTERs working on SQLite."""
+"""Alembic environment for the rltui store. Batch mode keeps ALTERs working on SQLite.
+
+rltui.store.migrate passes the connection to migrate on (foreign keys off, BEGIN IMMEDIATE on
+SQLite) in `config.attributes["connection"]`; the caller commits. Run by hand, the alembic command
+line gets a fresh engine from sqlalchemy.url.
+"""
 
 from alembic import context
 from sqlalchemy import create_engine
@@ -9,17 +14,25 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _configure(connection) -> None:  # noqa: ANN001
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+
+
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine")
-    if engine is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=True,
-            compare_type=True,
-        )
+        _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()

@@ -179,7 +179,26 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    raise CliError("export is not built yet")
+    from rltui.export import ExportError, export_csv, export_json
+
+    store = _store(args)
+    try:
+        if args.format == "csv":
+            out = export_csv(store, args.id, args.output or f"run-{args.id}-csv")
+            print(f"wrote {', '.join(p.name for p in out)} to {out[0].parent}", file=sys.stderr)
+        elif args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                export_json(store, args.id, fh)
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            export_json(store, args.id, sys.stdout)
+    except ExportError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot write {exc.filename or args.output}: {exc.strerror}") from exc
+    finally:
+        store.dispose()
+    return 0
 
 
 def cmd_mdp(args: argparse.Namespace) -> int:
@@ -202,20 +221,36 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from rltui.store import open_store
-    from rltui.store.migrate import alembic_config, current_revision, head_revision
+    from rltui.store import open_store, resolve_url
+    from rltui.store.engine import sqlite_path, sqlite_revision
+    from rltui.store.migrate import current_revision, head_revision, script_directory
 
+    url = resolve_url(args.db)
+    path = sqlite_path(url)
+    where = str(path) if path is not None else url
+    head = head_revision()
+    if args.action == "current" and path is not None and not path.exists():
+        print(f"{where}: no store yet (`rltui db upgrade` or any other command creates it at {head})")
+        return 0
     if args.action == "history":
-        from alembic.script import ScriptDirectory
-
-        script = ScriptDirectory.from_config(alembic_config())
-        for rev in script.walk_revisions():
-            print(f"{rev.revision}  {rev.doc}")
+        current = sqlite_revision(path) if path is not None and path.exists() else None
+        for rev in reversed(list(script_directory().walk_revisions())):
+            marks = [m for m, on in (("head", rev.revision == head), ("current", rev.revision == current)) if on]
+            doc = (rev.doc or "").splitlines()[0] if rev.doc else ""
+            print(f"{rev.revision}  {doc}{'  (' + ', '.join(marks) + ')' if marks else ''}")
         return 0
     store = open_store(args.db, upgrade=args.action == "upgrade")
-    with store.engine.connect() as conn:
-        current = current_revision(conn)
-    print(f"{store.url}: revision {current} (head {head_revision()})")
+    try:
+        with store.engine.connect() as conn:
+            current = current_revision(conn)
+    finally:
+        store.dispose()
+    if args.action == "upgrade" and store.backup is not None:
+        print(f"{where}: upgraded to {current}; the previous file was copied to {store.backup}")
+    elif current == head:
+        print(f"{where}: revision {current} (head)")
+    else:
+        print(f"{where}: revision {current}; head is {head}: run `rltui db upgrade` (a backup is made first)")
     return 0
 
 

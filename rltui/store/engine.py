@@ -9,19 +9,20 @@ left byte-for-byte untouched: we look at it through a read-only connection befor
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from rltui.store.migrate import head_revision, known_revisions, upgrade_to_head
+from rltui.store.migrate import SCHEMA_HEAD, head_revision, known_revisions, upgrade_to_head
 
 DB_ENV_VAR = "RLTUI_DB"
 
@@ -50,6 +51,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+# Every engine this process made. A forked child must never use its parent's pooled connections
+# (two processes sharing one SQLite file handle corrupts locks), so the child drops them at fork.
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _dispose_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)  # forget the parent's connections without closing them
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_dispose_after_fork)
+
+
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
@@ -60,6 +75,8 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=15000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # A larger page cache keeps the metric index's hot pages in memory on long runs.
+        cur.execute("PRAGMA cache_size=-32768")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -70,19 +87,42 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _read_sqlite_revision(path: Path) -> str | None:
-    """The alembic revision stamped in an existing SQLite file, read without writing to it."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _connect_untouched(path: Path) -> sqlite3.Connection:
+    """A read-only look at `path` that creates and changes nothing on disk.
+
+    `mode=ro` alone still creates -wal/-shm files next to a WAL database. When no -wal file exists
+    the main file holds every committed page, so `immutable=1` reads it exactly without any lock or
+    side file; when one exists (a writer has the store open) a plain read-only connection is used.
+    """
+    uri = f"file:{quote(str(path))}"
+    wal = path.with_name(path.name + "-wal")
+    uri += "?mode=ro" if wal.exists() else "?immutable=1"
+    return sqlite3.connect(uri, uri=True)
+
+
+def _not_a_store(path: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"{path} is not an rltui store (SQLite says: {exc}). Point --db or $RLTUI_DB at an rltui "
+        f"store, or at a new file name to create one."
+    )
+
+
+def _read_sqlite_revision(path: Path) -> tuple[str | None, bool]:
+    """(alembic revision, has any table) of an existing SQLite file, read without touching it."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give --db a file path such as {path / 'rltui.db'}")
     try:
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-        ).fetchone()
-        if not has_table:
-            return None
+        conn = _connect_untouched(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the store ({exc}); check the path and its permissions") from exc
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "alembic_version" not in tables:
+            return None, bool(tables)
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return row[0] if row else None
+        return (row[0] if row else None), True
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: not an rltui store ({exc})") from exc
+        raise _not_a_store(path, exc) from exc
     finally:
         conn.close()
 
@@ -93,12 +133,16 @@ class Store:
 
     url: str
     engine: Engine
+    backup: Path | None = None  # where opening copied an older-revision file aside, if it did
 
     def __post_init__(self) -> None:
+        self._immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
-        )
+        self._write = sessionmaker(self._immediate, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     @property
     def path(self) -> Path | None:
@@ -118,7 +162,7 @@ class Store:
 
     def write_connection(self):  # noqa: ANN201
         """A Core connection whose transactions begin IMMEDIATE (for the recorder's bulk inserts)."""
-        return self.engine.execution_options(sqlite_begin="IMMEDIATE").connect()
+        return self._immediate.connect()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -130,6 +174,7 @@ def create_store_engine(url: str) -> Engine:
         _tune_sqlite(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    _ENGINES.add(engine)
     return engine
 
 
@@ -137,62 +182,99 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     """Open (creating if needed) the store at `db` and bring its schema to head."""
     url = resolve_url(db)
     path = sqlite_path(url)
-    if path is not None:
-        _prepare_sqlite_file(path, upgrade=upgrade)
-    engine = create_store_engine(url)
+    backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
+    try:
+        engine = create_store_engine(url)
+    except Exception as exc:  # a URL naming a driver that is not installed, a malformed URL
+        raise StoreError(f"{make_url(url).render_as_string()}: cannot open the store ({exc})") from exc
     if path is None and upgrade:
-        with engine.connect() as conn:
-            from rltui.store.migrate import current_revision
+        from rltui.store.migrate import current_revision
 
-            current = current_revision(conn)
-        _refuse_unknown(url, current)
-        if current != head_revision():
+        try:
+            with engine.connect() as conn:
+                current = current_revision(conn)
+        except Exception as exc:
+            engine.dispose()
+            raise StoreError(f"{engine.url.render_as_string()}: cannot connect ({exc})") from exc
+        _refuse_unknown(engine.url.render_as_string(), current)
+        if current != SCHEMA_HEAD:
             upgrade_to_head(engine)
-    return Store(url=url, engine=engine)
+    return Store(url=url, engine=engine, backup=backup)
 
 
 def _refuse_unknown(where: str, revision: str | None) -> None:
-    if revision is not None and revision not in known_revisions():
+    if revision is not None and revision != SCHEMA_HEAD and revision not in known_revisions():
         raise StoreError(
             f"{where}: this store's schema is at revision {revision!r}, which this rltui does not "
-            f"know (it was written by a newer rltui). Upgrade rltui (this one knows up to "
-            f"{head_revision()!r}); the store was left untouched."
+            f"know (it was written by a newer rltui). Upgrade rltui (this one knows revisions up to "
+            f"{head_revision()!r}) or point --db at another store; the store was left untouched."
         )
 
 
-def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> None:
-    if path.exists():
-        revision = _read_sqlite_revision(path)
-        _refuse_unknown(str(path), revision)
-        if not upgrade or revision == head_revision():
-            return
-        engine = create_store_engine(f"sqlite:///{path}")
-        try:
-            if revision is not None or _has_tables(path):
-                backup = path.with_name(f"{path.name}.{revision or 'unversioned'}.{int(time.time())}.bak")
-                # Fold the WAL into the main file first so the copy is complete on its own.
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                shutil.copy2(path, backup)
-            upgrade_to_head(engine)
-        finally:
-            engine.dispose()
-        return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Create the file owner-only before SQLite touches it; experiment data is private by default.
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+def backup_path(path: Path, revision: str | None) -> Path:
+    return path.with_name(f"{path.name}.{revision or 'unversioned'}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+
+
+def backup_sqlite(path: Path, revision: str | None) -> Path:
+    """Copy the store aside (owner-only) before a schema change.
+
+    SQLite's online backup copies a consistent snapshot, WAL content included, even while another
+    process is writing, which a plain file copy would not.
+    """
+    target = backup_path(path, revision)
+    n = 1
+    while target.exists():
+        target = target.with_name(f"{target.name[:-4]}-{n}.bak")
+        n += 1
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
-    if upgrade:
+    src = sqlite3.connect(path, timeout=15)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+        # The copy is a standalone snapshot: one file, no -wal beside it.
+        dst.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        dst.close()
+        src.close()
+    return target
+
+
+def sqlite_revision(path: Path) -> str | None:
+    """The schema revision of an existing SQLite store, read without touching the file."""
+    return _read_sqlite_revision(path)[0]
+
+
+def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> Path | None:
+    """Check, back up and upgrade an existing file, or create a new one; returns the backup path."""
+    if path.exists():
+        revision, has_tables = _read_sqlite_revision(path)
+        _refuse_unknown(str(path), revision)
+        if revision is None and has_tables:
+            raise StoreError(
+                f"{path} is a SQLite database but not an rltui store (it has tables and no rltui "
+                f"schema revision). Point --db at an rltui store or at a new file name."
+            )
+        if not upgrade or revision == SCHEMA_HEAD:
+            return None
+        backup = backup_sqlite(path, revision) if revision is not None else None
         engine = create_store_engine(f"sqlite:///{path}")
         try:
             upgrade_to_head(engine)
         finally:
             engine.dispose()
-
-
-def _has_tables(path: Path) -> bool:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return backup
+    if not upgrade:
+        return None
     try:
-        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0] > 0
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Create the file owner-only before SQLite touches it; experiment data is private by default.
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the store ({exc.strerror})") from exc
+    engine = create_store_engine(f"sqlite:///{path}")
+    try:
+        upgrade_to_head(engine)
     finally:
-        conn.close()
+        engine.dispose()

@@ -100,7 +100,8 @@ class Metric(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(100))
     step: Mapped[int] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Float)
+    # NULL stands for NaN: SQLite stores a NaN REAL as NULL (a diverged loss is worth keeping).
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)  # seconds since the run started
 
 
@@ -111,7 +112,8 @@ class Episode(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    # No index of its own: uq_episodes_run_phase_index starts with run_id and serves lookups by run.
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer)
     phase: Mapped[str] = mapped_column(String(16), default="train")  # train | eval
     return_: Mapped[float] = mapped_column("return", Float)

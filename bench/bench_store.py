@@ -1,0 +1,231 @@
+"""Store write-path benchmark: sustained StoreRecorder rates while a second process reads.
+
+    .venv/bin/python bench/bench_store.py [--points 1000000] [--steps 300000] [--repeat 3]
+
+For metric points and for trajectory steps it prints our rate (through StoreRecorder, the path
+algorithms use: recorder.log(step, **4 metrics) and recorder.episode(..., steps=[StepRecord...]))
+beside the raw `sqlite3` executemany rate for the same rows into the same schema, and the ratio.
+Every measurement runs on a fresh store while a reader process polls it the way the TUI does
+(metric_series(since_step=last seen) for every key, 10 times a second, each poll a short read
+transaction). Goals (issue 2): >= 200,000 metric points/s and >= 50,000 trajectory steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow  # noqa: E402
+from rltui.store import open_store  # noqa: E402
+from rltui.store.models import Run  # noqa: E402
+from rltui.store.queries import metric_series  # noqa: E402
+
+KEYS = ("loss", "q_values", "epsilon", "learning_rate")
+POLL_S = 0.1
+FLUSH_ROWS = 50_000  # StoreRecorder's default max_pending: the raw side uses the same batches
+
+
+def make_run(store) -> int:  # noqa: ANN001
+    with store.write() as s:
+        run = Run(name="bench", env_id="bench", algo_id="bench", config_toml="", config={},
+                  created_at=utcnow(), summary={}, tags=[], notes="", versions={})
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def reader(db: str, run_id: int, stop, result) -> None:  # noqa: ANN001
+    """The TUI's live-plot loop: incremental reads of every key, short transactions."""
+    store = open_store(db)
+    last = {k: None for k in KEYS}
+    rows = polls = 0
+    while not stop.is_set():
+        with store.read() as s:
+            for key in KEYS:
+                new = metric_series(s, run_id, key, since_step=last[key])
+                if new:
+                    last[key] = new[-1][0]
+                    rows += len(new)
+        polls += 1
+        time.sleep(POLL_S)
+    result.put((rows, polls))
+    store.dispose()
+
+
+class Reading:
+    """A reader process for the duration of a `with` block."""
+
+    def __init__(self, db: str, run_id: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop, self.result = ctx.Event(), ctx.Queue()
+        self.proc = ctx.Process(target=reader, args=(db, run_id, self.stop, self.result))
+
+    def __enter__(self) -> "Reading":
+        self.proc.start()
+        time.sleep(1.0)  # let it import and start polling
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.stop.set()
+        self.rows, self.polls = self.result.get(timeout=60)
+        self.proc.join()
+
+
+def fresh_store(tmp: Path, name: str):  # noqa: ANN201
+    path = tmp / f"{name}.db"
+    store = open_store(str(path))
+    return str(path), store, make_run(store)
+
+
+# --- metric points ----------------------------------------------------------------------------
+def ours_metrics(tmp: Path, n_points: int) -> float:
+    db, store, run_id = fresh_store(tmp, "ours_metrics")
+    n_calls = n_points // len(KEYS)
+    with Reading(db, run_id) as r:
+        rec = StoreRecorder(store, run_id)
+        t0 = time.perf_counter()
+        for step in range(n_calls):
+            x = step * 1e-6
+            rec.log(step, loss=x, q_values=x + 1.0, epsilon=0.1, learning_rate=3e-4)
+        rec.close()
+        dt = time.perf_counter() - t0
+    store.dispose()
+    assert r.rows == n_calls * len(KEYS) or r.rows <= n_calls * len(KEYS)
+    return n_calls * len(KEYS) / dt
+
+
+def raw_connection(db: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=15000")
+    return conn
+
+
+def raw_metrics(tmp: Path, n_points: int) -> float:
+    db, store, run_id = fresh_store(tmp, "raw_metrics")
+    store.dispose()
+    n_calls = n_points // len(KEYS)
+    rows = [
+        (run_id, key, step, value, 0.5)
+        for step in range(n_calls)
+        for key, value in zip(KEYS, (step * 1e-6, step * 1e-6 + 1.0, 0.1, 3e-4))
+    ]
+    conn = raw_connection(db)
+    with Reading(db, run_id):
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), FLUSH_ROWS):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO metrics (run_id, key, step, value, wall_time) VALUES (?, ?, ?, ?, ?)",
+                rows[i : i + FLUSH_ROWS],
+            )
+            conn.execute("COMMIT")
+        dt = time.perf_counter() - t0
+    conn.close()
+    return len(rows) / dt
+
+
+# --- trajectory steps -------------------------------------------------------------------------
+EP_LEN = 200
+
+
+def episode_steps(e: int) -> list[StepRecord]:
+    """A cart-pole-like episode: 4-float observations, discrete actions, Q/V/TD error per step."""
+    out = []
+    for t in range(EP_LEN):
+        x = (e * EP_LEN + t) * 1e-4
+        out.append(StepRecord(t=t, state=[x, -x, 0.5 * x, 0.01], action=t % 2, reward=1.0,
+                              done=t == EP_LEN - 1,
+                              extras={"Q": [x, x + 0.1], "V": x + 0.05, "td_error": 0.01}))
+    return out
+
+
+def ours_steps(tmp: Path, n_steps: int) -> float:
+    db, store, run_id = fresh_store(tmp, "ours_steps")
+    n_eps = n_steps // EP_LEN
+    episodes = [episode_steps(e) for e in range(n_eps)]  # what the algorithm built, not timed
+    with Reading(db, run_id):
+        # every=1 keeps every trajectory: the pure insert path, nothing pruned
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1, last=0, max_steps=10_000))
+        t0 = time.perf_counter()
+        for e, steps in enumerate(episodes):
+            rec.episode(e, ret=float(EP_LEN), length=EP_LEN, steps=steps, step=(e + 1) * EP_LEN)
+        rec.close()
+        dt = time.perf_counter() - t0
+    store.dispose()
+    return n_eps * EP_LEN / dt
+
+
+def raw_steps(tmp: Path, n_steps: int) -> float:
+    db, store, run_id = fresh_store(tmp, "raw_steps")
+    store.dispose()
+    n_eps = n_steps // EP_LEN
+    # The same rows with their JSON already serialized: SQLite's own cost, nothing else.
+    dumps = json.dumps
+    episodes = [
+        [(s.t, dumps(s.state), dumps(s.action), s.reward, int(s.done), dumps(s.extras)) for s in episode_steps(e)]
+        for e in range(n_eps)
+    ]
+    per_flush = max(1, FLUSH_ROWS // EP_LEN)
+    conn = raw_connection(db)
+    with Reading(db, run_id):
+        t0 = time.perf_counter()
+        for i in range(0, n_eps, per_flush):
+            conn.execute("BEGIN IMMEDIATE")
+            for e in range(i, min(n_eps, i + per_flush)):
+                cur = conn.execute(
+                    'INSERT INTO episodes (run_id, "index", phase, "return", length, step, wall_time, '
+                    "has_trajectory) VALUES (?, ?, 'train', ?, ?, ?, 0.5, 1)",
+                    (run_id, e, float(EP_LEN), EP_LEN, (e + 1) * EP_LEN),
+                )
+                eid = cur.lastrowid
+                conn.executemany(
+                    "INSERT INTO steps (episode_id, t, state, action, reward, done, extras) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(eid, *row) for row in episodes[e]],
+                )
+            conn.execute("COMMIT")
+        dt = time.perf_counter() - t0
+    conn.close()
+    return n_eps * EP_LEN / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--steps", type=int, default=300_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print(f"store write path, {os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}; a reader process "
+          f"polls metric_series every {POLL_S}s; median of {args.repeat}")
+    results = {}
+    for label, ours, raw, n, goal in (
+        ("metric points/s", ours_metrics, raw_metrics, args.points, 200_000),
+        ("trajectory steps/s", ours_steps, raw_steps, args.steps, 50_000),
+    ):
+        o, r = [], []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                o.append(ours(Path(tmp), n))
+            with tempfile.TemporaryDirectory() as tmp:
+                r.append(raw(Path(tmp), n))
+        mo, mr = statistics.median(o), statistics.median(r)
+        results[label] = (mo, mr)
+        print(f"{label:>20}: StoreRecorder {mo:>10,.0f}   raw sqlite3 executemany {mr:>10,.0f}   "
+              f"ours/raw {mo / mr:4.2f}   goal {goal:,} {'met' if mo >= goal else 'NOT met'}   "
+              f"(runs: ours {', '.join(f'{x:,.0f}' for x in o)}; raw {', '.join(f'{x:,.0f}' for x in r)})")
+
+
+if __name__ == "__main__":
+    main()
