@@ -91,15 +91,26 @@ class RunRecorder(StoreRecorder):
         self._flush_lock = threading.Lock()
         self._last_flush = float("-inf")
         self._t0 -= wall_offset  # a resumed run's clock continues
+        self.pid = os.getpid()
         self.lost = False
 
     def flush(self) -> None:
         with self._flush_lock:
+            if not self.lost and not self._owned():
+                print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
+                self.lose()
             if self.lost:
                 with self._lock:
                     self._pending.__init__()
                 return
             super().flush()
+
+    def _owned(self) -> bool:
+        """Still running under this process? (A worker frozen past the heartbeat timeout was declared
+        crashed and may have been resumed elsewhere: it must not write into that run any more.)"""
+        with self.store.read() as session:
+            row = session.execute(select(Run.status, Run.pid).where(Run.id == self.run_id)).first()
+        return row is not None and row.status == RUNNING and row.pid == self.pid
 
     def checkpoint(self, step: int, data: bytes) -> None:
         if not self.lost:
@@ -166,11 +177,11 @@ def execute_run(
     heartbeat: Heartbeat | None = None
     try:
         config = stored_config(store, run_id)
-        torch_run = run_uses_torch(config)
-        device = resolve_device(config.device, torch_run)
         recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset)
         heartbeat = Heartbeat(store, run_id, pid, recorder, heartbeat_interval)
-        heartbeat.start()
+        heartbeat.start()  # before anything slow (importing torch)
+        torch_run = run_uses_torch(config)
+        device = resolve_device(config.device, torch_run)
         seed_everything(config.seed, torch_run)
         with store.write() as session:
             session.execute(

@@ -167,6 +167,17 @@ def _claimable(session) -> list[int]:  # noqa: ANN001
     return out
 
 
+def next_needs_torch(store: Store) -> bool:
+    """Whether the run a worker would claim next uses torch (it imports torch before claiming, so
+    the seconds that import can take are spent while the run is still queued, not heartbeat-less)."""
+    with store.read() as session:
+        ready = _claimable(session)
+        if not ready:
+            return False
+        row = session.execute(select(Run.algo_id, Run.config).where(Run.id == ready[0])).first()
+    return uses_torch(row.algo_id, _config_algo(row.config))
+
+
 def claim_next(store: Store, pid: int, host: str, log_path_for: Callable[[int], str | None]) -> int | None:
     """Mark the first queued run that has a free slot as running under `pid`; returns its id.
 

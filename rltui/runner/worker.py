@@ -34,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from rltui.runner.execute import execute_run, sigterm_as_interrupt
     from rltui.runner.launch import log_dir, run_log_path
-    from rltui.runner.lifecycle import claim_next, heartbeat_interval, hostname, last_wall_time, refresh_liveness
+    from rltui.runner.lifecycle import (
+        claim_next,
+        heartbeat_interval,
+        hostname,
+        last_wall_time,
+        next_needs_torch,
+        refresh_liveness,
+    )
 
     sigterm_as_interrupt()
     # The launcher already opened (and upgraded) this store; a plain engine starts faster.
@@ -48,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             try:
                 refresh_liveness(store, kick=False)  # free the slots of dead workers first
+                if "torch" not in sys.modules and next_needs_torch(store):
+                    import torch  # noqa: F401 — slow; done before the claim starts the heartbeat clock
                 run_id = claim_next(store, pid, host, lambda rid: str(run_log_path(store, rid)))
             except KeyboardInterrupt:
                 break
