@@ -4,7 +4,8 @@
     rltui run CONFIG.toml [--set algo.alpha=0.5] [--json]
     rltui ls [--json]    rltui show ID [--json]    rltui export ID --format json|csv [-o FILE]
     rltui mdp CONFIG.toml [--json]
-    rltui cancel ID      rltui db upgrade|current|history
+    rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
+    rltui cancel ID      rltui resume ID      rltui db upgrade|current|history
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cancel", help="ask a run to stop (graceful, then forced)")
     p.add_argument("id", type=int)
+    p.add_argument("--grace", type=float, default=None,
+                   help="seconds to wait for a graceful stop before SIGTERM/SIGKILL (default $RLTUI_CANCEL_GRACE or 10)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("resume", help="continue a crashed, cancelled or failed run (same id)")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
     p.add_argument("action", choices=("upgrade", "current", "history"))
@@ -67,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rltui.config import ConfigError
     from rltui.runner.devices import DeviceError
+    from rltui.runner.lifecycle import LifecycleError
     from rltui.store import StoreError
 
     try:
@@ -74,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _open_tui(args)
         handler = COMMANDS[args.command]
         return handler(args)
-    except (ConfigError, StoreError, DeviceError, CliError) as exc:
+    except (ConfigError, StoreError, DeviceError, CliError, LifecycleError) as exc:
         print(f"rltui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
@@ -93,17 +102,38 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, then either queue the run for a detached worker (--detach) or run it right here.
+
+    Foreground runs start at once (they do not wait in the queue) but hold a slot while they run,
+    heartbeat like a worker, and end `cancelled` on Ctrl-C or SIGTERM.
+    """
+    import os
+
     from rltui.config import load_config_file
-    from rltui.runner.execute import create_run, execute_run
+    from rltui.runner import launch
+    from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
+    from rltui.runner.lifecycle import heartbeat_interval, hostname
+    from rltui.store.models import RUNNING
 
     config = load_config_file(args.config, args.overrides)
+    launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
-    run_id = create_run(store, config)
     if args.detach:
-        raise CliError("--detach needs the background runner, which is not built yet")
+        run_id = launch.submit(store, config, check_device=False)
+        data = {"id": run_id, "status": run_status(store, run_id),
+                "log_path": str(launch.run_log_path(store, run_id))}
+        if args.json:
+            _print_json(data)
+        else:
+            print(f"run {run_id} {config.name}: {data['status']} in the background "
+                  f"(rltui show {run_id}; log: {data['log_path']})")
+        return 0
+    run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
+    sigterm_as_interrupt()
     bar = None if args.json else _ProgressBar(f"run {run_id} {config.name}")
     try:
-        status = execute_run(store, run_id, on_progress=bar.update if bar else None)
+        status = execute_run(store, run_id, on_progress=bar.update if bar else None,
+                             heartbeat_interval=heartbeat_interval())
     finally:
         if bar:
             bar.close()
@@ -128,30 +158,38 @@ def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: AN
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from rltui.runner.launch import queue_positions, refresh_liveness
     from rltui.store.queries import list_runs, run_dict
 
     store = _store(args)
+    refresh_liveness(store)  # what the store says about a run must be true: dead workers → crashed
+    positions = queue_positions(store)
     with store.read() as session:
         runs = [run_dict(r) for r in list_runs(session)]
+    for r in runs:
+        r["queue_position"] = positions.get(r["id"])
     if args.json:
         _print_json(runs)
         return 0
     if not runs:
         print("no runs yet: try `rltui run sample_runs/maze_value_iteration.toml`")
         return 0
-    print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}")
+    print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}  {'QUEUE':>5}")
     for r in runs:
+        queue = f"#{r['queue_position']}" if r["queue_position"] else ""
         print(f"{r['id']:>5}  {r['name'][:28]:<28} {r['env'][:12]:<12} {r['algo'][:18]:<18} "
-              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%")
+              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%  {queue:>5}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from rltui.config import dump_toml
     from rltui.store.models import Run
+    from rltui.runner.launch import log_tail, queue_positions, refresh_liveness
     from rltui.store.queries import latest_artifact, run_dict
 
     store = _store(args)
+    refresh_liveness(store)
     with store.read() as session:
         run = session.get(Run, args.id)
         if run is None:
@@ -159,9 +197,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = run_dict(run)
         data["config"] = run.config
         data["traceback"] = run.traceback
+        data["log_path"] = run.log_path
         tabular = latest_artifact(session, run.id, "tabular")
         if tabular is not None:
             data["tabular"] = tabular
+    data["queue_position"] = queue_positions(store).get(args.id)
+    data["log_tail"] = log_tail(data["log_path"])
     if args.toml:
         print(dump_toml(data["config"]), end="")
         return 0
@@ -175,6 +216,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{key:>12}: {value}")
     if data["error"]:
         print(f"{'error':>12}: {data['error']}")
+    if data["status"] == "failed" and data["log_tail"]:
+        print(f"{'log':>12}: {data['log_path']} (last lines below)")
+        print(data["log_tail"])
     return 0
 
 
@@ -217,7 +261,38 @@ def cmd_mdp(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    raise CliError("cancel needs the background runner, which is not built yet")
+    """Graceful first (the algorithm stops at its next safe point), forced after --grace seconds."""
+    from rltui.runner.launch import LifecycleError, cancel
+
+    store = _store(args)
+    try:
+        status = cancel(store, args.id, grace=args.grace)
+    except LifecycleError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        _print_json({"id": args.id, "status": status})
+    else:
+        print(f"run {args.id}: {status}")
+    return 0 if status == "cancelled" else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Queue a crashed, cancelled or failed run again under the same id (from its last checkpoint)."""
+    from rltui.runner.execute import run_status
+    from rltui.runner.launch import LifecycleError, resume
+
+    store = _store(args)
+    try:
+        step = resume(store, args.id)
+    except LifecycleError as exc:
+        raise CliError(str(exc)) from None
+    data = {"id": args.id, "status": run_status(store, args.id), "resumed_from_step": step}
+    if args.json:
+        _print_json(data)
+    else:
+        where = f"from its checkpoint at step {step}" if step is not None else "from the start (no checkpoint)"
+        print(f"run {args.id}: {data['status']}, continuing {where}")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -267,6 +342,7 @@ COMMANDS = {
     "export": cmd_export,
     "mdp": cmd_mdp,
     "cancel": cmd_cancel,
+    "resume": cmd_resume,
     "db": cmd_db,
 }
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel
 
-EnvKind = Literal["tabular", "control", "text"]
+EnvKind = Literal["tabular", "control", "text", "diagnostic"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def load_callable(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-_FAMILIES = ("rltui.schemas.tabular", "rltui.schemas.control", "rltui.schemas.lm")
+_FAMILIES = ("rltui.schemas.tabular", "rltui.schemas.control", "rltui.schemas.lm", "rltui.schemas.diagnostics")
 
 
 @cache

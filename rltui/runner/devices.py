@@ -70,3 +70,19 @@ def versions(uses_torch: bool) -> dict[str, Any]:
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m rltui.runner.devices DEVICE`: check a torch device in a throwaway process and print
+    {"device": resolved} or {"error": message} as JSON (the launcher uses it to stay torch-free)."""
+    import json
+
+    try:
+        print(json.dumps({"device": resolve_device(argv[0], uses_torch=True)}))
+    except DeviceError as exc:
+        print(json.dumps({"error": str(exc)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,13 +1,18 @@
 """Creating a run row and executing it. The foreground CLI and the detached worker share this path.
 
 execute_run(): load the run's stored config, resolve the device, seed everything, build the env and
-the algorithm from the registry, run it against a StoreRecorder, and record how it ended.
+the algorithm from the registry, run it against a recorder while a heartbeat thread proves the
+process alive (and flushes the recorder), and record how it ended. The caller has already marked
+the run `running` under its pid (a worker's claim, or the foreground CLI's create_run).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
+import threading
 import traceback
 from typing import Any, Callable
 
@@ -15,14 +20,26 @@ from sqlalchemy import select, update
 
 from rltui import registry
 from rltui.config import RunConfig, validate_config
-from rltui.recorder import StoreRecorder, utcnow
+from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
 from rltui.store.engine import Store
 from rltui.store.models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, Run
 
 
-def create_run(store: Store, config: RunConfig, status: str = QUEUED, parent_id: int | None = None) -> int:
-    """Store a validated config as a new run row; returns its id."""
+def create_run(
+    store: Store,
+    config: RunConfig,
+    status: str = QUEUED,
+    parent_id: int | None = None,
+    pid: int | None = None,
+    host: str | None = None,
+) -> int:
+    """Store a validated config as a new run row; returns its id.
+
+    A `running` row (the foreground CLI) is created already owned by `pid` on `host`, so no worker
+    draining the queue can claim it in between.
+    """
+    now = utcnow()
     with store.write() as session:
         run = Run(
             name=config.name,
@@ -34,7 +51,12 @@ def create_run(store: Store, config: RunConfig, status: str = QUEUED, parent_id:
             seed=config.seed,
             device=config.device,
             status=status,
-            created_at=utcnow(),
+            created_at=now,
+            # For a queued run: when it was queued (a stalled queue is noticed from it).
+            heartbeat_at=now,
+            started_at=now if status == RUNNING else None,
+            pid=pid,
+            host=host,
             summary={},
             tags=[],
             notes="",
@@ -55,54 +77,152 @@ def stored_config(store: Store, run_id: int) -> RunConfig:
     return validate_config(dict(data), source=f"run {run_id}", source_text=text)
 
 
+class RunRecorder(StoreRecorder):
+    """The StoreRecorder a run writes through, made safe for the heartbeat thread.
+
+    Flushes are serialised (the heartbeat flushes too), the first report is written at once (so a
+    run shows life immediately), and once the run is no longer ours (marked crashed by a reader and
+    resumed elsewhere) nothing more is written and should_stop() turns true.
+    """
+
+    def __init__(self, store: Store, run_id: int, policy: RecordPolicy | None = None, wall_offset: float = 0.0,
+                 **kwargs: Any) -> None:
+        super().__init__(store, run_id, policy=policy, **kwargs)
+        self._flush_lock = threading.Lock()
+        self._last_flush = float("-inf")
+        self._t0 -= wall_offset  # a resumed run's clock continues
+        self.pid = os.getpid()
+        self.lost = False
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            if not self.lost and not self._owned():
+                print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
+                self.lose()
+            if self.lost:
+                with self._lock:
+                    self._pending.__init__()
+                return
+            super().flush()
+
+    def _owned(self) -> bool:
+        """Still running under this process? (A worker frozen past the heartbeat timeout was declared
+        crashed and may have been resumed elsewhere: it must not write into that run any more.)"""
+        with self.store.read() as session:
+            row = session.execute(select(Run.status, Run.pid).where(Run.id == self.run_id)).first()
+        return row is not None and row.status == RUNNING and row.pid == self.pid
+
+    def checkpoint(self, step: int, data: bytes) -> None:
+        if not self.lost:
+            super().checkpoint(step, data)
+
+    def lose(self) -> None:
+        self.lost = True
+        self._stop = True
+
+
+class Heartbeat(threading.Thread):
+    """Every `interval` seconds: flush the recorder, then stamp heartbeat_at on the run we own.
+
+    If the stamp matches no row (a reader declared the run crashed), the run is no longer ours: the
+    recorder stops writing and the algorithm is asked to stop.
+    """
+
+    def __init__(self, store: Store, run_id: int, pid: int, recorder: RunRecorder, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id, self.pid, self.recorder, self.interval = store, run_id, pid, recorder, interval
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                with self.store.write() as session:
+                    owned = session.execute(
+                        update(Run)
+                        .where(Run.id == self.run_id, Run.status == RUNNING, Run.pid == self.pid)
+                        .values(heartbeat_at=utcnow())
+                    ).rowcount
+                if not owned:
+                    print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
+                    self.recorder.lose()
+                    return
+                self.recorder.flush()
+            except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
+                print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=5)
+
+
+def run_uses_torch(config: RunConfig) -> bool:
+    """The spec's uses_torch, or a `uses_torch` switch in the algorithm's params (heartbeat_probe)."""
+    return registry.algo_spec(config.algo_id).uses_torch or bool(getattr(config.algo, "uses_torch", False))
+
+
 def execute_run(
     store: Store,
     run_id: int,
     on_progress: Callable[[float], None] | None = None,
-    recorder_factory: Callable[[Store, int, Any], StoreRecorder] | None = None,
+    wall_offset: float = 0.0,
+    heartbeat_interval: float = 1.0,
 ) -> str:
-    """Run `run_id` in this process to its end; returns the final status."""
-    config = stored_config(store, run_id)
-    algo = registry.algo_spec(config.algo_id)
-    env_spec = registry.env_spec(config.env_id)
-    device = resolve_device(config.device, algo.uses_torch)
-    with store.write() as session:
-        session.execute(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(
-                status=RUNNING,
-                started_at=utcnow(),
-                heartbeat_at=utcnow(),
-                pid=os.getpid(),
-                host=socket.gethostname(),
-                device_used=device,
-                versions=versions(algo.uses_torch),
-            )
-        )
-    make_recorder = recorder_factory or (lambda s, r, p: StoreRecorder(s, r, policy=p))
-    recorder = make_recorder(store, run_id, config.record.policy())
-    if on_progress is not None:
-        _forward_progress(recorder, on_progress)
+    """Run `run_id` (already `running` under this pid) in this process to its end; returns the final status.
+
+    SIGTERM (a forced cancel) and Ctrl-C end it as `cancelled` after a flush; an exception ends it
+    as `failed` with the traceback stored and printed to stderr (the run's log).
+    """
+    pid = os.getpid()
+    recorder: RunRecorder | None = None
+    heartbeat: Heartbeat | None = None
     try:
-        seed_everything(config.seed, algo.uses_torch)
-        env = registry.load_callable(env_spec.factory)(config.env)
-        train = registry.load_callable(algo.entry)
+        config = stored_config(store, run_id)
+        recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset)
+        heartbeat = Heartbeat(store, run_id, pid, recorder, heartbeat_interval)
+        heartbeat.start()  # before anything slow (importing torch)
+        torch_run = run_uses_torch(config)
+        device = resolve_device(config.device, torch_run)
+        seed_everything(config.seed, torch_run)
+        with store.write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(device_used=device, versions=versions(torch_run), host=socket.gethostname(), pid=pid)
+            )
+        if on_progress is not None:
+            _forward_progress(recorder, on_progress)
+        env = registry.load_callable(registry.env_spec(config.env_id).factory)(config.env)
+        train = registry.load_callable(registry.algo_spec(config.algo_id).entry)
         result = train(env, config.algo, recorder, seed=config.seed, device=device)
         if isinstance(result, dict) and result:
             recorder.summary(**result)
         recorder.close()
     except BaseException as exc:  # noqa: BLE001 — record every way a run can end
+        tb = traceback.format_exc()
+        cancelled = isinstance(exc, KeyboardInterrupt)
+        if not cancelled:
+            sys.stderr.write(tb)
+            sys.stderr.flush()
         try:
-            recorder.close()
+            if recorder is not None:
+                recorder.close()
+        except Exception as flush_exc:  # noqa: BLE001
+            print(f"rltui worker: final flush failed: {flush_exc}", file=sys.stderr, flush=True)
         finally:
-            status = CANCELLED if isinstance(exc, KeyboardInterrupt) else FAILED
-            finish_run(store, run_id, status, error=f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
-        if isinstance(exc, KeyboardInterrupt):
+            if heartbeat is not None:
+                heartbeat.stop()
+        if recorder is not None and recorder.lost:
+            return _status(store, run_id)
+        if cancelled:
+            finish_run(store, run_id, CANCELLED, error="cancelled: interrupted (SIGTERM or Ctrl-C)", pid=pid)
             return CANCELLED
+        finish_run(store, run_id, FAILED, error=f"{type(exc).__name__}: {exc}", tb=tb, pid=pid)
         return FAILED
+    heartbeat.stop()
+    if recorder.lost:
+        return _status(store, run_id)
     status = CANCELLED if recorder.should_stop() else COMPLETED
-    finish_run(store, run_id, status)
+    finish_run(store, run_id, status, pid=pid, error="cancelled at a safe point" if status == CANCELLED else None)
     return status
 
 
@@ -116,17 +236,37 @@ def _forward_progress(recorder: StoreRecorder, on_progress: Callable[[float], No
     recorder.progress = progress  # type: ignore[method-assign]
 
 
-def finish_run(store: Store, run_id: int, status: str, error: str | None = None, tb: str | None = None) -> None:
+def finish_run(
+    store: Store, run_id: int, status: str, error: str | None = None, tb: str | None = None, pid: int | None = None
+) -> None:
+    """Record how a run ended — only while it is still ours (running under `pid`), if a pid is given."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow()}
     if status == COMPLETED:
         values["progress"] = 1.0
     if error is not None:
         values["error"] = error
         values["traceback"] = tb
+    condition = [Run.id == run_id]
+    if pid is not None:
+        condition += [Run.pid == pid, Run.status == RUNNING]
     with store.write() as session:
-        session.execute(update(Run).where(Run.id == run_id).values(**values))
+        session.execute(update(Run).where(*condition).values(**values))
+
+
+def _status(store: Store, run_id: int) -> str | None:
+    return run_status(store, run_id)
 
 
 def run_status(store: Store, run_id: int) -> str | None:
     with store.read() as session:
         return session.scalar(select(Run.status).where(Run.id == run_id))
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so a forced cancel still flushes and
+    records `cancelled`."""
+
+    def handler(signum, frame):  # noqa: ANN001, ARG001
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,155 @@
+"""Launching runs in the background: the API the CLI and the TUI call (none of it imports torch).
+
+    run_id = submit(store, config)        # validate the device, queue the run, start a worker if a slot is free
+    cancel(store, run_id)                 # graceful, then forced (blocks up to ~grace; use a thread in the TUI)
+    request_cancel(store, run_id)         # just ask (non-blocking)
+    resume(store, run_id)                 # crashed / cancelled / failed → queued again, same id
+    refresh_liveness(store)               # readers: mark dead runs crashed, unstick the queue
+    queue_positions(store)                # {run_id: 1-based position} of queued runs
+    log_tail(path, lines=40)              # the end of a run's log
+
+A worker is a fresh `python -m rltui.runner.worker --db URL` process (exec, never fork: no engine or
+connection crosses into it) in its own session, with stdin from /dev/null and output to a log under
+the store's directory, so closing the terminal, SIGHUP or Ctrl-C in the launcher leave it running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rltui.config import RunConfig
+from rltui.runner.devices import DeviceError, resolve_device
+from rltui.runner.execute import create_run
+from rltui.runner.lifecycle import (
+    LifecycleError,
+    cancel,
+    force_cancel,
+    kick_stalled_queue,
+    prepare_resume,
+    queue_positions,
+    refresh_liveness,
+    request_cancel,
+    uses_torch,
+)
+from rltui.store.engine import Store, default_db_path
+from rltui.store.models import QUEUED
+
+_children: list[subprocess.Popen] = []  # workers this process started, reaped as we go
+
+
+def log_dir(store: Store) -> Path:
+    """Run logs live beside the SQLite file (`<db dir>/logs`), else beside the default store."""
+    base = store.path.parent if store.path is not None else default_db_path().parent
+    return base / "logs"
+
+
+def run_log_path(store: Store, run_id: int) -> Path:
+    return log_dir(store) / f"run-{run_id}.log"
+
+
+def check_launch_device(config: RunConfig) -> None:
+    """Refuse at launch a device this host does not have (DeviceError), never mid-run.
+
+    "auto" and "cpu" always work. An explicit cuda/mps for a torch run is checked in this process if
+    torch is already loaded, else in a short child process, so the TUI never imports torch.
+    """
+    torch_run = uses_torch(config.algo_id, config.algo.model_dump())
+    if not torch_run or config.device in ("auto", "cpu") or "torch" in sys.modules:
+        resolve_device(config.device, torch_run)
+        return
+    proc = subprocess.run(
+        [sys.executable, "-m", "rltui.runner.devices", config.device],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise DeviceError(f"device {config.device!r}: could not check it ({proc.stderr.strip()[-300:]})") from None
+    if answer.get("error"):
+        raise DeviceError(answer["error"])
+
+
+def submit(store: Store, config: RunConfig, *, check_device: bool = True, start: bool = True) -> int:
+    """Queue a validated run and start a worker if one of its slots is free; returns the run id."""
+    if check_device:
+        check_launch_device(config)
+    run_id = create_run(store, config, status=QUEUED)
+    if start:
+        start_workers(store)
+    return run_id
+
+
+def resume(store: Store, run_id: int, *, start: bool = True) -> int | None:
+    """Queue a crashed/cancelled/failed run again (same id). Returns the checkpoint step it continues
+    from, or None when it restarts (no checkpoint: its old metrics, episodes and artifacts are gone)."""
+    step = prepare_resume(store, run_id)
+    if start:
+        start_workers(store)
+    return step
+
+
+def start_workers(store: Store) -> int:
+    """Start one worker per queued run that has a free slot now (extra workers find nothing and exit)."""
+    return kick_stalled_queue(store, crashed_now=True)
+
+
+def spawn_worker(store: Store) -> subprocess.Popen:
+    """A detached worker: own session, stdin /dev/null, output appended to <logs>/workers.log until it
+    claims a run (then to that run's log)."""
+    _reap()
+    logs = log_dir(store)
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(logs / "workers.log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rltui.runner.worker", "--db", store.url],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _children.append(proc)
+    return proc
+
+
+def _reap() -> None:
+    """Collect workers of ours that ended, so a long-lived launcher (the TUI) keeps no zombies."""
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
+
+
+def log_tail(path: str | os.PathLike | None, lines: int = 40, max_bytes: int = 64_000) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return None
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+__all__ = [
+    "LifecycleError",
+    "cancel",
+    "check_launch_device",
+    "force_cancel",
+    "log_dir",
+    "log_tail",
+    "queue_positions",
+    "refresh_liveness",
+    "request_cancel",
+    "resume",
+    "run_log_path",
+    "spawn_worker",
+    "start_workers",
+    "submit",
+]

@@ -1,0 +1,76 @@
+"""The detached worker: `python -m rltui.runner.worker --db URL`.
+
+Started by `launch.spawn_worker` in its own session (no controlling terminal: SIGHUP and Ctrl-C of
+the launcher never reach it). It claims the next queued run that has a free slot, points its
+stdout/stderr at that run's log, executes it, and claims again until the queue has nothing for it —
+so the queue drains with no daemon. It imports no torch unless a run's algorithm does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from rltui.store.engine import Store, create_store_engine, resolve_url
+
+
+def _redirect_output(path: str) -> None:
+    """Send this process's stdout and stderr (fds 1 and 2, so child libraries too) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rltui.runner.worker")
+    parser.add_argument("--db", required=True, help="the store's SQLAlchemy URL or SQLite path")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from rltui.runner.execute import execute_run, sigterm_as_interrupt
+    from rltui.runner.launch import log_dir, run_log_path
+    from rltui.runner.lifecycle import (
+        claim_next,
+        heartbeat_interval,
+        hostname,
+        last_wall_time,
+        next_needs_torch,
+        refresh_liveness,
+    )
+
+    sigterm_as_interrupt()
+    # The launcher already opened (and upgraded) this store; a plain engine starts faster.
+    url = resolve_url(args.db)
+    store = Store(url=url, engine=create_store_engine(url))
+    log_dir(store).mkdir(parents=True, exist_ok=True, mode=0o700)
+    pid, host = os.getpid(), hostname()
+    interval = heartbeat_interval()
+    ran = 0
+    try:
+        while True:
+            try:
+                refresh_liveness(store, kick=False)  # free the slots of dead workers first
+                if "torch" not in sys.modules and next_needs_torch(store):
+                    import torch  # noqa: F401 — slow; done before the claim starts the heartbeat clock
+                run_id = claim_next(store, pid, host, lambda rid: str(run_log_path(store, rid)))
+            except KeyboardInterrupt:
+                break
+            if run_id is None:
+                break
+            _redirect_output(str(run_log_path(store, run_id)))
+            print(f"rltui worker {pid} on {host}: run {run_id}", flush=True)
+            status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
+            print(f"rltui worker {pid}: run {run_id} {status}", flush=True)
+            ran += 1
+    finally:
+        store.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
