@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,8 +112,18 @@ def json_text(value: Any) -> str:
         return str(value)
     try:
         return _fast_encode(value)
-    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way
-        return _json_encode(to_jsonable(value))
+    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way, same output
+        return _json_encode(_finite_or_null(to_jsonable(value)))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def encode_artifact(value: Any) -> tuple[str, bytes]:

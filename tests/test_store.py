@@ -97,3 +97,37 @@ def test_checkpoints_keep_the_newest_two(store):
     assert rec.last_checkpoint() == (300, b"state@300")
     with store.read() as s:
         assert [st for st, _ in artifact_series(s, run_id, "checkpoint")] == [200, 300]
+
+
+def test_default_store_directory_is_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    open_store().dispose()
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "rltui").st_mode) == 0o700
+
+
+def test_step_json_fast_path_matches_plain_json():
+    import json
+
+    from rltui.recorder import json_text
+
+    assert json_text(3) == "3" and json_text(True) == "true" and json_text(None) == "null"
+    assert json.loads(json_text([0.5, -1.25, 3])) == [0.5, -1.25, 3]
+    extras = {"Q": np.array([0.25, 0.5], dtype=np.float32), "V": np.float64(0.75), "a": np.int64(2),
+              "pi": (0.5, 0.5), 3: "int key", "nan": float("nan"), "big": 2**70}
+    assert json.loads(json_text(extras)) == {"Q": [0.25, 0.5], "V": 0.75, "a": 2, "pi": [0.5, 0.5],
+                                             "3": "int key", "nan": None, "big": 2**70}
+    assert json.loads(json_text(np.arange(4).reshape(2, 2)[:, 0])) == [0, 2]  # non-contiguous view
+
+
+def test_steps_written_by_the_fast_path_read_back_through_the_models(store):
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1))
+    steps = [StepRecord(np.int64(t), [0.1 * t, np.float32(0.5)], np.int64(t % 2), np.float32(-1.0), t == 1,
+                        {"Q": np.zeros(2), "token": "a"} if t == 0 else None) for t in range(2)]
+    rec.episode(np.int64(0), np.float64(-2.0), 2, steps=steps, step=np.int64(2))
+    rec.close()
+    with store.read() as s:
+        (ep,) = s.scalars(select(Episode)).all()
+        assert (ep.index, ep.return_, ep.length, ep.step, ep.has_trajectory) == (0, -2.0, 2, 2, True)
+        got = [(st.t, st.state, st.action, st.reward, st.done, st.extras) for st in ep.steps]
+        assert got == [(0, [0.0, 0.5], 0, -1.0, False, {"Q": [0.0, 0.0], "token": "a"}), (1, [0.1, 0.5], 1, -1.0, True, None)]
