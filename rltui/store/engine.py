@@ -221,13 +221,17 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
     SQLite's online backup copies a consistent snapshot, WAL content included, even while another
     process is writing, which a plain file copy would not.
     """
-    target = backup_path(path, revision)
-    n = 1
-    while target.exists():
-        target = target.with_name(f"{target.name[:-4]}-{n}.bak")
-        n += 1
-    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    os.close(fd)
+    first = backup_path(path, revision)
+    for n in range(1000):  # O_EXCL: two processes upgrading at once never share a backup file
+        target = first if n == 0 else first.with_name(f"{first.name[:-4]}-{n}.bak")
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        break
+    else:
+        raise StoreError(f"{path}: cannot find a free backup file name next to it")
     src = sqlite3.connect(path, timeout=15)
     dst = sqlite3.connect(target)
     try:
