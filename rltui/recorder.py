@@ -243,11 +243,14 @@ class StoreRecorder(Recorder):
 
     def log(self, step: int, **metrics: float) -> None:
         # The hot path of every training loop: build the rows, append, count; no other work.
-        run_id, step, wall = self.run_id, int(step), time.monotonic() - self._t0
+        now = time.monotonic()
+        run_id, step, wall = self.run_id, int(step), now - self._t0
         rows = [(run_id, key, step, float(value), wall) for key, value in metrics.items()]
         with self._lock:
-            self._pending.metrics += rows
-        self._maybe_flush()
+            pending = self._pending.metrics
+            pending += rows
+        if now - self._last_flush >= self.flush_every or len(pending) >= self.max_pending:
+            self.flush()
 
     def log_many(self, key: str, steps: Iterable[int], values: Iterable[float]) -> None:
         """A whole series at once (the benchmark's and bulk importers' path)."""

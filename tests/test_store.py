@@ -131,3 +131,37 @@ def test_steps_written_by_the_fast_path_read_back_through_the_models(store):
         assert (ep.index, ep.return_, ep.length, ep.step, ep.has_trajectory) == (0, -2.0, 2, 2, True)
         got = [(st.t, st.state, st.action, st.reward, st.done, st.extras) for st in ep.steps]
         assert got == [(0, [0.0, 0.5], 0, -1.0, False, {"Q": [0.0, 0.0], "token": "a"}), (1, [0.1, 0.5], 1, -1.0, True, None)]
+
+
+def _recorded(store, run_id):
+    with store.read() as s:
+        metrics = [tuple(r) for r in s.execute(select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id))]
+        eps = [(e.phase, e.index, e.return_, e.length, e.step, e.has_trajectory,
+                [(st.t, st.state, st.action, st.reward, st.done, st.extras) for st in e.steps])
+               for e in s.scalars(select(Episode).where(Episode.run_id == run_id).order_by(Episode.id))]
+        return metrics, eps, s.get(Run, run_id).summary
+
+
+def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monkeypatch):
+    """The Core-insert path other backends (PostgreSQL) take, run on SQLite, against the fast path."""
+    from rltui.store.engine import Store
+
+    def record(run_id):
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=2, eval=True), flush_every=60)
+        for step in range(20):
+            rec.log(step, loss=1.0 / (step + 1), nan_at_end=float("nan") if step == 19 else 0.0)
+            if step % 4 == 0:
+                rec.episode(step // 4, -1.0, 2, steps=[StepRecord(0, [0.5, 1.0], 1, -0.5, False, {"Q": np.ones(2)}),
+                                                      StepRecord(1, [0.0, 1.0], 0, -0.5, True)], step=step)
+                rec.flush() if step == 8 else None  # pruning across flushes too
+        rec.episode(0, 2.0, 1, phase="eval", steps=[StepRecord(0, 0, 0, 2.0, True)])
+        rec.summary(best=2.0)
+        rec.close()
+        return _recorded(store, run_id)
+
+    fast = record(make_run(store))
+    monkeypatch.setattr(Store, "is_sqlite", property(lambda self: False))
+    core = record(make_run(store))
+    assert fast[0] == core[0] and fast[2] == core[2] == {"best": 2.0}
+    assert fast[1] == core[1]
+    assert [(p, i) for p, i, *_rest, has, _steps in fast[1] if has] == [("train", 3), ("train", 4), ("eval", 0)]

@@ -77,6 +77,8 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         # A larger page cache keeps the metric index's hot pages in memory on long runs.
         cur.execute("PRAGMA cache_size=-32768")
+        # After a checkpoint, shrink a WAL that a burst (or a slow reader) let grow past 64 MiB.
+        cur.execute("PRAGMA journal_size_limit=67108864")
         cur.close()
 
     @event.listens_for(engine, "begin")
