@@ -6,6 +6,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow
@@ -165,3 +166,65 @@ def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monke
     assert fast[0] == core[0] and fast[2] == core[2] == {"best": 2.0}
     assert fast[1] == core[1]
     assert [(p, i) for p, i, *_rest, has, _steps in fast[1] if has] == [("train", 3), ("train", 4), ("eval", 0)]
+
+
+PG_ADMIN_URL = os.environ.get("RLTUI_TEST_PG", "postgresql+psycopg://rltui:rltui@localhost/postgres")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on a reachable server (RLTUI_TEST_PG), dropped afterwards."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (PostgreSQL is optional)")
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+    try:
+        conn = admin.connect()
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL reachable at {make_url(PG_ADMIN_URL).render_as_string()}: {type(exc).__name__}")
+    name = f"rltui_test_{os.getpid()}"
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+    admin.dispose()
+
+
+def test_postgresql_store_migrates_records_and_exports(pg_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from rltui.export import run_export
+    from rltui.store.migrate import downgrade, head_revision, upgrade
+    from rltui.store.models import Base
+
+    store = open_store(pg_url)
+    try:
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+            assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        run_id = make_run(store)
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=1))
+        for step in range(5):
+            rec.log(step, loss=float(step))
+        rec.log(5, loss=float("nan"))
+        for i in range(2):
+            rec.episode(i, 1.0, 2, steps=[StepRecord(0, [0.5], 1, 0.5, False, {"Q": np.ones(2)}), StepRecord(1, [1.0], 0, 0.5, True)], step=2 * i)
+        rec.summary(best=1.0)
+        rec.close()
+        data = run_export(store, run_id)
+        assert data["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
+        assert [t["index"] for t in data["trajectories"]] == [1]
+        assert data["trajectories"][0]["steps"][0] == {"t": 0, "state": [0.5], "action": 1, "reward": 0.5, "done": False, "extras": {"Q": [1.0, 1.0]}}
+        downgrade(store.engine, "0001")
+        upgrade(store.engine, "head")
+        # PostgreSQL keeps NaN as NaN (never NULL), so even a downgrade below 0003 keeps the point.
+        assert run_export(store, run_id)["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
+    finally:
+        store.dispose()

@@ -183,11 +183,14 @@ def create_store_engine(url: str) -> Engine:
 def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     """Open (creating if needed) the store at `db` and bring its schema to head."""
     url = resolve_url(db)
-    path = sqlite_path(url)
+    try:
+        path = sqlite_path(url)
+    except Exception as exc:  # a malformed URL
+        raise StoreError(f"{url!r} is neither a file path nor a database URL ({exc})") from exc
     backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
     try:
         engine = create_store_engine(url)
-    except Exception as exc:  # a URL naming a driver that is not installed, a malformed URL
+    except Exception as exc:  # a URL naming a driver that is not installed
         raise StoreError(f"{make_url(url).render_as_string()}: cannot open the store ({exc})") from exc
     if path is None and upgrade:
         from rltui.store.migrate import current_revision
