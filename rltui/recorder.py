@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,8 +112,18 @@ def json_text(value: Any) -> str:
         return str(value)
     try:
         return _fast_encode(value)
-    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way
-        return _json_encode(to_jsonable(value))
+    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way, same output
+        return _json_encode(_finite_or_null(to_jsonable(value)))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def encode_artifact(value: Any) -> tuple[str, bytes]:
@@ -232,11 +243,14 @@ class StoreRecorder(Recorder):
 
     def log(self, step: int, **metrics: float) -> None:
         # The hot path of every training loop: build the rows, append, count; no other work.
-        run_id, step, wall = self.run_id, int(step), time.monotonic() - self._t0
+        now = time.monotonic()
+        run_id, step, wall = self.run_id, int(step), now - self._t0
         rows = [(run_id, key, step, float(value), wall) for key, value in metrics.items()]
         with self._lock:
-            self._pending.metrics += rows
-        self._maybe_flush()
+            pending = self._pending.metrics
+            pending += rows
+        if now - self._last_flush >= self.flush_every or len(pending) >= self.max_pending:
+            self.flush()
 
     def log_many(self, key: str, steps: Iterable[int], values: Iterable[float]) -> None:
         """A whole series at once (the benchmark's and bulk importers' path)."""

@@ -153,3 +153,42 @@ def test_a_forked_child_never_uses_its_parents_connections(store, db_path):
         assert metric_series(s, run_id, "from_child") == [(1, 1.0, metric_series(s, run_id, "from_child")[0][2])]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def _open(db: str, barrier, errors) -> None:  # noqa: ANN001
+    try:
+        barrier.wait(timeout=30)
+        open_store(db).dispose()
+    except BaseException:  # noqa: BLE001
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_two_processes_opening_an_old_store_at_once_upgrade_it_once(store, db_path):
+    from rltui.store.migrate import downgrade, head_revision
+
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id)
+    rec.log(0, loss=1.0)
+    rec.close()
+    downgrade(store.engine, "0001")
+    store.dispose()
+    barrier, errors = CTX.Barrier(2), CTX.Queue()
+    procs = [CTX.Process(target=_open, args=(str(db_path), barrier, errors)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert not problems, "\n".join(problems)
+    assert [p.exitcode for p in procs] == [0, 0]
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert raw.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        raw.close()
+    assert 1 <= len(list(db_path.parent.glob("*.bak"))) <= 2

@@ -6,6 +6,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow
@@ -97,3 +98,133 @@ def test_checkpoints_keep_the_newest_two(store):
     assert rec.last_checkpoint() == (300, b"state@300")
     with store.read() as s:
         assert [st for st, _ in artifact_series(s, run_id, "checkpoint")] == [200, 300]
+
+
+def test_default_store_directory_is_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    open_store().dispose()
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "rltui").st_mode) == 0o700
+
+
+def test_step_json_fast_path_matches_plain_json():
+    import json
+
+    from rltui.recorder import json_text
+
+    assert json_text(3) == "3" and json_text(True) == "true" and json_text(None) == "null"
+    assert json.loads(json_text([0.5, -1.25, 3])) == [0.5, -1.25, 3]
+    extras = {"Q": np.array([0.25, 0.5], dtype=np.float32), "V": np.float64(0.75), "a": np.int64(2),
+              "pi": (0.5, 0.5), 3: "int key", "nan": float("nan"), "big": 2**70}
+    assert json.loads(json_text(extras)) == {"Q": [0.25, 0.5], "V": 0.75, "a": 2, "pi": [0.5, 0.5],
+                                             "3": "int key", "nan": None, "big": 2**70}
+    assert json.loads(json_text(np.arange(4).reshape(2, 2)[:, 0])) == [0, 2]  # non-contiguous view
+
+
+def test_steps_written_by_the_fast_path_read_back_through_the_models(store):
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1))
+    steps = [StepRecord(np.int64(t), [0.1 * t, np.float32(0.5)], np.int64(t % 2), np.float32(-1.0), t == 1,
+                        {"Q": np.zeros(2), "token": "a"} if t == 0 else None) for t in range(2)]
+    rec.episode(np.int64(0), np.float64(-2.0), 2, steps=steps, step=np.int64(2))
+    rec.close()
+    with store.read() as s:
+        (ep,) = s.scalars(select(Episode)).all()
+        assert (ep.index, ep.return_, ep.length, ep.step, ep.has_trajectory) == (0, -2.0, 2, 2, True)
+        got = [(st.t, st.state, st.action, st.reward, st.done, st.extras) for st in ep.steps]
+        assert got == [(0, [0.0, 0.5], 0, -1.0, False, {"Q": [0.0, 0.0], "token": "a"}), (1, [0.1, 0.5], 1, -1.0, True, None)]
+
+
+def _recorded(store, run_id):
+    with store.read() as s:
+        metrics = [tuple(r) for r in s.execute(select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id))]
+        eps = [(e.phase, e.index, e.return_, e.length, e.step, e.has_trajectory,
+                [(st.t, st.state, st.action, st.reward, st.done, st.extras) for st in e.steps])
+               for e in s.scalars(select(Episode).where(Episode.run_id == run_id).order_by(Episode.id))]
+        return metrics, eps, s.get(Run, run_id).summary
+
+
+def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monkeypatch):
+    """The Core-insert path other backends (PostgreSQL) take, run on SQLite, against the fast path."""
+    from rltui.store.engine import Store
+
+    def record(run_id):
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=2, eval=True), flush_every=60)
+        for step in range(20):
+            rec.log(step, loss=1.0 / (step + 1), nan_at_end=float("nan") if step == 19 else 0.0)
+            if step % 4 == 0:
+                rec.episode(step // 4, -1.0, 2, steps=[StepRecord(0, [0.5, 1.0], 1, -0.5, False, {"Q": np.ones(2)}),
+                                                      StepRecord(1, [0.0, 1.0], 0, -0.5, True)], step=step)
+                rec.flush() if step == 8 else None  # pruning across flushes too
+        rec.episode(0, 2.0, 1, phase="eval", steps=[StepRecord(0, 0, 0, 2.0, True)])
+        rec.summary(best=2.0)
+        rec.close()
+        return _recorded(store, run_id)
+
+    fast = record(make_run(store))
+    monkeypatch.setattr(Store, "is_sqlite", property(lambda self: False))
+    core = record(make_run(store))
+    assert fast[0] == core[0] and fast[2] == core[2] == {"best": 2.0}
+    assert fast[1] == core[1]
+    assert [(p, i) for p, i, *_rest, has, _steps in fast[1] if has] == [("train", 3), ("train", 4), ("eval", 0)]
+
+
+PG_ADMIN_URL = os.environ.get("RLTUI_TEST_PG", "postgresql+psycopg://rltui:rltui@localhost/postgres")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on a reachable server (RLTUI_TEST_PG), dropped afterwards."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (PostgreSQL is optional)")
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+    try:
+        conn = admin.connect()
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL reachable at {make_url(PG_ADMIN_URL).render_as_string()}: {type(exc).__name__}")
+    name = f"rltui_test_{os.getpid()}"
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+    admin.dispose()
+
+
+def test_postgresql_store_migrates_records_and_exports(pg_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from rltui.export import run_export
+    from rltui.store.migrate import downgrade, head_revision, upgrade
+    from rltui.store.models import Base
+
+    store = open_store(pg_url)
+    try:
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+            assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        run_id = make_run(store)
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=1))
+        for step in range(5):
+            rec.log(step, loss=float(step))
+        rec.log(5, loss=float("nan"))
+        for i in range(2):
+            rec.episode(i, 1.0, 2, steps=[StepRecord(0, [0.5], 1, 0.5, False, {"Q": np.ones(2)}), StepRecord(1, [1.0], 0, 0.5, True)], step=2 * i)
+        rec.summary(best=1.0)
+        rec.close()
+        data = run_export(store, run_id)
+        assert data["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
+        assert [t["index"] for t in data["trajectories"]] == [1]
+        assert data["trajectories"][0]["steps"][0] == {"t": 0, "state": [0.5], "action": 1, "reward": 0.5, "done": False, "extras": {"Q": [1.0, 1.0]}}
+        downgrade(store.engine, "0001")
+        upgrade(store.engine, "head")
+        # PostgreSQL keeps NaN as NaN (never NULL), so even a downgrade below 0003 keeps the point.
+        assert run_export(store, run_id)["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
+    finally:
+        store.dispose()

@@ -77,6 +77,8 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         # A larger page cache keeps the metric index's hot pages in memory on long runs.
         cur.execute("PRAGMA cache_size=-32768")
+        # After a checkpoint, shrink a WAL that a burst (or a slow reader) let grow past 64 MiB.
+        cur.execute("PRAGMA journal_size_limit=67108864")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -181,11 +183,14 @@ def create_store_engine(url: str) -> Engine:
 def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     """Open (creating if needed) the store at `db` and bring its schema to head."""
     url = resolve_url(db)
-    path = sqlite_path(url)
+    try:
+        path = sqlite_path(url)
+    except Exception as exc:  # a malformed URL
+        raise StoreError(f"{url!r} is neither a file path nor a database URL ({exc})") from exc
     backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
     try:
         engine = create_store_engine(url)
-    except Exception as exc:  # a URL naming a driver that is not installed, a malformed URL
+    except Exception as exc:  # a URL naming a driver that is not installed
         raise StoreError(f"{make_url(url).render_as_string()}: cannot open the store ({exc})") from exc
     if path is None and upgrade:
         from rltui.store.migrate import current_revision
@@ -221,13 +226,17 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
     SQLite's online backup copies a consistent snapshot, WAL content included, even while another
     process is writing, which a plain file copy would not.
     """
-    target = backup_path(path, revision)
-    n = 1
-    while target.exists():
-        target = target.with_name(f"{target.name[:-4]}-{n}.bak")
-        n += 1
-    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    os.close(fd)
+    first = backup_path(path, revision)
+    for n in range(1000):  # O_EXCL: two processes upgrading at once never share a backup file
+        target = first if n == 0 else first.with_name(f"{first.name[:-4]}-{n}.bak")
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        break
+    else:
+        raise StoreError(f"{path}: cannot find a free backup file name next to it")
     src = sqlite3.connect(path, timeout=15)
     dst = sqlite3.connect(target)
     try:
