@@ -125,7 +125,7 @@ def test_run_completes_after_its_launcher_is_hung_up_and_killed(tmp_path, db_pat
 
 # --- crash detection -----------------------------------------------------------------------------
 def test_sigkilled_worker_is_crashed_at_once_loses_under_a_second_and_restarts_on_resume(tmp_path, db_path, store):
-    run_id = submit(store, probe_config(tmp_path, steps=600, step_seconds=0.005))
+    run_id = submit(store, probe_config(tmp_path, steps=300, step_seconds=0.005))
     wait_for(lambda: len(counts(store, run_id)) >= 100, 40, "the first 100 metrics")
     run = run_row(store, run_id)
     os.kill(run.pid, signal.SIGKILL)
@@ -144,10 +144,9 @@ def test_sigkilled_worker_is_crashed_at_once_loses_under_a_second_and_restarts_o
     # No checkpoint (a numpy-only run): resume starts over, without doubling the series.
     resumed = json.loads(rltui_cli("resume", str(run_id), "--json", db=db_path, check=True).stdout)
     assert resumed["resumed_from_step"] is None
-    assert counts(store, run_id) == []
     run = wait_status(store, run_id, {"completed", "failed", "crashed"}, timeout=60)
     assert run.status == "completed", run.error
-    assert counts(store, run_id) == list(range(1, 601))
+    assert counts(store, run_id) == list(range(1, 301))
 
 
 def test_frozen_worker_is_crashed_by_its_stale_heartbeat_and_backs_off(tmp_path, db_path, store):

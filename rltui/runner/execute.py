@@ -88,20 +88,20 @@ class RunRecorder(StoreRecorder):
     def __init__(self, store: Store, run_id: int, policy: RecordPolicy | None = None, wall_offset: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(store, run_id, policy=policy, **kwargs)
-        self._flush_lock = threading.Lock()
+        self._run_flush_lock = threading.Lock()  # ours; the base class may hold its own inside flush()
         self._last_flush = float("-inf")
         self._t0 -= wall_offset  # a resumed run's clock continues
         self.pid = os.getpid()
         self.lost = False
 
     def flush(self) -> None:
-        with self._flush_lock:
+        with self._run_flush_lock:
             if not self.lost and not self._owned():
                 print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
                 self.lose()
             if self.lost:
                 with self._lock:
-                    self._pending.__init__()
+                    self._pending = type(self._pending)()
                 return
             super().flush()
 
