@@ -40,7 +40,7 @@ GOAL_S = 0.5
 def write_config(directory: Path, uses_torch: bool) -> Path:
     path = directory / f"probe_{'torch' if uses_torch else 'numpy'}.toml"
     path.write_text(
-        'name = "bench-launch"\nseed = 0\n[env]\nid = "counter"\n[algo]\nid = "heartbeat_probe"\n'
+        'name = "bench-launch"\nseed = 0\n[env]\nid = "ticker"\n[algo]\nid = "heartbeat_probe"\n'
         f"steps = 1000\nstep_seconds = 0.2\nprint_every = 0\nuses_torch = {str(uses_torch).lower()}\n"
     )
     return path

@@ -39,7 +39,7 @@ def _fast_lifecycle(monkeypatch):
 
 def probe_config(tmp_path: Path, name: str = "probe", episode_length: int = 10, **algo) -> Path:
     algo = {"steps": 20, "step_seconds": 0.01, **algo}
-    lines = [f'name = "{name}"', "seed = 3", "", "[env]", 'id = "counter"', f"episode_length = {episode_length}",
+    lines = [f'name = "{name}"', "seed = 3", "", "[env]", 'id = "ticker"', f"episode_length = {episode_length}",
              "", "[algo]", 'id = "heartbeat_probe"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in algo.items()]
     path = tmp_path / f"{name}.toml"
