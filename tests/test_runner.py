@@ -322,3 +322,34 @@ def test_gpu_runs_are_counted_per_gpu(monkeypatch):
     assert slot_of("auto", "cpu", True) == "cpu"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert slot_of("auto", None, True) == "cpu"
+
+
+def test_the_launch_api_never_imports_torch(tmp_path, db_path, store):
+    """The TUI calls submit/cancel/resume/refresh_liveness/queue_positions: none may import torch,
+    not even for a torch run (device "auto" is resolved by the worker)."""
+    script = f"""
+import sys
+from rltui.config import load_config_file
+from rltui.runner import launch
+from rltui.store import open_store
+store = open_store({str(db_path)!r})
+ids = [launch.submit(store, load_config_file({str(probe_config(tmp_path, 'np'))!r}), start=False),
+       launch.submit(store, load_config_file({str(probe_config(tmp_path, 'pt', uses_torch=True))!r}), start=False)]
+launch.refresh_liveness(store, kick=False)
+assert launch.queue_positions(store) == {{ids[0]: 1, ids[1]: 2}}
+assert launch.request_cancel(store, ids[1]) == "cancelled"
+launch.resume(store, ids[1], start=False)
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_foreground_run_heartbeats_and_holds_its_row(tmp_path, db_path, store):
+    proc = rltui_cli("run", str(probe_config(tmp_path, steps=5)), "--json", db=db_path, check=True)
+    data = json.loads(proc.stdout)
+    assert data["status"] == "completed" and data["pid"] and data["host"]
+    assert counts(store, data["id"]) == [1, 2, 3, 4, 5]
+    with store.read() as s:
+        assert s.scalar(select(Episode.id).where(Episode.run_id == data["id"])) is None  # 5 < episode_length

@@ -58,7 +58,9 @@ def check_launch_device(config: RunConfig) -> None:
     torch is already loaded, else in a short child process, so the TUI never imports torch.
     """
     torch_run = uses_torch(config.algo_id, config.algo.model_dump())
-    if not torch_run or config.device in ("auto", "cpu") or "torch" in sys.modules:
+    if torch_run and config.device in ("auto", "cpu"):
+        return  # always satisfiable; the worker resolves "auto"
+    if not torch_run or "torch" in sys.modules:
         resolve_device(config.device, torch_run)
         return
     proc = subprocess.run(
