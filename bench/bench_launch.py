@@ -8,7 +8,9 @@ and a torch run (uses_torch=true), measured on a fresh store in a temporary dire
   * submit → first metric: the same from `launch.submit()` inside an already running process
     (what the TUI does; no CLI start-up);
   * CLI returns: how long `rltui run --detach` itself takes;
-  * worker RSS: resident memory of the worker process while its run sleeps between steps.
+  * worker RSS: resident memory of the worker process while its run sleeps between steps;
+  * worker CPU: CPU seconds (user+sys) the worker had used when its first metric was readable —
+    unlike wall time, it barely depends on how loaded the machine is.
 
 Goal: a tabular run's first metric within 0.5 s of launch.
 
@@ -46,17 +48,26 @@ def write_config(directory: Path, uses_torch: bool) -> Path:
     return path
 
 
-def wait_first_metric(db: Path, run_id: int, timeout: float = 120.0) -> float:
+def wait_first_metric(db: Path, run_id: int, timeout: float = 120.0) -> tuple[float, float]:
+    """(perf_counter when the first metric was readable, the worker's CPU seconds then)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if conn.execute("SELECT 1 FROM metrics WHERE run_id = ? LIMIT 1", (run_id,)).fetchone():
-                return time.perf_counter()
+                seen = time.perf_counter()
+                pid = conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+                return seen, cpu_seconds(pid)
             time.sleep(0.002)
     finally:
         conn.close()
     raise TimeoutError(f"run {run_id}: no metric after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def worker_rss_mib(store, run_id: int) -> float:
@@ -79,7 +90,19 @@ def latest_run_id(db: Path) -> int:
         conn.close()
 
 
-def one_cli_launch(db: Path, config: Path, store) -> tuple[float, float, float]:
+def cancel_and_wait_exit(store, run_id: int) -> None:
+    """Cancel the run and wait for its worker to exit, so the next launch meets no idle worker."""
+    from rltui.runner.lifecycle import pid_alive
+    from rltui.store.models import Run
+
+    with store.read() as s:
+        pid = s.get(Run, run_id).pid
+    launch.cancel(store, run_id, grace=5)
+    while pid_alive(pid):
+        time.sleep(0.01)
+
+
+def one_cli_launch(db: Path, config: Path, store) -> tuple[float, float, float, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rltui.cli", "--db", str(db), "run", str(config), "--detach", "--json"],
@@ -90,21 +113,21 @@ def one_cli_launch(db: Path, config: Path, store) -> tuple[float, float, float]:
     while (latest_run_id(db) or 0) == before:
         time.sleep(0.002)
     run_id = latest_run_id(db)
-    first = wait_first_metric(db, run_id)
+    first, worker_cpu = wait_first_metric(db, run_id)
     proc.wait()
     returned = time.perf_counter()  # upper bound; the CLI usually ended before the first metric
     time.sleep(1.0)  # let the worker settle into its sleeping loop
     rss = worker_rss_mib(store, run_id)
-    launch.cancel(store, run_id, grace=5)
-    return first - t0, returned - t0, rss
+    cancel_and_wait_exit(store, run_id)
+    return first - t0, returned - t0, rss, worker_cpu
 
 
 def one_submit(db: Path, config: Path, store) -> float:
     cfg = load_config_file(config)
     t0 = time.perf_counter()
     run_id = launch.submit(store, cfg)
-    first = wait_first_metric(db, run_id)
-    launch.cancel(store, run_id, grace=5)
+    first, _ = wait_first_metric(db, run_id)
+    cancel_and_wait_exit(store, run_id)
     return first - t0
 
 
@@ -120,17 +143,18 @@ def main() -> int:
         for uses_torch in (False, True):
             config = write_config(tmp, uses_torch)
             one_cli_launch(db, config, store)  # warm the page cache for this kind of run
-            cli, returned, rss = zip(*(one_cli_launch(db, config, store) for _ in range(args.repeat)))
+            cli, returned, rss, cpu = zip(*(one_cli_launch(db, config, store) for _ in range(args.repeat)))
             sub = [one_submit(db, config, store) for _ in range(args.repeat)]
-            rows.append(("torch" if uses_torch else "numpy (tabular-style)", cli, returned, sub, rss))
+            rows.append(("torch" if uses_torch else "numpy (tabular-style)", cli, returned, sub, rss, cpu))
         store.dispose()
     print(f"bench_launch: {args.repeat} launches each, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f} (median [min])")
-    print(f"{'run':<22} {'CLI launch→1st metric':>22} {'submit→1st metric':>19} {'CLI returns':>13} {'worker RSS':>11}")
-    for name, cli, returned, sub, rss in rows:
+    print(f"{'run':<22} {'CLI launch→1st metric':>22} {'submit→1st metric':>19} {'CLI returns':>13} "
+          f"{'worker CPU':>11} {'worker RSS':>11}")
+    for name, cli, returned, sub, rss, cpu in rows:
         print(f"{name:<22} {statistics.median(cli):>12.3f} s [{min(cli):.3f}] "
               f"{statistics.median(sub):>9.3f} s [{min(sub):.3f}] {statistics.median(returned):>11.3f} s "
-              f"{statistics.median(rss):>7.1f} MiB")
+              f"{statistics.median(cpu):>9.2f} s {statistics.median(rss):>7.1f} MiB")
     numpy_cli, numpy_sub = statistics.median(rows[0][1]), statistics.median(rows[0][3])
     print(f"goal {GOAL_S} s for a tabular run's first metric: CLI launch {numpy_cli / GOAL_S:.2f}x the goal, "
           f"submit (TUI) {numpy_sub / GOAL_S:.2f}x")
