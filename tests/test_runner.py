@@ -21,7 +21,7 @@ from rltui.config import load_config_file
 from rltui.runner import launch
 from rltui.runner.devices import DeviceError
 from rltui.runner.lifecycle import pid_alive, queue_positions, refresh_liveness, slot_of
-from rltui.store.models import Episode, Metric, Run
+from rltui.store.models import Episode, Run
 from rltui.store.queries import metric_series
 from tests.conftest import REPO, rltui_cli
 

@@ -65,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     log_dir(store).mkdir(parents=True, exist_ok=True, mode=0o700)
     pid, host = os.getpid(), hostname()
     interval = heartbeat_interval()
-    ran = 0
     try:
         while True:
             try:
                 refresh_liveness(store, kick=False)  # free the slots of dead workers first
                 if "torch" not in sys.modules and next_needs_torch(store):
-                    import torch  # noqa: F401 — slow; done before the claim starts the heartbeat clock
+                    try:  # slow: done before the claim starts the heartbeat clock
+                        import torch  # noqa: F401
+                    except ImportError:
+                        pass  # the run itself will fail and say why
                 run_id = claim_next(store, pid, host, lambda rid: str(run_log_path(store, rid)))
             except KeyboardInterrupt:
                 break
@@ -81,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rltui worker {pid} on {host}: run {run_id}", flush=True)
             status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
             print(f"rltui worker {pid}: run {run_id} {status}", flush=True)
-            ran += 1
     finally:
         store.dispose()
     return 0
