@@ -1,7 +1,7 @@
-"""heartbeat_probe: the runner's diagnostic algorithm (diagnostics family, `counter` env).
+"""heartbeat_probe: the runner's diagnostic algorithm (diagnostics family, `ticker` env).
 
 Each step s = 1..steps: tick the env, log `count` = s (and the model's `loss` with uses_torch), record
-an episode when the counter's episode ends, report progress, sleep `step_seconds`, and echo
+an episode when the ticker's episode ends, report progress, sleep `step_seconds`, and echo
 "heartbeat_probe step s t=UNIX_TIME" to stderr (the run's log), so a test can see how far the worker
 got even when it was killed. With uses_torch it fits a 4→1 linear model by SGD to a fixed linear
 target on batches drawn from (seed, s) — the same batches whether or not the run was interrupted —
@@ -33,7 +33,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:  # noqa: AN
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
 
-    # The counter's state is a function of the steps done, so a resumed run picks the episode up.
+    # The ticker's state is a function of the steps done, so a resumed run picks the episode up.
     env.reset()
     env.state = start % length
     episode_index = start // length

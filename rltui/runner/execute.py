@@ -2,8 +2,8 @@
 
 execute_run(): load the run's stored config, resolve the device, seed everything, build the env and
 the algorithm from the registry, run it against a recorder while a heartbeat thread proves the
-process alive (and flushes the recorder), and record how it ended. The caller has already marked
-the run `running` under its pid (a worker's claim, or the foreground CLI's create_run).
+process alive (and flushes the recorder), and record how it ended. A worker has usually claimed the
+run already (or the foreground CLI created it `running`); a queued run is taken here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from rltui import registry
 from rltui.config import RunConfig, validate_config
@@ -88,20 +88,20 @@ class RunRecorder(StoreRecorder):
     def __init__(self, store: Store, run_id: int, policy: RecordPolicy | None = None, wall_offset: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(store, run_id, policy=policy, **kwargs)
-        self._flush_lock = threading.Lock()
+        self._run_flush_lock = threading.Lock()  # ours; the base class may hold its own inside flush()
         self._last_flush = float("-inf")
         self._t0 -= wall_offset  # a resumed run's clock continues
         self.pid = os.getpid()
         self.lost = False
 
     def flush(self) -> None:
-        with self._flush_lock:
+        with self._run_flush_lock:
             if not self.lost and not self._owned():
                 print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
                 self.lose()
             if self.lost:
                 with self._lock:
-                    self._pending.__init__()
+                    self._pending = type(self._pending)()
                 return
             super().flush()
 
@@ -155,6 +155,27 @@ class Heartbeat(threading.Thread):
         self.join(timeout=5)
 
 
+def take_run(store: Store, run_id: int, pid: int) -> bool:
+    """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
+    that; a caller that executes a queued run directly (tests, scripts) takes it here."""
+    now = utcnow()
+    with store.write() as session:
+        row = session.execute(select(Run.status, Run.pid).where(Run.id == run_id)).first()
+        if row is None:
+            raise KeyError(run_id)
+        if row.status == RUNNING and row.pid == pid:
+            return True
+        if row.status != QUEUED:
+            return False
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(status=RUNNING, pid=pid, host=socket.gethostname(), heartbeat_at=now,
+                    started_at=func.coalesce(Run.started_at, now))
+        )
+        return True
+
+
 def run_uses_torch(config: RunConfig) -> bool:
     """The spec's uses_torch, or a `uses_torch` switch in the algorithm's params (heartbeat_probe)."""
     return registry.algo_spec(config.algo_id).uses_torch or bool(getattr(config.algo, "uses_torch", False))
@@ -167,12 +188,14 @@ def execute_run(
     wall_offset: float = 0.0,
     heartbeat_interval: float = 1.0,
 ) -> str:
-    """Run `run_id` (already `running` under this pid) in this process to its end; returns the final status.
+    """Run `run_id` in this process to its end; returns the final status.
 
     SIGTERM (a forced cancel) and Ctrl-C end it as `cancelled` after a flush; an exception ends it
     as `failed` with the traceback stored and printed to stderr (the run's log).
     """
     pid = os.getpid()
+    if not take_run(store, run_id, pid):
+        return run_status(store, run_id)  # someone else's, or already over
     recorder: RunRecorder | None = None
     heartbeat: Heartbeat | None = None
     try:

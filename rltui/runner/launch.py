@@ -1,8 +1,9 @@
 """Launching runs in the background: the API the CLI and the TUI call (none of it imports torch).
 
     run_id = submit(store, config)        # validate the device, queue the run, start a worker if a slot is free
-    cancel(store, run_id)                 # graceful, then forced (blocks up to ~grace; use a thread in the TUI)
-    request_cancel(store, run_id)         # just ask (non-blocking)
+    cancel(store, run_id)                 # graceful, then forced (blocks up to ~grace + 6 s)
+    cancel_in_background(store, run_id)   # the same, returning at once (the TUI's cancel)
+    request_cancel(store, run_id)         # just ask (non-blocking, never forced)
     resume(store, run_id)                 # crashed / cancelled / failed → queued again, same id
     refresh_liveness(store)               # readers: mark dead runs crashed, unstick the queue
     queue_positions(store)                # {run_id: 1-based position} of queued runs
@@ -58,7 +59,9 @@ def check_launch_device(config: RunConfig) -> None:
     torch is already loaded, else in a short child process, so the TUI never imports torch.
     """
     torch_run = uses_torch(config.algo_id, config.algo.model_dump())
-    if not torch_run or config.device in ("auto", "cpu") or "torch" in sys.modules:
+    if torch_run and config.device in ("auto", "cpu"):
+        return  # always satisfiable; the worker resolves "auto"
+    if not torch_run or "torch" in sys.modules:
         resolve_device(config.device, torch_run)
         return
     proc = subprocess.run(
@@ -102,10 +105,27 @@ def spawn_worker(store: Store) -> subprocess.Popen:
     claims a run (then to that run's log)."""
     _reap()
     logs = log_dir(store)
+    return _spawn_detached(logs, ["--db", store.url])
+
+
+def cancel_in_background(store: Store, run_id: int, grace: float | None = None) -> str:
+    """Ask a run to stop and return at once (the TUI's cancel): if it is running, a detached helper
+    process waits out the grace period and forces it if need be — even if the caller exits."""
+    status = request_cancel(store, run_id)
+    if status == "running":
+        args = ["--db", store.url, "--cancel", str(run_id)]
+        if grace is not None:
+            args += ["--grace", str(grace)]
+        _spawn_detached(log_dir(store), args)
+    return status
+
+
+def _spawn_detached(logs: Path, args: list[str]) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(logs / "workers.log", "ab") as out:
+    fd = os.open(logs / "workers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rltui.runner.worker", "--db", store.url],
+            [sys.executable, "-m", "rltui.runner.worker", *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -140,6 +160,7 @@ def log_tail(path: str | os.PathLike | None, lines: int = 40, max_bytes: int = 6
 __all__ = [
     "LifecycleError",
     "cancel",
+    "cancel_in_background",
     "check_launch_device",
     "force_cancel",
     "log_dir",

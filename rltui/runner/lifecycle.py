@@ -190,7 +190,7 @@ def claim_next(store: Store, pid: int, host: str, log_path_for: Callable[[int], 
             return None
         run_id = ready[0]
         now = utcnow()
-        session.execute(
+        claimed = session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == QUEUED)
             .values(
@@ -202,8 +202,9 @@ def claim_next(store: Store, pid: int, host: str, log_path_for: Callable[[int], 
                 finished_at=None,
                 log_path=log_path_for(run_id),
             )
-        )
-        return run_id
+        ).rowcount
+        # On SQLite the write lock makes this certain; elsewhere another worker may have won the row.
+        return run_id if claimed else None
 
 
 def queue_positions(store: Store) -> dict[int, int]:

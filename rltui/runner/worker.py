@@ -1,5 +1,8 @@
 """The detached worker: `python -m rltui.runner.worker --db URL`.
 
+`--cancel RUN_ID` instead waits out a cancel's grace period and forces it (the TUI's cancel, which
+must not block or die with the TUI).
+
 Started by `launch.spawn_worker` in its own session (no controlling terminal: SIGHUP and Ctrl-C of
 the launcher never reach it). It claims the next queued run that has a free slot, points its
 stdout/stderr at that run's log, executes it, and claims again until the queue has nothing for it —
@@ -29,6 +32,9 @@ def _redirect_output(path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rltui.runner.worker")
     parser.add_argument("--db", required=True, help="the store's SQLAlchemy URL or SQLite path")
+    parser.add_argument("--cancel", type=int, metavar="RUN_ID",
+                        help="instead of running the queue: cancel this run (graceful, then forced)")
+    parser.add_argument("--grace", type=float, default=None, help="with --cancel: seconds before forcing")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -47,16 +53,27 @@ def main(argv: list[str] | None = None) -> int:
     # The launcher already opened (and upgraded) this store; a plain engine starts faster.
     url = resolve_url(args.db)
     store = Store(url=url, engine=create_store_engine(url))
+    if args.cancel is not None:
+        from rltui.runner.lifecycle import cancel
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            print(f"rltui: cancel run {args.cancel}: {cancel(store, args.cancel, grace=args.grace)}", flush=True)
+        finally:
+            store.dispose()
+        return 0
     log_dir(store).mkdir(parents=True, exist_ok=True, mode=0o700)
     pid, host = os.getpid(), hostname()
     interval = heartbeat_interval()
-    ran = 0
     try:
         while True:
             try:
                 refresh_liveness(store, kick=False)  # free the slots of dead workers first
                 if "torch" not in sys.modules and next_needs_torch(store):
-                    import torch  # noqa: F401 — slow; done before the claim starts the heartbeat clock
+                    try:  # slow: done before the claim starts the heartbeat clock
+                        import torch  # noqa: F401
+                    except ImportError:
+                        pass  # the run itself will fail and say why
                 run_id = claim_next(store, pid, host, lambda rid: str(run_log_path(store, rid)))
             except KeyboardInterrupt:
                 break
@@ -66,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rltui worker {pid} on {host}: run {run_id}", flush=True)
             status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
             print(f"rltui worker {pid}: run {run_id} {status}", flush=True)
-            ran += 1
     finally:
         store.dispose()
     return 0

@@ -1,6 +1,6 @@
 """Diagnostics family: a tiny env and algorithm for checking a machine's runner.
 
-`heartbeat_probe` on the `counter` env does nothing clever on purpose: it counts steps, logs a metric
+`heartbeat_probe` on the `ticker` env does nothing clever on purpose: it counts steps, logs a metric
 and an episode as it goes, sleeps between steps, checks should_stop(), can fail at a chosen step,
 and (with uses_torch) trains a one-layer torch model and checkpoints it so resume can be checked.
 Run it to see that background runs, heartbeats, cancel, crash detection and resume work on a host:
@@ -16,7 +16,7 @@ from rltui.config import Params
 from rltui.registry import AlgoSpec, EnvSpec
 
 
-class CounterParams(Params):
+class TickerParams(Params):
     gamma: float = Field(1.0, ge=0.0, le=1.0, description="discount γ in [0, 1] (the probe's returns use it)")
     episode_length: int = Field(10, ge=1, le=1_000_000, description="steps per episode; reward +1 per step")
 
@@ -34,11 +34,11 @@ class HeartbeatProbeParams(Params):
 
 ENVS = [
     EnvSpec(
-        id="counter",
-        params=CounterParams,
-        factory="rltui.envs.counter:make_counter",
+        id="ticker",
+        params=TickerParams,
+        factory="rltui.envs.ticker:make_ticker",
         kind="diagnostic",
-        summary="a one-action counter: state = steps into the episode, reward +1 per step",
+        summary="a one-action step counter: state = steps into the episode, reward +1 per step",
     )
 ]
 

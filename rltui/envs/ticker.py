@@ -1,4 +1,4 @@
-"""The `counter` env of the diagnostics family: one action ("tick"), reward +1 per step.
+"""The `ticker` env of the diagnostics family: one action ("tick"), reward +1 per step.
 
 The state is how many steps the episode has run; the episode ends after `episode_length` steps, so
 an episode's discounted return is the geometric sum Σ_{t<L} γ^t.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class Counter:
+class Ticker:
     episode_length: int
     gamma: float
     state: int = 0
@@ -27,5 +27,5 @@ class Counter:
         return self.state, 1.0, self.state >= self.episode_length
 
 
-def make_counter(params) -> Counter:  # noqa: ANN001
-    return Counter(episode_length=params.episode_length, gamma=params.gamma)
+def make_ticker(params) -> Ticker:  # noqa: ANN001
+    return Ticker(episode_length=params.episode_length, gamma=params.gamma)

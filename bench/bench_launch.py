@@ -1,0 +1,167 @@
+"""Launch latency and worker memory of background runs.
+
+For a numpy-only run (heartbeat_probe, uses_torch=false — the same start-up path as a tabular run)
+and a torch run (uses_torch=true), measured on a fresh store in a temporary directory:
+
+  * CLI launch → first metric: from starting `rltui run CONFIG --detach` to the first metric row
+    being readable in the store (a separate raw sqlite3 reader polls every 2 ms);
+  * submit → first metric: the same from `launch.submit()` inside an already running process
+    (what the TUI does; no CLI start-up);
+  * CLI returns: how long `rltui run --detach` itself takes;
+  * worker RSS: resident memory of the worker process while its run sleeps between steps;
+  * worker CPU: CPU seconds (user+sys) the worker had used when its first metric was readable —
+    unlike wall time, it barely depends on how loaded the machine is.
+
+Goal: a tabular run's first metric within 0.5 s of launch.
+
+    .venv/bin/python bench/bench_launch.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rltui.config import load_config_file  # noqa: E402
+from rltui.runner import launch  # noqa: E402
+from rltui.store import open_store  # noqa: E402
+
+GOAL_S = 0.5
+
+
+def write_config(directory: Path, uses_torch: bool) -> Path:
+    path = directory / f"probe_{'torch' if uses_torch else 'numpy'}.toml"
+    path.write_text(
+        'name = "bench-launch"\nseed = 0\n[env]\nid = "ticker"\n[algo]\nid = "heartbeat_probe"\n'
+        f"steps = 1000\nstep_seconds = 0.2\nprint_every = 0\nuses_torch = {str(uses_torch).lower()}\n"
+    )
+    return path
+
+
+def wait_first_metric(db: Path, run_id: int, timeout: float = 120.0) -> tuple[float, float]:
+    """(perf_counter when the first metric was readable, the worker's CPU seconds then)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if conn.execute("SELECT 1 FROM metrics WHERE run_id = ? LIMIT 1", (run_id,)).fetchone():
+                seen = time.perf_counter()
+                pid = conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+                return seen, cpu_seconds(pid)
+            time.sleep(0.002)
+    finally:
+        conn.close()
+    raise TimeoutError(f"run {run_id}: no metric after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def worker_rss_mib(store, run_id: int) -> float:
+    from rltui.store.models import Run
+
+    with store.read() as s:
+        pid = s.get(Run, run_id).pid
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def latest_run_id(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def cancel_and_wait_exit(store, run_id: int) -> None:
+    """Cancel the run and wait for its worker to exit, so the next launch meets no idle worker."""
+    from rltui.runner.lifecycle import pid_alive
+    from rltui.store.models import Run
+
+    with store.read() as s:
+        pid = s.get(Run, run_id).pid
+    launch.cancel(store, run_id, grace=5)
+    while pid_alive(pid):
+        time.sleep(0.01)
+
+
+def one_cli_launch(db: Path, config: Path, store) -> tuple[float, float, float, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rltui.cli", "--db", str(db), "run", str(config), "--detach", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )
+    # The id is not known until the CLI prints it; poll for the new row meanwhile.
+    before = latest_run_id(db) or 0
+    while (latest_run_id(db) or 0) == before:
+        time.sleep(0.002)
+    run_id = latest_run_id(db)
+    first, worker_cpu = wait_first_metric(db, run_id)
+    proc.wait()
+    returned = time.perf_counter()  # upper bound; the CLI usually ended before the first metric
+    time.sleep(1.0)  # let the worker settle into its sleeping loop
+    rss = worker_rss_mib(store, run_id)
+    cancel_and_wait_exit(store, run_id)
+    return first - t0, returned - t0, rss, worker_cpu
+
+
+def one_submit(db: Path, config: Path, store) -> float:
+    cfg = load_config_file(config)
+    t0 = time.perf_counter()
+    run_id = launch.submit(store, cfg)
+    first, _ = wait_first_metric(db, run_id)
+    cancel_and_wait_exit(store, run_id)
+    return first - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        db = tmp / "bench.db"
+        store = open_store(str(db))
+        rows = []
+        for uses_torch in (False, True):
+            config = write_config(tmp, uses_torch)
+            one_cli_launch(db, config, store)  # warm the page cache for this kind of run
+            cli, returned, rss, cpu = zip(*(one_cli_launch(db, config, store) for _ in range(args.repeat)))
+            sub = [one_submit(db, config, store) for _ in range(args.repeat)]
+            rows.append(("torch" if uses_torch else "numpy (tabular-style)", cli, returned, sub, rss, cpu))
+        store.dispose()
+    print(f"bench_launch: {args.repeat} launches each, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} (median [min])")
+    print(f"{'run':<22} {'CLI launch→1st metric':>22} {'submit→1st metric':>19} {'CLI returns':>13} "
+          f"{'worker CPU':>11} {'worker RSS':>11}")
+    for name, cli, returned, sub, rss, cpu in rows:
+        print(f"{name:<22} {statistics.median(cli):>12.3f} s [{min(cli):.3f}] "
+              f"{statistics.median(sub):>9.3f} s [{min(sub):.3f}] {statistics.median(returned):>11.3f} s "
+              f"{statistics.median(cpu):>9.2f} s {statistics.median(rss):>7.1f} MiB")
+    numpy_cli, numpy_sub = statistics.median(rows[0][1]), statistics.median(rows[0][3])
+    print(f"goal {GOAL_S} s for a tabular run's first metric: CLI launch {numpy_cli / GOAL_S:.2f}x the goal, "
+          f"submit (TUI) {numpy_sub / GOAL_S:.2f}x")
+    print(f"torch / numpy: launch {statistics.median(rows[1][1]) / numpy_cli:.2f}x, "
+          f"RSS {statistics.median(rows[1][4]) / statistics.median(rows[0][4]):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
