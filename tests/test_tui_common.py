@@ -76,13 +76,59 @@ def test_registry(monkeypatch):
     return registry
 
 
-@pytest.fixture
-def demo_store(store):
+def _template(tmp_path_factory, live: bool):
+    """The demo store is written once per test process, then copied for each test (it takes seconds)."""
+    import json
+
+    from rltui.store import open_store
     from rltui.tui.demo import populate
 
-    ids = populate(store)
-    store.demo_ids = ids
-    return store
+    path = tmp_path_factory.getbasetemp() / f"demo-template-{'live' if live else 'done'}.db"
+    ids_path = path.with_suffix(".json")
+    if not ids_path.exists():
+        s = open_store(str(path))
+        ids = populate(s, live=live)
+        with s.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        s.dispose()
+        ids_path.write_text(json.dumps(ids))
+    return path, json.loads(ids_path.read_text())
+
+
+def _copy_store(template, db_path):
+    import shutil
+
+    from rltui.store import open_store
+
+    shutil.copyfile(template, db_path)
+    return open_store(str(db_path))
+
+
+@pytest.fixture
+def demo_store(tmp_path_factory, db_path):
+    template, ids = _template(tmp_path_factory, live=False)
+    s = _copy_store(template, db_path)
+    s.demo_ids = ids
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def live_store(tmp_path_factory, db_path):
+    """The demo store plus one Q-learning run left `running` after 20 episodes."""
+    template, ids = _template(tmp_path_factory, live=True)
+    s = _copy_store(template, db_path)
+    s.demo_ids = ids
+    yield s
+    s.dispose()
+
+
+async def settle(pilot, rounds: int = 2) -> None:
+    """Let timers fire and thread workers finish, then let their results paint."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
 
 
 def make_app(store, **kwargs):

@@ -221,7 +221,7 @@ def metric_downsampled(
     span = hi - lo + 1
     n = max_points - 1  # room for the last point
     if span <= 200_000:
-        bucket = ((Metric.step - lo) * n / span).label("b")
+        bucket = ((Metric.step - lo) * n // span).label("b")  # integer buckets (// is floor division)
         rows = session.execute(
             select(bucket, func.max(xcol), func.avg(Metric.value)).where(*where).group_by(bucket).order_by(bucket)
         ).all()

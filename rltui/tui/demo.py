@@ -168,7 +168,7 @@ def write_q_learning(store: Store, run_id: int, seed: int, episodes: int = 300, 
     cells, P, R, terminal = maze_mdp()
     index = {cell: i for i, cell in enumerate(cells)}
     rng = np.random.default_rng(seed)
-    rec = SimClockRecorder(store, run_id, policy=RecordPolicy(last=3), flush_every=1e9)
+    rec = SimClockRecorder(store, run_id, policy=RecordPolicy(every=100, last=2), flush_every=1e9)
     rec.artifact("layout", maze_layout(cells))
     Q = np.zeros((len(cells), 4))
     step = 0
@@ -176,6 +176,8 @@ def write_q_learning(store: Store, run_id: int, seed: int, episodes: int = 300, 
     for ep in range(upto):
         epsilon = max(0.05, 1.0 - ep / (0.6 * episodes))
         s, G, traj, tds = 0, 0.0, [], []
+        # Build per-step extras only for episodes the store keeps (every 100th, and the last two).
+        keep = rec.wants_trajectory(ep) and (ep % 100 == 0 or ep >= upto - 2)
         for t in range(50):
             a = int(rng.integers(4)) if rng.random() < epsilon else int(Q[s].argmax())
             s2, r, done = _step_maze(cells, index, s, a)
@@ -187,7 +189,7 @@ def write_q_learning(store: Store, run_id: int, seed: int, episodes: int = 300, 
             G += r
             step += 1
             tds.append(abs(td))
-            if rec.wants_trajectory(ep):
+            if keep:
                 greedy = int(np.argmax(q_before))
                 pi = [epsilon / 4 + (1 - epsilon if i == greedy else 0.0) for i in range(4)]
                 traj.append(StepRecord(t, s, a, r, done, {"Q": q_before, "pi": pi, "V": max(q_before), "td_error": td,

@@ -65,11 +65,11 @@ class CompareScreen(LabScreen):
                   "lists the hyperparameters that differ.")
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("b", "band", "Band: min–max/SE"),
-        Binding("g", "group", "Group seeds on/off"),
+        Binding("b", "band", "Band"),
+        Binding("g", "group", "Group seeds"),
         Binding("x", "cycle_x", "X axis"),
-        Binding("plus,equals_sign", "smooth(1)", "Smooth +", key_display="+"),
-        Binding("minus", "smooth(-1)", "Smooth -", key_display="-"),
+        Binding("plus,equals_sign", "smooth(1)", "Smoother", key_display="+"),
+        Binding("minus", "smooth(-1)", "Rougher", key_display="-", show=False),
     ]
 
     def __init__(self, run_ids: list[int]) -> None:

@@ -51,6 +51,10 @@ class PromptDialog(ModalScreen[str | None]):
             yield Input(self.value, placeholder=self.placeholder, id="prompt")
             yield Label("enter: save · escape: cancel", classes="hint")
 
+    def on_mount(self) -> None:
+        if self.app.is_headless:
+            self.query_one("#prompt", Input).cursor_blink = False
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
 

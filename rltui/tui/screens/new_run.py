@@ -139,25 +139,25 @@ class NewRunScreen(LabScreen):
                 yield Static("No environments are registered in this install (rltui.schemas.* modules are "
                              "missing), so there is nothing to configure.", id="no-registry")
             yield from self.row("name", "name", Input(self.initial.get("name", ""), placeholder="default: ALGO-ENV",
-                                                      id="f-name"), "a label for the run(s)")
-            yield from self.row("seeds", "seed(s)", Input(str(self.initial.get("seed", 0)), id="f-seeds"),
+                                                      id="f-name", compact=True), "a label for the run(s)")
+            yield from self.row("seeds", "seed(s)", Input(str(self.initial.get("seed", 0)), id="f-seeds", compact=True),
                                 "one run per seed: 0 · 0,1,2 · 0-4")
             device = self.initial.get("device", "auto")
             yield from self.row("device", "device", Select([(d, d) for d in dict.fromkeys(DEVICES + [device])],
-                                                         value=device, allow_blank=False, id="f-device"),
+                                                         value=device, allow_blank=False, id="f-device", compact=True),
                                 "auto picks cuda, then mps, then cpu")
             yield from self.row("env-id", "env", Select(self.env_options(), value=self.env_id or Select.BLANK,
-                                                        allow_blank=not envs, id="f-env-id"), "")
-            yield from self.row("algo-id", "algorithm", Select(self.algo_options(), allow_blank=True, id="f-algo-id"), "")
+                                                        allow_blank=not envs, id="f-env-id", compact=True), "")
+            yield from self.row("algo-id", "algorithm", Select(self.algo_options(), allow_blank=True, id="f-algo-id", compact=True), "")
             yield Vertical(id="fields-env")
             yield Vertical(id="fields-algo")
             yield Vertical(id="fields-record")
         yield Static("", id="form-error")
         with Horizontal(id="new-run-buttons"):
-            yield Button("Launch (ctrl+l)", variant="primary", id="launch")
-            yield Button("Save TOML (ctrl+s)", id="save")
-            yield Button("Load TOML (ctrl+o)", id="load")
-            yield Button("Back (esc)", id="back")
+            yield Button("Launch ^l", variant="primary", id="launch", compact=True)
+            yield Button("Save TOML ^s", id="save", compact=True)
+            yield Button("Load TOML ^o", id="load", compact=True)
+            yield Button("Back", id="back", compact=True)
         yield Footer()
 
     def row(self, key: str, label: str, widget: Any, help_text: str) -> ComposeResult:
@@ -181,6 +181,7 @@ class NewRunScreen(LabScreen):
 
     def on_mount(self) -> None:
         self.sub_title = self.title_text
+        self.no_blink()
         self.set_algo_options()
         self.build_fields("env")
         self.build_fields("algo")
@@ -217,7 +218,7 @@ class NewRunScreen(LabScreen):
         title = {"env": f"[env] {self.env_id} — the MDP (γ is part of it)",
                  "algo": f"[algo] {self.algo_id} — hyperparameters",
                  "record": "[record] — which trajectories to keep for replay"}[section]
-        widgets: list[Any] = [Label(title, classes="section")]
+        widgets: list[Any] = [Label(title, classes="section", markup=False)]
         known = self.values[section]
         for name, info in model.model_fields.items():
             fid = field_id(section, name)
@@ -228,17 +229,24 @@ class NewRunScreen(LabScreen):
                 control: Any = Switch(value=bool(value), id=fid)
             elif opts is not None:
                 control = Select([(str(o), o) for o in opts], value=value if value in opts else opts[0],
-                                 allow_blank=False, id=fid)
+                                 allow_blank=False, id=fid, compact=True)
             else:
                 control = Input(format_value(value) if name in known else "", placeholder=format_value(default),
-                                id=fid)
+                                id=fid, compact=True)
             rng = field_range(info)
             bits = [info.description or "", f"default {format_value(default)}" if default is not None else "",
                     rng, type_name(info)]
             widgets.append(Horizontal(Label(name, classes="field-name"), control, classes="form-row"))
-            widgets.append(Static(" · ".join(b for b in bits if b), classes="field-help"))
+            widgets.append(Static(" · ".join(b for b in bits if b), classes="field-help", markup=False))
             widgets.append(Static("", classes="field-error", id=f"err-{section}-{name}"))
         box.mount_all(widgets)
+        self.call_after_refresh(self.no_blink)
+
+    def no_blink(self) -> None:
+        """Headless (tests, snapshots): a steady cursor, so screenshots are repeatable."""
+        if self.lab.is_headless:
+            for w in self.query(Input):
+                w.cursor_blink = False
 
     # --- collecting and validating ---------------------------------------------------------------
     def gather(self) -> dict[str, Any]:

@@ -39,11 +39,11 @@ class ReplayScreen(LabScreen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("right,l,n", "step(1)", "Next", key_display="→"),
         Binding("left,h,p", "step(-1)", "Prev", key_display="←"),
-        Binding("home,g", "goto(0)", "First", key_display="home"),
-        Binding("end,G", "goto(-1)", "Last", key_display="end"),
+        Binding("home,g", "goto(0)", "First", key_display="home", show=False),
+        Binding("end,G", "goto(-1)", "Last", key_display="end", show=False),
         Binding("space", "play", "Play/pause"),
         Binding("plus,equals_sign", "speed(1)", "Faster", key_display="+"),
-        Binding("minus", "speed(-1)", "Slower", key_display="-"),
+        Binding("minus", "speed(-1)", "Slower", key_display="-", show=False),
         Binding("j", "jump", "Jump to t"),
     ]
 

@@ -51,10 +51,10 @@ class RunScreen(LabScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("x", "cycle_x", "X axis"),
-        Binding("plus,equals_sign", "smooth(1)", "Smooth +", key_display="+"),
-        Binding("minus", "smooth(-1)", "Smooth -", key_display="-"),
-        Binding("left_square_bracket", "sweep(-1)", "Prev sweep", key_display="["),
-        Binding("right_square_bracket", "sweep(1)", "Next sweep", key_display="]"),
+        Binding("plus,equals_sign", "smooth(1)", "Smoother", key_display="+"),
+        Binding("minus", "smooth(-1)", "Rougher", key_display="-", show=False),
+        Binding("left_square_bracket", "sweep(-1)", "Sweep", key_display="["),
+        Binding("right_square_bracket", "sweep(1)", "Next sweep", key_display="]", show=False),
         Binding("left_curly_bracket", "sweep_to(0)", "First sweep", show=False, key_display="{"),
         Binding("right_curly_bracket", "sweep_to(-1)", "Last sweep", show=False, key_display="}"),
         Binding("R", "replay", "Replay"),
@@ -85,6 +85,8 @@ class RunScreen(LabScreen):
         self.sweep_step: int | None = None
         self.is_tabular = False
         self._log_size = -1
+        self._poll_busy = False
+        self._poll_pending = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,7 +140,7 @@ class RunScreen(LabScreen):
             tabular = latest_artifact(session, self.run_id, "tabular") if "tabular" in names else None
             last_v = artifact_at(session, self.run_id, "V", names["V"] - 1) if names.get("V") else None
         self.post(self._apply_static, info, names, layout, tabular, last_v)
-        self.poll(force=True)
+        self.post(self.poll, True)
 
     def _apply_static(self, info: dict[str, Any], names: dict[str, int], layout: Any, tabular: Any,
                       last_v: Any) -> None:
@@ -167,13 +169,29 @@ class RunScreen(LabScreen):
         self.draw_values()
 
     def poll(self, force: bool = False) -> None:
-        if not force and self.row and self.row.get("status") not in ACTIVE_STATUSES:
+        if not force and (not self.row or self.row.get("status") not in ACTIVE_STATUSES):
             return
-        width = self.query_one("#plot-return", PlotView).columns if self.is_mounted else 80
+        if self._poll_busy:  # one read at a time; a forced one waits for the next tick
+            self._poll_pending = self._poll_pending or force
+            return
+        self._poll_busy = True
+        width = self.query_one("#plot-return", PlotView).columns
         self.poll_worker(width, force)
 
-    @work(thread=True, exclusive=True, group="run-poll")
+    def _poll_done(self) -> None:
+        self._poll_busy = False
+        if self._poll_pending:
+            self._poll_pending = False
+            self.poll(force=True)
+
+    @work(thread=True, group="run-poll")
     def poll_worker(self, width: int, force: bool) -> None:
+        try:
+            self._read_poll(width, force)
+        finally:
+            self.post(self._poll_done)
+
+    def _read_poll(self, width: int, force: bool) -> None:
         store = self.lab.store
         with store.read() as session:
             rows = run_rows(session, ids=[self.run_id])
@@ -200,6 +218,8 @@ class RunScreen(LabScreen):
         was_live = self.row.get("status") in ACTIVE_STATUSES if self.row else True
         self.row = row
         self.update_header()
+        new_returns = [r for r in new_returns if r[0] > self.last_episode_id]
+        new_episodes = [e for e in new_episodes if e["id"] > self.episode_list_last]
         if new_returns:
             self.returns.extend(new_returns)
             self.last_episode_id = new_returns[-1][0]

@@ -42,10 +42,10 @@ class RunsScreen(LabScreen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("n", "new", "New"),
-        Binding("c", "clone", "Clone+edit"),
+        Binding("c", "clone", "Clone"),
         Binding("space", "toggle_select", "Select", show=False),
         Binding("m", "compare", "Compare"),
-        Binding("x", "cancel_run", "Cancel run"),
+        Binding("x", "cancel_run", "Cancel"),
         Binding("d", "delete", "Delete"),
         Binding("r", "rename", "Rename", show=False),
         Binding("t", "tag", "Tag", show=False),
@@ -56,7 +56,7 @@ class RunsScreen(LabScreen):
         Binding("L", "launch_samples", "Launch samples", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("escape", "clear", "Clear filter/selection", show=False),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "app.quit", "Quit", show=False),
     ]
 
     def __init__(self) -> None:
@@ -337,6 +337,7 @@ class RunsScreen(LabScreen):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
+        box.cursor_blink = not self.lab.is_headless
         box.add_class("visible")
         box.focus()
 

@@ -81,7 +81,7 @@ def draw_state(layout: dict[str, Any] | None, steps: Sequence[dict[str, Any]], t
     state = step["state"]
     if kind == "grid" and isinstance(state, int):
         path = [s["state"] for s in steps[:t] if isinstance(s["state"], int)]
-        return value_grid(layout, V or [], None, agent=state, path=path, cell_width=5)
+        return value_grid(layout, V or [], None, agent=state, path=path, cell_width=6)
     if kind == "chain" and isinstance(state, int):
         path = [s["state"] for s in steps[:t]]
         return chain_strip(int(layout.get("n", len(layout.get("states", [])) or state + 1)), V, agent=state, path=path)
