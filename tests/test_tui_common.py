@@ -125,9 +125,14 @@ def live_store(tmp_path_factory, db_path):
 
 async def settle(pilot, rounds: int = 2) -> None:
     """Let timers fire and thread workers finish, then let their results paint."""
+    from textual.worker import WorkerCancelled
+
     for _ in range(rounds):
         await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one
+            pass
         await pilot.pause()
 
 
@@ -137,3 +142,20 @@ def make_app(store, **kwargs):
     kwargs.setdefault("clock", frozen_clock)
     kwargs.setdefault("poll_interval", 0.2)
     return RlTuiApp(store, **kwargs)
+
+
+def text_of(widget) -> str:
+    """The plain text a Static shows (its content may be a str, a rich Text, Table, Group or Syntax)."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Text):
+        return content.plain
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(content)
+    return console.export_text()

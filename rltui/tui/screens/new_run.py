@@ -7,6 +7,7 @@ message appears under the offending field. Several seeds ("0,1,2" or "0-4") laun
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import tomllib
 import typing
@@ -126,6 +127,7 @@ class NewRunScreen(LabScreen):
         self.algo_id: str | None = (self.initial.get("algo") or {}).get("id")
         self.last_error: ConfigError | None = None
         self._building = False
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -146,9 +148,13 @@ class NewRunScreen(LabScreen):
             yield from self.row("device", "device", Select([(d, d) for d in dict.fromkeys(DEVICES + [device])],
                                                          value=device, allow_blank=False, id="f-device", compact=True),
                                 "auto picks cuda, then mps, then cpu")
-            yield from self.row("env-id", "env", Select(self.env_options(), value=self.env_id or Select.BLANK,
-                                                        allow_blank=not envs, id="f-env-id", compact=True), "")
-            yield from self.row("algo-id", "algorithm", Select(self.algo_options(), allow_blank=True, id="f-algo-id", compact=True), "")
+            if envs:
+                yield from self.row("env-id", "env", Select(self.env_options(), value=self.env_id,
+                                                            allow_blank=False, id="f-env-id", compact=True), "")
+                yield from self.row("algo-id", "algorithm", Select(self.algo_options(), allow_blank=True,
+                                                                   id="f-algo-id", compact=True), "")
+            else:
+                yield Static("", id="err-env-id", classes="field-error")
             yield Vertical(id="fields-env")
             yield Vertical(id="fields-algo")
             yield Vertical(id="fields-record")
@@ -179,16 +185,17 @@ class NewRunScreen(LabScreen):
         return [(a.id + (f" — {a.summary}" if a.summary else ""), a.id)
                 for a in sorted(registry.algos().values(), key=lambda a: a.id) if kind in a.env_kinds]
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.sub_title = self.title_text
         self.no_blink()
         self.set_algo_options()
-        self.build_fields("env")
-        self.build_fields("algo")
-        self.build_fields("record")
-        self.call_after_refresh(self.validate)
+        for section in SECTIONS:
+            await self.build_fields(section)
+        self.validate()
 
     def set_algo_options(self) -> None:
+        if not self.query("#f-algo-id"):
+            return
         select = self.query_one("#f-algo-id", Select)
         options = self.algo_options()
         ids = [v for _, v in options]
@@ -203,15 +210,21 @@ class NewRunScreen(LabScreen):
     def model_for(self, section: str) -> Any:
         if section == "record":
             return RecordParams
-        if section == "env" and self.env_id:
+        if section == "env" and self.env_id in registry.envs():
             return registry.env_spec(self.env_id).params
-        if section == "algo" and self.algo_id:
+        if section == "algo" and self.algo_id in registry.algos():
             return registry.algo_spec(self.algo_id).params
         return None
 
-    def build_fields(self, section: str) -> None:
+    async def build_fields(self, section: str) -> None:
+        """(Re)generate one section's fields from its schema; old fields are gone before new ones mount."""
+        lock = self._locks.setdefault(section, asyncio.Lock())
+        async with lock:
+            await self._build_fields(section)
+
+    async def _build_fields(self, section: str) -> None:
         box = self.query_one(f"#fields-{section}", Vertical)
-        box.remove_children()
+        await box.remove_children()
         model = self.model_for(section)
         if model is None:
             return
@@ -239,8 +252,8 @@ class NewRunScreen(LabScreen):
             widgets.append(Horizontal(Label(name, classes="field-name"), control, classes="form-row"))
             widgets.append(Static(" · ".join(b for b in bits if b), classes="field-help", markup=False))
             widgets.append(Static("", classes="field-error", id=f"err-{section}-{name}"))
-        box.mount_all(widgets)
-        self.call_after_refresh(self.no_blink)
+        await box.mount_all(widgets)
+        self.no_blink()
 
     def no_blink(self) -> None:
         """Headless (tests, snapshots): a steady cursor, so screenshots are repeatable."""
@@ -349,23 +362,23 @@ class NewRunScreen(LabScreen):
                 else:
                     self.values[section][name] = widget.value
 
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if self._building:
-            return
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        if self._building or event.value != event.select.value:
+            return  # a stale event from a programmatic change (set_options, loading a file)
         wid = event.select.id
         if wid == "f-env-id" and event.value is not Select.BLANK and event.value != self.env_id:
             self.env_id = str(event.value)
             self.values["env"] = {}
             self.set_algo_options()
-            self.build_fields("env")
-            self.build_fields("algo")
+            await self.build_fields("env")
+            await self.build_fields("algo")
         elif wid == "f-algo-id" and event.value is not Select.BLANK and event.value != self.algo_id:
             self.algo_id = str(event.value)
             self.values["algo"] = {}
-            self.build_fields("algo")
+            await self.build_fields("algo")
         else:
             self.remember(event.select)
-        self.call_after_refresh(self.validate)
+        self.validate()
 
     # --- actions ---------------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -425,23 +438,23 @@ class NewRunScreen(LabScreen):
     def action_load(self) -> None:
         from rltui.tui.screens.dialogs import PromptDialog
 
-        def done(path: str | None) -> None:
+        async def done(path: str | None) -> None:
             if path:
-                self.load_from(Path(path).expanduser())
+                await self.load_from(Path(path).expanduser())
 
         self.lab.push_screen(PromptDialog("Load a run config (TOML) from", str(launching.configs_dir(self.lab.store))
                                           + "/"), done)
 
-    def load_from(self, path: Path) -> None:
+    async def load_from(self, path: Path) -> None:
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             self.notify(f"{path}: {exc}", severity="error")
             return
-        self.apply_config(data)
+        await self.apply_config(data)
         self.notify(f"loaded {path}")
 
-    def apply_config(self, data: dict[str, Any]) -> None:
+    async def apply_config(self, data: dict[str, Any]) -> None:
         """Fill the form from a config dict (a TOML file's content or a stored run's config)."""
         self.values = {s: {k: v for k, v in (data.get(s) or {}).items() if k != "id"} for s in SECTIONS}
         env_id = (data.get("env") or {}).get("id")
@@ -454,10 +467,10 @@ class NewRunScreen(LabScreen):
         if device in DEVICES:
             self.query_one("#f-device", Select).value = device
         self._building = True
-        if self.env_id:
+        if self.env_id and self.query("#f-env-id"):
             self.query_one("#f-env-id", Select).value = self.env_id
         self._building = False
         self.set_algo_options()
         for section in SECTIONS:
-            self.build_fields(section)
-        self.call_after_refresh(self.validate)
+            await self.build_fields(section)
+        self.validate()

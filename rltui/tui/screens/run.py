@@ -175,7 +175,7 @@ class RunScreen(LabScreen):
             self._poll_pending = self._poll_pending or force
             return
         self._poll_busy = True
-        width = self.query_one("#plot-return", PlotView).columns
+        width = self.query_one("#plot-return", PlotView).columns - 2  # room for a scrollbar
         self.poll_worker(width, force)
 
     def _poll_done(self) -> None:
@@ -286,15 +286,28 @@ class RunScreen(LabScreen):
             if not scroll.query(f"#{wid}"):
                 scroll.mount(PlotView(PlotData(title=key), id=wid))
 
+    def on_plot_view_resized(self, message: PlotView.Resized) -> None:
+        """A scrollbar appeared or the terminal changed size: redraw for the new number of columns."""
+        if message.plot.id == "plot-return":
+            self.draw_returns()
+        elif message.plot.id and message.plot.id.startswith("metric-"):
+            for key in self.metric_points:
+                if "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key) == message.plot.id:
+                    self.draw_metric(key)
+
     def draw_metric(self, key: str) -> None:
         wid = "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key)
         found = self.query(f"#{wid}")
         if not found:
             return
         pts = self.metric_points.get(key, [])
+        plot = found.first(PlotView)
+        if len(pts) > plot.columns:  # the terminal got narrower since the query
+            xs, ys = downsample_xy([p[0] for p in pts], [p[1] for p in pts], plot.columns)
+            pts = list(zip(xs, ys))
         xlabel = "wall time (s)" if self.x_axis == "wall" else "step"
         color = ["orange", "green", "magenta", "cyan", "red"][sorted(self.metric_points).index(key) % 5]
-        found.first(PlotView).set_data(PlotData(
+        plot.set_data(PlotData(
             title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel,
             series=[Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)]))
 
@@ -381,7 +394,13 @@ class RunScreen(LabScreen):
         try:
             tabs.active = tab
         except Exception:  # noqa: BLE001 — a hidden tab
-            pass
+            return
+        if tab == "episodes":
+            self.query_one("#episodes-table", DataTable).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "episodes":
+            self.query_one("#episodes-table", DataTable).focus()
 
     def action_sweep(self, delta: int) -> None:
         if self.sweeps:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import plotext as plt
 from rich.text import Text
+from textual import events
+from textual.message import Message
 from textual.widget import Widget
 
 # Colours that read on dark and light backgrounds alike (plotext names).
@@ -81,6 +83,8 @@ def render_plot(data: PlotData, width: int, height: int) -> str:
             continue
         colour = s.color or PALETTE[i % len(PALETTE)]
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        # Never more points than columns, whatever the caller sent (the last point is kept).
+        xs, ys = downsample_xy(xs, ys, max(20, width - 8))
         if s.lower is not None and s.upper is not None:
             plt.plot(s.xs, s.lower, color=colour, marker="dot")
             plt.plot(s.xs, s.upper, color=colour, marker="dot")
@@ -103,6 +107,16 @@ class PlotView(Widget):
     DEFAULT_CSS = """
     PlotView { height: 12; min-height: 6; }
     """
+
+    class Resized(Message):
+        """The plot's width changed: its owner may want to send points for the new width."""
+
+        def __init__(self, plot: "PlotView") -> None:
+            super().__init__()
+            self.plot = plot
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized(self))
 
     def __init__(self, data: PlotData | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
