@@ -114,3 +114,208 @@ def step_dict(step: Step) -> dict[str, Any]:
 
 def count_runs(session: Session) -> int:
     return session.scalar(select(func.count(Run.id))) or 0
+
+
+# --- the TUI's reads: incremental and downsampled ------------------------------------------------
+# Everything below returns plain tuples/dicts (no ORM objects escape the short read transaction), so
+# the TUI can run these in worker threads and hand the results to widgets.
+
+RUN_ROW_COLUMNS = (
+    Run.id, Run.name, Run.env_id, Run.algo_id, Run.status, Run.progress, Run.seed, Run.device,
+    Run.device_used, Run.created_at, Run.started_at, Run.finished_at, Run.heartbeat_at, Run.summary,
+    Run.tags, Run.notes,
+)
+
+
+def run_rows(session: Session, ids: list[int] | None = None, after_id: int | None = None) -> list[dict[str, Any]]:
+    """Light run rows (no config, no traceback) for the runs table, newest first.
+
+    `ids` reads just those runs (the live ones being polled); `after_id` only runs created since.
+    """
+    query = select(*RUN_ROW_COLUMNS)
+    if ids is not None:
+        if not ids:
+            return []
+        query = query.where(Run.id.in_(ids))
+    if after_id is not None:
+        query = query.where(Run.id > after_id)
+    rows = [dict(r._mapping) for r in session.execute(query.order_by(Run.id.desc()))]
+    for row in rows:
+        row["env"], row["algo"] = row.pop("env_id"), row.pop("algo_id")
+        row["summary"] = row["summary"] or {}
+        row["tags"] = row["tags"] or []
+    return rows
+
+
+def run_returns(session: Session, ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Per run: last and best training return, episode count and steps (max global step).
+
+    One grouped read over the episodes index; `ids` limits it to the runs being refreshed.
+    """
+    last_id = (
+        select(Episode.run_id, func.max(Episode.id).label("last_id"), func.max(Episode.return_).label("best"),
+               func.count(Episode.id).label("n"), func.max(Episode.step).label("steps"),
+               func.sum(Episode.length).label("length_sum"))
+        .where(Episode.phase == "train")
+        .group_by(Episode.run_id)
+    )
+    if ids is not None:
+        if not ids:
+            return {}
+        last_id = last_id.where(Episode.run_id.in_(ids))
+    sub = last_id.subquery()
+    query = select(sub, Episode.return_).join(Episode, Episode.id == sub.c.last_id)
+    out: dict[int, dict[str, Any]] = {}
+    for r in session.execute(query):
+        out[r.run_id] = {
+            "last_return": r.return_,
+            "best_return": r.best,
+            "episodes": r.n,
+            "steps": r.steps if r.steps is not None else r.length_sum,
+        }
+    return out
+
+
+def runs_fingerprint(session: Session) -> tuple[int, int]:
+    """(count, max id) of runs: a cheap check for rows created or deleted by another process."""
+    row = session.execute(select(func.count(Run.id), func.max(Run.id))).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def metric_count(session: Session, run_id: int, key: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Metric).where(Metric.run_id == run_id, Metric.key == key)
+    ) or 0
+
+
+def metric_last_step(session: Session, run_id: int, key: str) -> int | None:
+    return session.scalar(select(func.max(Metric.step)).where(Metric.run_id == run_id, Metric.key == key))
+
+
+def metric_downsampled(
+    session: Session, run_id: int, key: str, max_points: int, x: str = "step"
+) -> list[tuple[float, float]]:
+    """At most `max_points` (x, value) points of one metric, the last point always included.
+
+    Small series come back whole. Mid-sized ones are averaged per step bucket in SQL (GROUP BY on
+    the (run_id, key, step) index). Huge ones are sampled by index seeks at evenly spaced steps, so
+    the cost grows with the number of points drawn, not with the number stored. `x` is "step" or
+    "wall" (wall time in seconds since the run started).
+    """
+    max_points = max(2, int(max_points))
+    where = (Metric.run_id == run_id, Metric.key == key)
+    bounds = session.execute(select(func.min(Metric.step), func.max(Metric.step)).where(*where)).one()
+    lo, hi = bounds
+    if lo is None:
+        return []
+    xcol = Metric.step if x == "step" else Metric.wall_time
+    last = session.execute(
+        select(xcol, Metric.value).where(*where).order_by(Metric.step.desc(), Metric.id.desc()).limit(1)
+    ).one()
+    # A bounded probe: if the series has no more than max_points rows, read it whole.
+    probe = session.execute(
+        select(xcol, Metric.value).where(*where).order_by(Metric.step, Metric.id).limit(max_points + 1)
+    ).all()
+    if len(probe) <= max_points:
+        return [(float(a), float(b)) for a, b in probe]
+    span = hi - lo + 1
+    n = max_points - 1  # room for the last point
+    if span <= 200_000:
+        bucket = ((Metric.step - lo) * n // span).label("b")  # integer buckets (// is floor division)
+        rows = session.execute(
+            select(bucket, func.max(xcol), func.avg(Metric.value)).where(*where).group_by(bucket).order_by(bucket)
+        ).all()
+        points = [(float(r[1]), float(r[2])) for r in rows]
+    else:
+        points = _seek_sample(session, run_id, key, lo, hi, n, x)
+    points = [p for p in points if p[0] < float(last[0])][: max_points - 1]
+    points.append((float(last[0]), float(last[1])))
+    return points
+
+
+def _seek_sample(session: Session, run_id: int, key: str, lo: int, hi: int, n: int, x: str) -> list[tuple[float, float]]:
+    """One index seek per target step: the first row at or after each of n evenly spaced steps."""
+    xname = "step" if x == "step" else "wall_time"
+    sql = (
+        f"SELECT {xname}, value FROM metrics WHERE run_id = ? AND key = ? AND step >= ? "
+        "ORDER BY step LIMIT 1"
+    )
+    conn = session.connection().connection.driver_connection if session.bind.dialect.name == "sqlite" else None
+    points: list[tuple[float, float]] = []
+    targets = [lo + (hi - lo) * i // n for i in range(n)]
+    if conn is not None:
+        cur = conn.cursor()
+        for target in targets:
+            row = cur.execute(sql, (run_id, key, target)).fetchone()
+            if row:
+                points.append((float(row[0]), float(row[1])))
+        cur.close()
+    else:
+        base = select(Metric.step if x == "step" else Metric.wall_time, Metric.value).where(
+            Metric.run_id == run_id, Metric.key == key
+        )
+        for target in targets:
+            row = session.execute(base.where(Metric.step >= target).order_by(Metric.step).limit(1)).first()
+            if row:
+                points.append((float(row[0]), float(row[1])))
+    # Dedupe: sparse series make neighbouring seeks land on the same row.
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if not out or p[0] != out[-1][0]:
+            out.append(p)
+    return out
+
+
+def episode_returns(
+    session: Session, run_id: int, after_id: int = 0, phase: str = "train"
+) -> list[tuple[int, int, int | None, float, float, int]]:
+    """(id, index, step, wall_time, return, length) of episodes with id > after_id, in id order."""
+    rows = session.execute(
+        select(Episode.id, Episode.index, Episode.step, Episode.wall_time, Episode.return_, Episode.length)
+        .where(Episode.run_id == run_id, Episode.phase == phase, Episode.id > after_id)
+        .order_by(Episode.id)
+    )
+    return [tuple(r) for r in rows]
+
+
+def episode_rows(
+    session: Session, run_id: int, after_id: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Episodes for the run screen's list (every phase), oldest first, only those after `after_id`."""
+    query = (
+        select(Episode.id, Episode.index, Episode.phase, Episode.return_, Episode.length, Episode.step,
+               Episode.wall_time, Episode.has_trajectory)
+        .where(Episode.run_id == run_id, Episode.id > after_id)
+        .order_by(Episode.id)
+    )
+    if limit:
+        query = query.limit(limit)
+    return [
+        {"id": r.id, "index": r.index, "phase": r.phase, "return": r.return_, "length": r.length,
+         "step": r.step, "wall_time": r.wall_time, "has_trajectory": r.has_trajectory}
+        for r in session.execute(query)
+    ]
+
+
+def trajectory_dicts(session: Session, episode_id: int) -> list[dict[str, Any]]:
+    return [step_dict(s) for s in trajectory(session, episode_id)]
+
+
+def artifact_names(session: Session, run_id: int) -> dict[str, int]:
+    """Artifact name -> how many versions the run stored (e.g. one "V" per sweep)."""
+    rows = session.execute(
+        select(Artifact.name, func.count(Artifact.id)).where(Artifact.run_id == run_id).group_by(Artifact.name)
+    )
+    return {name: n for name, n in rows}
+
+
+def artifact_at(session: Session, run_id: int, name: str, index: int) -> tuple[int | None, Any] | None:
+    """The `index`-th version (0-based, in step order) of an artifact: one V sweep at a time."""
+    row = session.execute(
+        select(Artifact.step, Artifact.kind, Artifact.data)
+        .where(Artifact.run_id == run_id, Artifact.name == name)
+        .order_by(Artifact.step, Artifact.id)
+        .offset(max(0, index))
+        .limit(1)
+    ).first()
+    return (row.step, decode_artifact(row.kind, row.data)) if row else None

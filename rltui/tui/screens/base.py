@@ -1,0 +1,41 @@
+"""What every lab screen shares: a handle on the app that worker threads may use safely."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.screen import Screen
+
+
+class LabScreen(Screen):
+    """A screen whose worker threads report back through `post`, which drops late results.
+
+    Thread workers cannot be interrupted, so one may finish after its screen was closed; `self.app`
+    is then unreachable from the thread and the screen's widgets are gone. `lab` is the app captured
+    on mount, and `post` runs the callback on the UI thread only if the screen is still attached.
+    """
+
+    _lab: Any = None
+
+    @property
+    def lab(self) -> Any:
+        """The app; read once on the UI thread (compose/mount), then safe from worker threads."""
+        if self._lab is None:
+            self._lab = self.app
+        return self._lab
+
+    def _on_mount(self, event) -> None:  # noqa: ANN001
+        _ = self.lab
+
+    def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        app = self._lab
+        if app is None or not app.is_running:
+            return
+        try:
+            app.call_from_thread(self._if_attached, fn, args, kwargs)
+        except RuntimeError:  # the app is shutting down
+            pass
+
+    def _if_attached(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        if self.is_attached:
+            fn(*args, **kwargs)

@@ -1,0 +1,478 @@
+"""The runs screen: every run in the store, live, filterable, sortable, with multi-select.
+
+Polling is incremental: each tick reads the store's (count, max id), new rows after the highest id
+seen, and the rows that were live (queued/running) at the last tick; only changed cells are updated.
+A full reload happens only when rows disappeared (deleted elsewhere) or on demand (ctrl+r).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import update
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.coordinate import Coordinate
+from textual.screen import Screen
+
+from rltui.tui.screens.base import LabScreen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from rltui.store.models import ACTIVE_STATUSES, Run
+from rltui.store.queries import run_returns, run_rows, runs_fingerprint
+from rltui.tui import format as fmt
+from rltui.tui import launching
+
+COLUMNS = [
+    ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
+    ("last", "Last G"), ("best", "Best G"), ("env", "Env"), ("algo", "Algo"), ("steps", "Steps"),
+    ("device", "Device"), ("duration", "Duration"), ("created", "Created"), ("tags", "Tags"),
+]
+SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
+
+
+class RunsScreen(LabScreen):
+    HELP_TITLE = "Runs"
+    AUTO_FOCUS = "#runs-table"
+    HELP_ABOUT = ("Every run in the store, updated live. Select runs with space to compare, cancel or delete "
+                  "several at once; otherwise actions apply to the run under the cursor.")
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("n", "new", "New"),
+        Binding("c", "clone", "Clone"),
+        Binding("space", "toggle_select", "Select", show=False),
+        Binding("m", "compare", "Compare"),
+        Binding("x", "cancel_run", "Cancel"),
+        Binding("d", "delete", "Delete"),
+        Binding("r", "rename", "Rename", show=False),
+        Binding("t", "tag", "Tag", show=False),
+        Binding("N,e", "note", "Note", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort", "Sort", show=False),
+        Binding("S", "reverse", "Reverse sort", show=False),
+        Binding("L", "launch_samples", "Launch samples", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "clear", "Clear filter/selection", show=False),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.selected: set[int] = set()
+        self.max_id = 0
+        self.filter_text = ""
+        self.sort_key = "id"
+        self.sort_reverse = True
+        self.queue: dict[int, int] = {}
+        self._loaded = False
+        self._liveness_tick = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: name, env, algo, tag or status — enter to keep, escape to clear", id="filter")
+        yield Static(id="welcome")
+        table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Static("", id="runs-status", classes="statusline")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_all()
+        self.set_interval(self.lab.poll_interval, self.poll)
+
+    # --- reading ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-read")
+    def load_all(self) -> None:
+        store = self.lab.store
+        with store.read() as session:
+            rows = run_rows(session)
+            returns = run_returns(session)
+        self.post(self._apply_full, rows, returns)
+
+    @work(thread=True, exclusive=True, group="runs-poll")
+    def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
+        store = self.lab.store
+        queue = launching.liveness(store) if liveness else None
+        with store.read() as session:
+            count, max_id = runs_fingerprint(session)
+            new = run_rows(session, after_id=after_id) if max_id > after_id else []
+            live = run_rows(session, ids=live_ids) if live_ids else []
+            ids = [r["id"] for r in new + live]
+            returns = run_returns(session, ids) if ids else {}
+        self.post(self._apply_poll, new, live, returns, count, queue)
+
+    def poll(self) -> None:
+        if not self._loaded:
+            return
+        live_ids = [i for i, r in self.rows.items() if r["status"] in ACTIVE_STATUSES]
+        self._liveness_tick += 1
+        self.poll_worker(self.max_id, live_ids, len(self.rows), self._liveness_tick % 3 == 1)
+
+    def _apply_full(self, rows: list[dict[str, Any]], returns: dict[int, dict[str, Any]]) -> None:
+        self.rows = {}
+        for row in rows:
+            row.update(returns.get(row["id"], {}))
+            self.rows[row["id"]] = row
+        self.max_id = max(self.rows, default=0)
+        self.selected &= set(self.rows)
+        self._loaded = True
+        self.rebuild()
+
+    def _apply_poll(self, new: list[dict[str, Any]], live: list[dict[str, Any]],
+                    returns: dict[int, dict[str, Any]], count: int, queue: dict[int, int] | None) -> None:
+        if queue is not None:
+            self.queue = queue
+        changed_ids = []
+        for row in new + live:
+            row.update(returns.get(row["id"], {}))
+            old = self.rows.get(row["id"])
+            if old is not None:
+                row.setdefault("last_return", old.get("last_return"))
+            self.rows[row["id"]] = row
+            changed_ids.append(row["id"])
+        if new:
+            self.max_id = max(self.max_id, max(r["id"] for r in new))
+        if count != len(self.rows):  # deleted (or edited) elsewhere: read everything again
+            self.load_all()
+            return
+        if new:
+            self.rebuild()
+        else:
+            self.update_rows(changed_ids)
+        self.update_status()
+
+    # --- drawing ---------------------------------------------------------------------------------
+    def matches(self, row: dict[str, Any]) -> bool:
+        if not self.filter_text:
+            return True
+        hay = " ".join([row["name"], row["env"], row["algo"], row["status"], *row.get("tags", [])]).lower()
+        return all(word in hay for word in self.filter_text.lower().split())
+
+    def cells(self, row: dict[str, Any]) -> dict[str, Any]:
+        now = self.lab.clock()
+        theme_vars = self.lab.theme_variables
+        status = fmt.status_text(row["status"], theme_vars)
+        if row["status"] == "queued" and row["id"] in self.queue:
+            status.append(f" #{self.queue[row['id']]}")
+        summary = row.get("summary") or {}
+        last = row.get("last_return", summary.get("final_return"))
+        best = row.get("best_return", summary.get("best_return"))
+        steps = row.get("steps") or summary.get("steps") or summary.get("sweeps")
+        return {
+            "sel": Text("●", style="bold") if row["id"] in self.selected else " ",
+            "id": Text(str(row["id"]), justify="right"),
+            "name": row["name"],
+            "status": status,
+            "progress": f"{fmt.progress_bar(row['progress'], 8)} {row['progress'] * 100:3.0f}%",
+            "last": Text(fmt.num(last), justify="right"),
+            "best": Text(fmt.num(best), justify="right"),
+            "env": row["env"],
+            "algo": row["algo"],
+            "steps": Text(fmt.count(steps), justify="right"),
+            "device": row.get("device_used") or row.get("device") or "",
+            "duration": Text(fmt.duration(fmt.run_duration(row, now)), justify="right"),
+            "created": fmt.when(row.get("created_at")),
+            "tags": ",".join(row.get("tags") or []),
+        }
+
+    def sort_value(self, row: dict[str, Any]) -> Any:
+        key = self.sort_key
+        if key in ("last", "best"):
+            v = row.get(f"{key}_return")
+            return (v is not None, v if v is not None else 0.0)
+        if key == "duration":
+            return fmt.run_duration(row, self.lab.clock()) or 0.0
+        if key == "created":
+            return row.get("created_at") or row["id"]
+        if key == "steps":
+            return row.get("steps") or 0
+        value = row.get(key)
+        return value if value is not None else ""
+
+    def rebuild(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        cursor_id = self.cursor_id()
+        table.clear()
+        rows = [r for r in self.rows.values() if self.matches(r)]
+        rows.sort(key=self.sort_value, reverse=self.sort_reverse)
+        for row in rows:
+            c = self.cells(row)
+            table.add_row(*[c[k] for k, _ in COLUMNS], key=str(row["id"]))
+        if cursor_id is not None and str(cursor_id) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(cursor_id)), animate=False)
+        self.update_welcome()
+        self.update_status()
+
+    def update_rows(self, ids: list[int]) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in ids:
+            key = str(run_id)
+            if key not in table.rows:
+                continue
+            c = self.cells(self.rows[run_id])
+            for col, _ in COLUMNS:
+                table.update_cell(key, col, c[col])
+
+    def update_welcome(self) -> None:
+        welcome = self.query_one("#welcome", Static)
+        table = self.query_one("#runs-table", DataTable)
+        empty = not self.rows
+        welcome.set_class(empty, "visible")
+        table.display = not empty
+        if empty:
+            samples = launching.sample_runs_dir()
+            if samples is not None:
+                names = sorted(p.stem for p in samples.glob("*.toml"))
+                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples}\n"
+                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}),\n")
+            else:
+                offer = ("No sample_runs/ folder was found next to rltui or in this directory; from a source\n"
+                         "checkout, start rltui in the repository root to be offered the sample runs,\n")
+            welcome.update(
+                "[b]Welcome to rltui[/b] — a terminal laboratory for reinforcement learning.\n\n"
+                "This store has no runs yet.\n\n" + offer +
+                "press [b]n[/b] to configure a new run, or run one from a shell:\n"
+                "  rltui run sample_runs/maze_value_iteration.toml\n\n"
+                "[b]?[/b] lists the keys of every screen · [b]ctrl+p[/b] opens the command palette"
+            )
+
+    def update_status(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        parts = [f"{len(self.rows)} runs"] + [f"{n} {s}" for s, n in sorted(counts.items())]
+        if self.filter_text:
+            parts.append(f"filter '{self.filter_text}': {table.row_count} shown")
+        if self.selected:
+            parts.append(f"{len(self.selected)} selected")
+        parts.append(f"sort {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
+        self.query_one("#runs-status", Static).update(" · ".join(parts))
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def cursor_id(self) -> int | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+        except Exception:  # noqa: BLE001 — no row under the cursor
+            return None
+        return int(key.value) if key.value is not None else None
+
+    def targets(self) -> list[int]:
+        """The selected runs, else the one under the cursor."""
+        if self.selected:
+            return sorted(self.selected)
+        cid = self.cursor_id()
+        return [cid] if cid is not None else []
+
+    def reload_soon(self) -> None:
+        self.load_all()
+
+    # --- actions ---------------------------------------------------------------------------------
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key in SORTABLE:
+            self.sort_reverse = not self.sort_reverse if key == self.sort_key else key in ("id", "created", "best", "last")
+            self.sort_key = key
+            self.rebuild()
+
+    def action_open(self) -> None:
+        run_id = self.cursor_id()
+        if run_id is None:
+            return
+        from rltui.tui.screens.run import RunScreen
+
+        self.lab.push_screen(RunScreen(run_id))
+
+    def action_new(self) -> None:
+        from rltui.tui.screens.new_run import NewRunScreen
+
+        self.lab.push_screen(NewRunScreen(), self._after_new)
+
+    def action_clone(self) -> None:
+        run_id = self.cursor_id()
+        if run_id is None:
+            return
+        with self.lab.store.read() as session:
+            run = session.get(Run, run_id)
+            config = dict(run.config) if run else None
+        from rltui.tui.screens.new_run import NewRunScreen
+
+        self.lab.push_screen(NewRunScreen(initial=config, title=f"Clone of run {run_id}"), self._after_new)
+
+    def _after_new(self, launched: Any) -> None:
+        self.load_all()
+
+    def action_toggle_select(self) -> None:
+        run_id = self.cursor_id()
+        if run_id is None:
+            return
+        self.selected ^= {run_id}
+        self.update_rows([run_id])
+        table = self.query_one("#runs-table", DataTable)
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+        self.update_status()
+
+    def action_clear(self) -> None:
+        if self.filter_text or self.query_one("#filter", Input).has_class("visible"):
+            self._set_filter("")
+            return
+        if self.selected:
+            ids = list(self.selected)
+            self.selected.clear()
+            self.update_rows(ids)
+            self.update_status()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.cursor_blink = not self.lab.is_headless
+        box.add_class("visible")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value.strip()
+            self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.remove_class("visible")
+            self.query_one("#runs-table", DataTable).focus()
+
+    def on_key(self, event) -> None:  # noqa: ANN001
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            self._set_filter("")
+            event.stop()
+
+    def _set_filter(self, text: str) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = text
+        self.filter_text = text
+        if not text:
+            box.remove_class("visible")
+        self.query_one("#runs-table", DataTable).focus()
+        self.rebuild()
+
+    def action_sort(self) -> None:
+        i = SORTABLE.index(self.sort_key) if self.sort_key in SORTABLE else 0
+        self.sort_key = SORTABLE[(i + 1) % len(SORTABLE)]
+        self.rebuild()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.rebuild()
+
+    def action_reload(self) -> None:
+        self.load_all()
+
+    def action_compare(self) -> None:
+        ids = sorted(self.selected)
+        if len(ids) < 2:
+            self.notify("Select at least two runs with space, then press m.", severity="warning")
+            return
+        from rltui.tui.screens.compare import CompareScreen
+
+        self.lab.push_screen(CompareScreen(ids))
+
+    def action_cancel_run(self) -> None:
+        ids = [i for i in self.targets() if self.rows.get(i, {}).get("status") in ACTIVE_STATUSES]
+        if not ids:
+            self.notify("Nothing to cancel: only queued or running runs can be cancelled.", severity="warning")
+            return
+        for run_id in ids:
+            try:
+                self.notify(launching.cancel(self.lab.store, run_id))
+            except Exception as exc:  # noqa: BLE001 — tell the user, keep the lab open
+                self.notify(f"run {run_id}: cancel failed: {exc}", severity="error")
+        self.load_all()
+
+    def action_delete(self) -> None:
+        ids = self.targets()
+        if not ids:
+            return
+        live = [i for i in ids if self.rows.get(i, {}).get("status") == "running"]
+        names = ", ".join(f"{i} {self.rows[i]['name']}" for i in ids[:4] if i in self.rows)
+        more = f" and {len(ids) - 4} more" if len(ids) > 4 else ""
+        warn = f"\n{len(live)} of them still running: cancel first." if live else ""
+
+        def done(ok: bool | None) -> None:
+            if not ok:
+                return
+            with self.lab.store.write() as session:
+                session.execute(sql_delete(Run).where(Run.id.in_(ids)))
+            self.selected -= set(ids)
+            for i in ids:
+                self.rows.pop(i, None)
+            self.notify(f"deleted {len(ids)} run{'s' if len(ids) > 1 else ''}")
+            self.load_all()
+
+        from rltui.tui.screens.dialogs import ConfirmDialog
+
+        self.lab.push_screen(ConfirmDialog(f"Delete run {names}{more} and all its data?{warn}"), done)
+
+    def _edit(self, title: str, field: str, current: str, convert) -> None:  # noqa: ANN001
+        run_id = self.cursor_id()
+        if run_id is None:
+            return
+
+        def done(value: str | None) -> None:
+            if value is None:
+                return
+            with self.lab.store.write() as session:
+                session.execute(update(Run).where(Run.id == run_id).values(**{field: convert(value)}))
+            self.load_all()
+
+        from rltui.tui.screens.dialogs import PromptDialog
+
+        self.lab.push_screen(PromptDialog(title.format(id=run_id), current), done)
+
+    def action_rename(self) -> None:
+        row = self.rows.get(self.cursor_id() or -1)
+        if row:
+            self._edit("Rename run {id}", "name", row["name"], lambda v: v.strip() or row["name"])
+
+    def action_tag(self) -> None:
+        row = self.rows.get(self.cursor_id() or -1)
+        if row:
+            self._edit("Tags of run {id} (comma separated)", "tags", ", ".join(row.get("tags") or []),
+                       lambda v: [t.strip() for t in v.split(",") if t.strip()])
+
+    def action_note(self) -> None:
+        row = self.rows.get(self.cursor_id() or -1)
+        if row:
+            self._edit("Note on run {id}", "notes", row.get("notes") or "", lambda v: v)
+
+    def action_launch_samples(self) -> None:
+        samples = launching.sample_runs_dir()
+        if samples is None:
+            self.notify("No sample_runs/ folder found (start rltui in the repository root).", severity="warning")
+            return
+        self.launch_samples(sorted(samples.glob("*.toml")))
+
+    @work(thread=True, group="launch")
+    def launch_samples(self, paths: list) -> None:
+        from rltui.config import ConfigError, load_config_file
+
+        ok = 0
+        for path in paths:
+            try:
+                launching.launch(self.lab.store, load_config_file(path))
+                ok += 1
+            except (ConfigError, RuntimeError, OSError) as exc:
+                self.post(self.notify, f"{path.name}: {exc}", severity="error", timeout=8)
+        self.post(self.notify, f"launched {ok} of {len(paths)} sample runs")
+        self.post(self.load_all)

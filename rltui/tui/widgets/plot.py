@@ -1,0 +1,148 @@
+"""A plot widget drawing plotext's output itself (no textual-plotext: it breaks on plotext >= 5.3).
+
+The widget is given series of (x, y) points already downsampled by the store query; it draws them
+at its own size, and caches the rendered text until the data or the size changes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import plotext as plt
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.widget import Widget
+
+# Colours that read on dark and light backgrounds alike (plotext names).
+PALETTE = ["blue", "orange", "green", "magenta", "cyan", "red", "yellow", "gray"]
+
+
+@dataclass
+class Series:
+    label: str
+    xs: list[float]
+    ys: list[float]
+    color: str | None = None
+    # A band drawn as two thin lines around the series (min–max or ± standard error).
+    lower: list[float] | None = None
+    upper: list[float] | None = None
+    marker: str = "braille"
+
+
+@dataclass
+class PlotData:
+    title: str = ""
+    xlabel: str = ""
+    series: list[Series] = field(default_factory=list)
+    message: str = ""
+
+
+def ema_debiased(values: list[float], alpha: float) -> list[float]:
+    """TensorBoard-style smoothing: s_t = α s_{t-1} + (1-α) x_t, divided by (1 - α^t) to debias."""
+    out, s, weight = [], 0.0, 0.0
+    for v in values:
+        s = alpha * s + (1 - alpha) * v
+        weight = alpha * weight + (1 - alpha)
+        out.append(s / weight if weight > 0 else v)
+    return out
+
+
+def downsample_xy(xs: list[float], ys: list[float], max_points: int) -> tuple[list[float], list[float]]:
+    """Evenly strided points (bucket means), the last point kept, at most max_points of them."""
+    n = len(xs)
+    if n <= max_points:
+        return xs, ys
+    k = max_points - 1
+    out_x, out_y = [], []
+    for b in range(k):
+        lo, hi = b * (n - 1) // k, max((b + 1) * (n - 1) // k, b * (n - 1) // k + 1)
+        out_x.append(xs[hi - 1])
+        chunk = ys[lo:hi]
+        out_y.append(sum(chunk) / len(chunk))
+    out_x.append(xs[-1])
+    out_y.append(ys[-1])
+    return out_x, out_y
+
+
+def render_plot(data: PlotData, width: int, height: int) -> str:
+    """plotext's build() string for `data` at width x height cells."""
+    plt.clf()
+    plt.plotsize(max(20, width), max(6, height))
+    plt.theme("clear")
+    plt.frame(True)
+    if data.title:
+        plt.title(data.title)
+    if data.xlabel:
+        plt.xlabel(data.xlabel)
+    drawn = False
+    for i, s in enumerate(data.series):
+        pts = [(x, y) for x, y in zip(s.xs, s.ys) if _finite(x) and _finite(y)]
+        if not pts:
+            continue
+        colour = s.color or PALETTE[i % len(PALETTE)]
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        # Never more points than columns, whatever the caller sent (the last point is kept).
+        xs, ys = downsample_xy(xs, ys, max(20, width - 8))
+        if s.lower is not None and s.upper is not None:
+            plt.plot(s.xs, s.lower, color=colour, marker="dot")
+            plt.plot(s.xs, s.upper, color=colour, marker="dot")
+        plt.plot(xs, ys, label=s.label or None, color=colour, marker=s.marker)
+        drawn = True
+    if not drawn:
+        plt.text(data.message or "no data yet", 0.5, 0.5, alignment="center")
+        plt.xlim(0, 1)
+        plt.ylim(0, 1)
+    return plt.build()
+
+
+def _finite(v: float) -> bool:
+    return v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))
+
+
+class PlotView(Widget):
+    """Draws a PlotData with plotext at the widget's size."""
+
+    DEFAULT_CSS = """
+    PlotView { height: 12; min-height: 6; }
+    """
+
+    class Resized(Message):
+        """The plot's width changed: its owner may want to send points for the new width."""
+
+        def __init__(self, plot: "PlotView") -> None:
+            super().__init__()
+            self.plot = plot
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized(self))
+
+    def __init__(self, data: PlotData | None = None, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self._data = data or PlotData()
+        self._cache: tuple[int, int, int] | None = None
+        self._text: Text = Text()
+        self._version = 0
+
+    @property
+    def data(self) -> PlotData:
+        return self._data
+
+    def set_data(self, data: PlotData) -> None:
+        self._data = data
+        self._version += 1
+        self.refresh()
+
+    @property
+    def columns(self) -> int:
+        """How many points are worth drawing: one per character column of the plot area."""
+        return max(20, (self.size.width or 80) - 8)
+
+    def render(self) -> Text:
+        w, h = self.content_size.width, self.content_size.height
+        key = (w, h, self._version)
+        if self._cache != key:
+            self._text = Text.from_ansi(render_plot(self._data, w, h), no_wrap=True)
+            self._cache = key
+        return self._text

@@ -1,0 +1,154 @@
+"""Tabular values: V over the grid as a heatmap with greedy-policy arrows, and the Q table."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+ARROWS = {"up": "↑", "right": "→", "down": "↓", "left": "←", "north": "↑", "east": "→", "south": "↓",
+          "west": "←", "u": "↑", "r": "→", "d": "↓", "l": "←", "stay": "·", "noop": "·"}
+CELL_GLYPH = {"#": "███", "H": " ○ ", "C": " ░ "}
+# A blue → white → red ramp readable on dark and light backgrounds (text switches black/white).
+NEG, MID, POS = (49, 95, 180), (235, 235, 235), (200, 60, 50)
+
+
+def arrow(action: Any) -> str:
+    if action is None:
+        return "·"
+    return ARROWS.get(str(action).lower(), str(action)[:1])
+
+
+def _blend(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[int, int, int]:
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def value_colour(v: float, lo: float, hi: float) -> str:
+    """Diverging colour: negative values blue, zero light, positive red (scaled by |max|)."""
+    scale = max(abs(lo), abs(hi), 1e-12)
+    t = max(-1.0, min(1.0, v / scale))
+    rgb = _blend(MID, POS, t) if t >= 0 else _blend(MID, NEG, -t)
+    return "#%02x%02x%02x" % rgb
+
+
+def _text_on(bg: str) -> str:
+    r, g, b = int(bg[1:3], 16), int(bg[3:5], 16), int(bg[5:7], 16)
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+
+
+def value_grid(layout: dict[str, Any], V: Sequence[float], policy: Sequence[Any] | None = None,
+               agent: int | None = None, path: Sequence[int] = (), cell_width: int = 7) -> Text:
+    """The grid: each state's cell coloured by V(s), showing V and the greedy arrow.
+
+    Walls, pits and cliff cells come from the layout's map; `agent` marks a state (replay).
+    """
+    rows, cols = int(layout["rows"]), int(layout["cols"])
+    grid_map = layout.get("map") or ["." * cols] * rows
+    positions = [tuple(p) for p in layout.get("positions", [])]
+    where = {pos: s for s, pos in enumerate(positions)}
+    vals = [float(v) for v in V] if V is not None and len(V) else []
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 0.0)
+    visited = set(path)
+    text = Text(no_wrap=True)
+    for r in range(rows):
+        for line in range(2):
+            for c in range(cols):
+                ch = grid_map[r][c] if r < len(grid_map) and c < len(grid_map[r]) else "."
+                s = where.get((r, c))
+                if s is None or ch == "#":
+                    glyph = "█" * cell_width if ch == "#" else " " * cell_width
+                    text.append(glyph, style="dim")
+                    continue
+                v = vals[s] if s < len(vals) else 0.0
+                bg = value_colour(v, lo, hi) if vals else "#808080"
+                fg = _text_on(bg)
+                if line == 0:
+                    mark = {"G": "G", "S": "S", "H": "H", "C": "C"}.get(ch, " ")
+                    if agent is not None and s == agent:
+                        label = f"{mark}  @ "
+                    else:
+                        a = arrow(policy[s]) if policy is not None and s < len(policy) else " "
+                        label = f"{mark}  {a} " if not (policy is not None and s < len(policy) and policy[s] is None) else f"{mark}    "
+                    if s in visited and not (agent is not None and s == agent):
+                        label = label[:-1] + "∙"
+                    style = f"bold {fg} on {bg}"
+                else:
+                    label = f"{v:+.2f}" if abs(v) < 100 else f"{v:+.0f}"
+                    style = f"{fg} on {bg}"
+                text.append(label.center(cell_width)[:cell_width], style=style)
+            text.append("\n")
+    text.rstrip()
+    return text
+
+
+def chain_strip(n: int, V: Sequence[float] | None = None, agent: int | None = None,
+                path: Sequence[int] = ()) -> Text:
+    """A chain of n states in one row: ( 0 )─( 1 )─... with V below and the agent marked."""
+    vals = [float(v) for v in V] if V is not None and len(V) else []
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 0.0)
+    text = Text(no_wrap=True)
+    for s in range(n):
+        style = "bold reverse" if agent == s else ("underline" if s in path else "")
+        if vals:
+            bg = value_colour(vals[s], lo, hi)
+            style = f"{style} {_text_on(bg)} on {bg}".strip()
+        text.append(f"({s:^3})", style=style)
+        if s < n - 1:
+            text.append("─")
+    if vals:
+        text.append("\n")
+        for s in range(n):
+            text.append(f"{vals[s]:+.2f}"[:5].center(5) + (" " if s < n - 1 else ""))
+    return text
+
+
+def q_table(states: Sequence[str], actions: Sequence[str], Q: Sequence[Sequence[float]],
+            policy: Sequence[Any] | None = None, V: Sequence[float] | None = None, limit: int = 400) -> Table:
+    """Q(s, a) per state with the greedy action in bold (a rich Table, for a Static)."""
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    table.add_column("s", no_wrap=True)
+    if V is not None:
+        table.add_column("V(s)", justify="right")
+    for a in actions:
+        table.add_column(f"Q(s,{a})", justify="right")
+    table.add_column("π(s)", justify="center")
+    for s, name in enumerate(list(states)[:limit]):
+        qs = list(Q[s]) if s < len(Q) else []
+        best = max(range(len(qs)), key=lambda i: qs[i]) if qs else None
+        cells = [str(name)]
+        if V is not None:
+            cells.append(f"{float(V[s]):.3f}")
+        terminal = policy is not None and s < len(policy) and policy[s] is None
+        for i, q in enumerate(qs):
+            cells.append(Text(f"{q:.3f}", style="bold" if i == best and not terminal else ""))
+        cells.append(arrow(policy[s]) if policy is not None and s < len(policy) else "")
+        table.add_row(*cells)
+    return table
+
+
+def bars(labels: Sequence[str], values: Sequence[float], width: int = 24, highlight: int | None = None,
+         fmt: str = "{:+.3f}") -> Text:
+    """Horizontal bars (Q(s,·) or π(·|s)); negative values grow left of a centre line."""
+    text = Text(no_wrap=True)
+    if not values:
+        return text
+    vals = [float(v) for v in values]
+    lo, hi = min(0.0, min(vals)), max(0.0, max(vals))
+    span = (hi - lo) or 1.0
+    zero = int(round((0 - lo) / span * width))
+    pad = max(len(str(label)) for label in labels) if labels else 1
+    for i, (label, v) in enumerate(zip(labels, vals)):
+        pos = int(round((v - lo) / span * width))
+        a, b = sorted((zero, pos))
+        line = [" "] * (width + 1)
+        for k in range(a, b):
+            line[k] = "█"
+        line[min(zero, width)] = "│" if a == b else line[min(zero, width)]
+        style = "bold" if i == highlight else ""
+        text.append(f"{str(label):>{pad}} ", style=style)
+        text.append("".join(line), style="bold" if i == highlight else ("dim" if highlight is not None else ""))
+        text.append(" " + fmt.format(v) + ("  ◀" if i == highlight else "") + "\n", style=style)
+    text.rstrip()
+    return text
