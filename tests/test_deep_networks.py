@@ -24,19 +24,34 @@ def test_actor_critic_categorical_and_gaussian_heads():
     obs = torch.randn(7, 4)
     cat = ActorCritic(4, 3, None, [16], "tanh")
     a, logp = cat.act(obs)
-    logp2, ent = cat.evaluate(obs, a)
-    dist = torch.distributions.Categorical(logits=cat.actor(obs))
+    logp2, ent, v = cat.evaluate(obs, a)
+    dist = torch.distributions.Categorical(logits=cat.actor_out(obs))
     torch.testing.assert_close(logp, dist.log_prob(a))
     torch.testing.assert_close(logp2, dist.log_prob(a))
     torch.testing.assert_close(ent, dist.entropy())
     assert cat.value(obs).shape == (7,)
+    torch.testing.assert_close(v, cat.value(obs))
 
     gauss = ActorCritic(4, None, 2, [16], "tanh", log_std_init=-0.5)
     a, logp = gauss.act(obs)
-    ref = torch.distributions.Normal(gauss.actor(obs), torch.full((2,), -0.5).exp()).log_prob(a).sum(-1)
+    ref = torch.distributions.Normal(gauss.actor_out(obs), torch.full((2,), -0.5).exp()).log_prob(a).sum(-1)
     torch.testing.assert_close(logp, ref)
     mode, _ = gauss.act(obs, deterministic=True)
-    torch.testing.assert_close(mode, gauss.actor(obs))
+    torch.testing.assert_close(mode, gauss.actor_out(obs))
+
+
+def test_twin_mlp_is_two_independent_networks():
+    torch.manual_seed(0)
+    ac = ActorCritic(3, 2, None, [8, 8], "tanh")
+    obs = torch.randn(5, 3)
+    w, b = ac.body.weights, ac.body.biases
+    # the critic twin computed by hand as its own MLP
+    h = torch.tanh(obs @ w[0][1] + b[0][1])
+    h = torch.tanh(h @ w[1][1] + b[1][1])
+    torch.testing.assert_close(ac.value(obs), (h @ w[2][1] + b[2][1])[:, 0])
+    # V's loss moves no actor weight
+    ac.value(obs).sum().backward()
+    assert all(p.grad[0].abs().sum() == 0 for p in list(w) + list(b))
 
 
 def test_replay_buffer_wraps_and_samples():

@@ -42,7 +42,8 @@ class ReplayBuffer:
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray) -> None:
         """Add one vector step (n transitions at once)."""
         n = len(obs)
-        idx = (self.pos + np.arange(n)) % self.capacity
+        # a slice when the ring does not wrap (the common case): no index array to build
+        idx = slice(self.pos, self.pos + n) if self.pos + n <= self.capacity else (self.pos + np.arange(n)) % self.capacity
         self.obs[idx] = obs
         self.actions[idx] = actions
         self.rewards[idx] = rewards

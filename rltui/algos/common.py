@@ -137,21 +137,24 @@ def _json(v: Any) -> Any:
 class EvalSchedule:
     """Runs an evaluation round every `every` env steps, timing it apart from training.
 
-    `train_seconds` is wall-clock time minus evaluation time: the benchmark's clock (SB3's is stopped
-    the same way while it evaluates).
+    `train_seconds` is wall-clock time minus evaluation time, `train_cpu_seconds` the same in process
+    CPU time: the benchmark's clocks (SB3's are stopped the same way while it evaluates).
     """
 
     def __init__(self, env: Any, params: Any, seed: int, act: ActFn, recorder: Recorder, counters: Counters, device: torch.device) -> None:
         self.every = params.eval_every
         self.venv = env.vector(seed + EVAL_SEED_OFFSET, num_envs=params.eval_episodes) if self.every else None
         self.act, self.recorder, self.counters, self.device = act, recorder, counters, device
-        self.t0 = time.perf_counter()
-        self.eval_seconds = 0.0
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.eval_seconds = self.eval_cpu_seconds = 0.0
         if self.every and counters.next_eval == 0:
             counters.next_eval = self.every
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.t0 - self.eval_seconds
+
+    def train_cpu_seconds(self) -> float:
+        return time.process_time() - self.cpu0 - self.eval_cpu_seconds
 
     def maybe(self) -> None:
         c = self.counters
@@ -163,11 +166,12 @@ class EvalSchedule:
 
     def run(self) -> float:
         assert self.venv is not None
-        t = time.perf_counter()
-        train_s = self.train_seconds()
+        t, cpu = time.perf_counter(), time.process_time()
+        train_s, train_cpu = self.train_seconds(), self.train_cpu_seconds()
         mean = evaluate(self.venv, self.act, self.recorder, self.counters, self.device)
-        self.recorder.log(self.counters.global_step, eval_return=mean, train_time=train_s)
+        self.recorder.log(self.counters.global_step, eval_return=mean, train_time=train_s, train_cpu_time=train_cpu)
         self.eval_seconds += time.perf_counter() - t
+        self.eval_cpu_seconds += time.process_time() - cpu
         return mean
 
 
@@ -223,5 +227,6 @@ def finish_summary(counters: Counters, schedule: EvalSchedule | None, extra: dic
     }
     if schedule is not None:
         out["train_seconds"] = round(schedule.train_seconds(), 3)
+        out["train_cpu_seconds"] = round(schedule.train_cpu_seconds(), 3)
     out.update(extra or {})
     return out

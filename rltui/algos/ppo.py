@@ -38,7 +38,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
 
     agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch,
                         params.activation, params.log_std_init).to(dev)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=params.learning_rate, eps=1e-5)
+    parameters = list(agent.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, eps=1e-5, foreach=True)
     counters = Counters()
     restored = load_checkpoint(recorder, counters, rng)
     if restored is not None:
@@ -79,8 +80,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         trunc_rows: list[int] = []  # rows where some copy was truncated (time limit)
         with torch.inference_mode():
             for t in range(n_steps):
-                action, logp = agent.act(obs)
-                value = agent.value(obs)
+                action, logp, value = agent.act_value(obs)
                 buf.obs[t] = obs
                 buf.actions[t] = action
                 buf.logprobs[t] = logp
@@ -119,8 +119,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             perm = torch.randperm(batch, device=dev)
             for start in range(0, batch, minibatch):
                 mb = perm[start : start + minibatch]
-                new_logp, entropy = agent.evaluate(b_obs[mb], b_actions[mb])
-                new_value = agent.value(b_obs[mb])
+                new_logp, entropy, new_value = agent.evaluate(b_obs[mb], b_actions[mb])
                 log_ratio = new_logp - b_logprobs[mb]
                 ratio = log_ratio.exp()
                 with torch.no_grad():
@@ -143,7 +142,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                clip_grad_norm(agent.parameters(), params.max_grad_norm)
+                clip_grad_norm(parameters, params.max_grad_norm)
                 optimizer.step()
             counters.updates += 1
             if params.target_kl is not None and kls[-1] > 1.5 * params.target_kl:

@@ -35,7 +35,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
 
     agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch, params.activation,
                         params.log_std_init, critic=params.baseline).to(dev)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=params.learning_rate)
+    parameters = list(agent.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, foreach=True)
     counters = Counters()
     restored = load_checkpoint(recorder, counters, rng)
     if restored is not None:
@@ -105,9 +106,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         b_returns = torch.from_numpy(np.concatenate(returns).astype(np.float32)).to(dev)
 
         # --- one policy-gradient step ----------------------------------------------------------
-        logp, entropy = agent.evaluate(b_obs, b_actions)
-        if params.baseline:
-            values = agent.value(b_obs)
+        logp, entropy, values = agent.evaluate(b_obs, b_actions)
+        if values is not None:
             advantages = b_returns - values.detach()
             value_loss = ((values - b_returns) ** 2).mean()
         else:
@@ -120,7 +120,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         loss = policy_loss + params.vf_coef * value_loss + params.ent_coef * entropy_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_grad_norm(agent.parameters(), params.max_grad_norm)
+        clip_grad_norm(parameters, params.max_grad_norm)
         optimizer.step()
         counters.updates += 1
 
