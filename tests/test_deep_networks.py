@@ -104,3 +104,23 @@ def test_toy_text_env_is_one_hot_with_grid_layout():
     assert obs[0, 1] == 1.0 and venv.state_json(0) == 1
     layout = env.layout()
     assert layout["kind"] == "grid" and layout["map"][0] == "S..." and layout["rows"] == 4
+
+
+def test_control_schemas_import_neither_torch_nor_gymnasium():
+    import subprocess
+    import sys
+
+    code = ("import sys, rltui.registry as r; r.envs(); r.algos(); import rltui.schemas.control; "
+            "print(sorted(m for m in ('torch', 'gymnasium') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_registry_lists_control_envs_and_deep_algos():
+    from rltui import registry
+
+    for env_id in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"):
+        assert registry.env_spec(env_id).kind == "control"
+    for algo in ("dqn", "reinforce", "ppo"):
+        spec = registry.algo_spec(algo)
+        assert spec.uses_torch and {"control", "tabular"} <= spec.env_kinds

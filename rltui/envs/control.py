@@ -24,13 +24,15 @@ VECTOR_LABELS = {
     "Pendulum-v1": ["cos θ", "sin θ", "θ_dot"],
     "LunarLander-v3": ["x", "y", "vx", "vy", "angle", "angular_v", "left_leg", "right_leg"],
 }
+DEFAULT_TIME_LIMIT = 500
+
 ACTION_NAMES = {
     "CartPole-v1": ["left", "right"],
     "Acrobot-v1": ["-1", "0", "+1"],
     "MountainCar-v0": ["left", "none", "right"],
     "FrozenLake-v1": ["left", "down", "right", "up"],
     "CliffWalking-v1": ["up", "right", "down", "left"],
-    "Taxi-v3": ["south", "north", "east", "west", "pickup", "dropoff"],
+    "Taxi-v4": ["south", "north", "east", "west", "pickup", "dropoff"],
     "LunarLander-v3": ["none", "left", "main", "right"],
 }
 
@@ -141,9 +143,11 @@ class ControlEnv:
             probe = gym.make(env_id, disable_env_checker=True, **self._kwargs)
         except gym.error.DependencyNotInstalled as exc:
             raise RuntimeError(f"{env_id} needs an extra dependency: {exc}") from None
-        self.max_episode_steps = params.max_episode_steps or (probe.spec.max_episode_steps if probe.spec else None)
+        # An env without a time limit of its own (CliffWalking) gets one: an untrained policy may never end.
+        own_limit = probe.spec.max_episode_steps if probe.spec else None
+        self.max_episode_steps = params.max_episode_steps or own_limit or DEFAULT_TIME_LIMIT
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
-        self._desc = getattr(probe.unwrapped, "desc", None)
+        self._desc = getattr(probe.unwrapped, "desc", None) if env_id.startswith("FrozenLake") else None
         probe.close()
         self.discrete_obs = isinstance(self.observation_space, gym.spaces.Discrete)
         self.discrete_actions = isinstance(self.action_space, gym.spaces.Discrete)
@@ -188,8 +192,10 @@ class ControlEnv:
     def layout(self) -> dict[str, Any]:
         if self.env_id.startswith("CartPole"):
             return {"kind": "cartpole", "labels": CARTPOLE_LABELS}
-        if self._desc is not None:  # FrozenLake, CliffWalking: draw the grid
-            return _grid_layout(self._desc, self.env_id)
+        if self._desc is not None:  # FrozenLake: draw its map
+            return _grid_layout([bytes(row).decode() for row in self._desc], self.env_id)
+        if self.env_id.startswith("CliffWalking"):
+            return _grid_layout(["." * 12] * 3 + ["S" + "C" * 10 + "G"], self.env_id)
         if self.discrete_obs:
             n = int(self.observation_space.n)
             return {"kind": "tabular", "states": [str(s) for s in range(n)], "actions": self.action_names()}
@@ -205,10 +211,9 @@ class ControlEnv:
         return [f"a{i}" for i in range(int(np.prod(self.action_space.shape)))]
 
 
-def _grid_layout(desc: np.ndarray, env_id: str) -> dict[str, Any]:
-    rows = ["".join(c.decode() if isinstance(c, bytes) else str(c) for c in row) for row in desc]
-    # FrozenLake: S start, F frozen, H hole, G goal. CliffWalking: our own map (its desc is 'x'/'C'/'T').
-    grid = ["".join({"F": ".", "x": ".", "o": ".", "T": "G"}.get(ch, ch) for ch in row) for row in rows]
+def _grid_layout(rows: list[str], env_id: str) -> dict[str, Any]:
+    # FrozenLake: S start, F frozen (free), H hole, G goal.
+    grid = [row.replace("F", ".") for row in rows]
     n_rows, n_cols = len(grid), len(grid[0])
     positions = [[s // n_cols, s % n_cols] for s in range(n_rows * n_cols)]
     actions = ACTION_NAMES[env_id]
@@ -293,4 +298,4 @@ make_pendulum = _factory("Pendulum-v1")
 make_lunarlander = _factory("LunarLander-v3")
 make_frozenlake = _factory("FrozenLake-v1")
 make_cliffwalking = _factory("CliffWalking-v1")
-make_taxi = _factory("Taxi-v3")
+make_taxi = _factory("Taxi-v4")

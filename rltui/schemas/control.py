@@ -52,7 +52,7 @@ ENVS = [
             "Gymnasium's slippery grid; one-hot state for networks"),
     EnvSpec("CliffWalking-v1", ControlEnvParams, _F + "cliffwalking", "control",
             "Gymnasium's 4x12 cliff; one-hot state for networks"),
-    EnvSpec("Taxi-v3", ControlEnvParams, _F + "taxi", "control",
+    EnvSpec("Taxi-v4", ControlEnvParams, _F + "taxi", "control",
             "Gymnasium's taxi (500 states, 6 actions); one-hot state for networks"),
 ]
 
