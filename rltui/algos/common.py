@@ -1,0 +1,232 @@
+"""What DQN, REINFORCE and PPO share besides buffers and returns: device and thread set-up, the
+deterministic evaluation round (with full trajectories for replay), checkpoints for resume, and the
+steps-per-second timer.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from rltui.envs.control import VectorEnv, as_control
+from rltui.recorder import Recorder, StepRecord
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation copies never share a seed with training copies
+
+
+def setup(env: Any, params: Any, device: str) -> tuple[Any, torch.device]:
+    """(control view of env, torch device). One CPU thread is fastest for small MLPs (no fork/join)."""
+    if params.torch_threads:
+        torch.set_num_threads(params.torch_threads)
+    return as_control(env), torch.device(device)
+
+
+def clip_grad_norm(parameters: Any, max_norm: float) -> torch.Tensor:
+    """Scale gradients so their global L2 norm is at most max_norm (torch's clip_grad_norm_, minus the
+    per-call bookkeeping that costs more than the maths for a small MLP)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+    return norm
+
+
+def obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(obs).to(device, non_blocking=True)
+
+
+@dataclass
+class Counters:
+    """Everything that must survive a resume besides weights: where the run is."""
+
+    global_step: int = 0
+    episode: int = 0  # training episodes finished (the next one gets this index)
+    eval_round: int = 0
+    eval_episode: int = 0
+    updates: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    next_log: int = 0
+    best_eval: float = float("-inf")
+    last_eval: float | None = None
+    recent: list[float] = field(default_factory=list)  # last training returns (for the summary)
+
+    def report_episodes(self, recorder: Recorder, finished: list[tuple[int, float, int]]) -> None:
+        for _, ret, length in finished:
+            recorder.episode(self.episode, ret, length, step=self.global_step)
+            self.episode += 1
+            self.recent.append(ret)
+        if len(self.recent) > 100:
+            del self.recent[:-100]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+ActFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def evaluate(
+    venv: VectorEnv,
+    act: ActFn,
+    recorder: Recorder,
+    counters: Counters,
+    device: torch.device,
+) -> float:
+    """One evaluation round: each of venv's copies plays one episode with the deterministic policy.
+
+    `act(obs, with_extras)` returns (actions, extras): extras such as Q(s,·), π(·|s), V(s) per copy,
+    computed only when a trajectory is kept. Returns the mean return of the round.
+    """
+    n = venv.num_envs
+    first_index = counters.eval_episode
+    keep = [recorder.wants_trajectory(first_index + i, "eval") for i in range(n)]
+    record = any(keep)
+    trajectories: list[list[StepRecord]] = [[] for _ in range(n)]
+    returns = np.zeros(n)
+    lengths = np.zeros(n, np.int64)
+    running = np.ones(n, bool)
+    obs = venv.reset()
+    with torch.inference_mode():
+        while running.any():
+            states = [venv.state_json(i) if keep[i] and running[i] else None for i in range(n)]
+            actions, extras = act(obs_tensor(obs, device), record)
+            actions_np = actions.cpu().numpy()
+            extras_np = {k: v.cpu().numpy() for k, v in extras.items()} if record else {}
+            obs, rewards, terminated, truncated, _, finished = venv.step(actions_np)
+            ended = (terminated + truncated) > 0
+            for i in np.flatnonzero(running):
+                returns[i] += rewards[i]
+                lengths[i] += 1
+                if keep[i]:
+                    trajectories[i].append(
+                        StepRecord(
+                            t=int(lengths[i] - 1),
+                            state=states[i],
+                            action=_action_json(actions_np[i]),
+                            reward=float(rewards[i]),
+                            done=bool(ended[i]),
+                            extras={k: _json(v[i]) for k, v in extras_np.items()},
+                        )
+                    )
+            running &= ~ended
+    for i in range(n):
+        recorder.episode(first_index + i, float(returns[i]), int(lengths[i]), phase="eval",
+                         steps=trajectories[i] if keep[i] else None, step=counters.global_step)
+    counters.eval_episode += n
+    counters.eval_round += 1
+    mean = float(returns.mean())
+    counters.last_eval = mean
+    counters.best_eval = max(counters.best_eval, mean)
+    return mean
+
+
+def _action_json(a: np.ndarray) -> Any:
+    return int(a) if a.ndim == 0 else [float(v) for v in a]
+
+
+def _json(v: Any) -> Any:
+    return float(v) if np.ndim(v) == 0 else [float(x) for x in v]
+
+
+class EvalSchedule:
+    """Runs an evaluation round every `every` env steps, timing it apart from training.
+
+    `train_seconds` is wall-clock time minus evaluation time, `train_cpu_seconds` the same in process
+    CPU time: the benchmark's clocks (SB3's are stopped the same way while it evaluates).
+    """
+
+    def __init__(self, env: Any, params: Any, seed: int, act: ActFn, recorder: Recorder, counters: Counters, device: torch.device) -> None:
+        self.every = params.eval_every
+        self.venv = env.vector(seed + EVAL_SEED_OFFSET, num_envs=params.eval_episodes) if self.every else None
+        self.act, self.recorder, self.counters, self.device = act, recorder, counters, device
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.eval_seconds = self.eval_cpu_seconds = 0.0
+        if self.every and counters.next_eval == 0:
+            counters.next_eval = self.every
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.eval_seconds
+
+    def train_cpu_seconds(self) -> float:
+        return time.process_time() - self.cpu0 - self.eval_cpu_seconds
+
+    def maybe(self) -> None:
+        c = self.counters
+        if self.venv is None or c.global_step < c.next_eval:
+            return
+        while c.next_eval <= c.global_step:
+            c.next_eval += self.every
+        self.run()
+
+    def run(self) -> float:
+        assert self.venv is not None
+        t, cpu = time.perf_counter(), time.process_time()
+        train_s, train_cpu = self.train_seconds(), self.train_cpu_seconds()
+        mean = evaluate(self.venv, self.act, self.recorder, self.counters, self.device)
+        self.recorder.log(self.counters.global_step, eval_return=mean, train_time=train_s, train_cpu_time=train_cpu)
+        self.eval_seconds += time.perf_counter() - t
+        self.eval_cpu_seconds += time.process_time() - cpu
+        return mean
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+def save_checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, **state: Any) -> None:
+    """torch.save of state dicts, counters and RNG states → recorder.checkpoint (resume restores all)."""
+    payload = {
+        **state,
+        "counters": counters.as_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    recorder.checkpoint(counters.global_step, buf.getvalue())
+
+
+def load_checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator) -> dict[str, Any] | None:
+    """Restore counters and RNG states from the run's last checkpoint; returns the rest (or None)."""
+    found = recorder.last_checkpoint()
+    if found is None:
+        return None
+    _, data = found
+    payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    for key, value in payload.pop("counters").items():
+        setattr(counters, key, value)
+    rng_state = payload.pop("rng")
+    torch.set_rng_state(rng_state["torch"])
+    rng.bit_generator.state = rng_state["numpy"]
+    return payload
+
+
+class SPS:
+    """Environment steps per second since the last call."""
+
+    def __init__(self, step: int) -> None:
+        self.t, self.step = time.perf_counter(), step
+
+    def __call__(self, step: int) -> float:
+        now = time.perf_counter()
+        sps = (step - self.step) / max(now - self.t, 1e-9)
+        self.t, self.step = now, step
+        return sps
+
+
+def finish_summary(counters: Counters, schedule: EvalSchedule | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    recent = counters.recent[-20:]
+    out = {
+        "global_step": counters.global_step,
+        "episodes": counters.episode,
+        "final_return": float(np.mean(recent)) if recent else None,
+        "best_eval_return": None if counters.best_eval == float("-inf") else counters.best_eval,
+        "final_eval_return": counters.last_eval,
+    }
+    if schedule is not None:
+        out["train_seconds"] = round(schedule.train_seconds(), 3)
+        out["train_cpu_seconds"] = round(schedule.train_cpu_seconds(), 3)
+    out.update(extra or {})
+    return out

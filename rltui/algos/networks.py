@@ -1,0 +1,175 @@
+"""Small networks for deep RL: an MLP, Q(s,·), and categorical / Gaussian policy heads.
+
+Policies return log π(a|s) and the entropy without building torch.distributions objects in the hot
+loop (their argument validation costs more than the maths on tiny batches); the Gaussian log-density is
+checked against torch.distributions in tests/test_deep_networks.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
+    """Linear layers with orthogonal init (√2 gain inside, `out_gain` on the last), as in CleanRL/SB3."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [_ortho(nn.Linear(last, width), math.sqrt(2.0)), ACTIVATIONS[activation]()]
+        last = width
+    layers.append(_ortho(nn.Linear(last, out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class QNetwork(nn.Module):
+    """s ↦ Q(s,·): one forward pass scores every action."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, n_actions, activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(a; μ, σ²) summed over action dimensions (independent Gaussians)."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
+    return (log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1).expand(batch_shape)
+
+
+class TwinMLP(nn.Module):
+    """Two MLPs of the same shape (the actor's and the critic's) evaluated as one chain of batched
+    matmuls: x ↦ (2, batch, out). Mathematically two independent networks; half the kernel launches
+    and autograd nodes, which is most of the cost for small MLPs on a CPU."""
+
+    def __init__(self, in_dim: int, hidden: list[int], out_dims: tuple[int, int], activation: str, out_gains: tuple[float, float]) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden, max(out_dims)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            last = k == len(dims) - 2
+            w = torch.zeros(2, d_in, d_out)
+            for twin in range(2):
+                width = out_dims[twin] if last else d_out
+                gain = out_gains[twin] if last else math.sqrt(2.0)
+                block = torch.empty(width, d_in)
+                nn.init.orthogonal_(block, gain)
+                w[twin, :, :width] = block.T
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(2, 1, d_out)))
+        self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        self._cache: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(2, *x.shape)
+        if self._cache is None:  # ParameterList indexing is slow; the Parameter objects never change
+            self._cache = (list(self.weights), list(self.biases))
+        weights, biases = self._cache
+        for w, b in zip(weights[:-1], biases[:-1]):
+            h = self.act(torch.baddbmm(b, h, w))
+        return torch.baddbmm(biases[-1], h, weights[-1])
+
+
+class ActorCritic(nn.Module):
+    """π(a|s) and V(s) as two separate MLPs of the same shape (SB3's default for MLP policies),
+    evaluated together by a TwinMLP.
+
+    Discrete actions: a categorical head over logits. Continuous actions: a Gaussian with a learned,
+    state-independent log σ. `critic=False` builds a policy only (REINFORCE without baseline).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int | None,
+        action_dim: int | None,
+        hidden: list[int],
+        activation: str = "tanh",
+        log_std_init: float = 0.0,
+        critic: bool = True,
+    ) -> None:
+        super().__init__()
+        self.discrete = n_actions is not None
+        out = n_actions if self.discrete else action_dim
+        assert out is not None
+        self.n_out = out
+        self.has_critic = critic
+        if critic:
+            self.body = TwinMLP(obs_dim, hidden, (out, 1), activation, (0.01, 1.0))
+        else:
+            self.body = mlp(obs_dim, hidden, out, activation, out_gain=0.01)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(actor output: logits or Gaussian mean, V(s) or None)."""
+        if not self.has_critic:
+            return self.body(obs), None
+        both = self.body(obs)
+        return both[0, :, : self.n_out], both[1, :, 0]
+
+    def actor_out(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)[0]
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        value = self(obs)[1]
+        assert value is not None, "this policy has no critic"
+        return value
+
+    def _sample(self, out: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.discrete:
+            logp_all = torch.log_softmax(out, -1)
+            if deterministic:
+                action = logp_all.argmax(-1)
+            else:
+                action = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
+            return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        log_std = self.log_std.expand_as(out)
+        action = out if deterministic else out + torch.randn_like(out) * log_std.exp()
+        return action, gaussian_log_prob(action, out, log_std)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample (or pick the mode of) a ~ π(·|s); returns (action, log π(a|s))."""
+        return self._sample(self(obs)[0], deterministic)
+
+    def act_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(a ~ π(·|s), log π(a|s), V(s)) from one forward pass: the rollout's step."""
+        out, value = self(obs)
+        action, logp = self._sample(out, False)
+        return action, logp, value
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(log π(a|s), entropy of π(·|s), V(s) or None) for a batch of taken actions."""
+        out, value = self(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, -1)
+            logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            return logp, entropy, value
+        log_std = self.log_std.expand_as(out)
+        return gaussian_log_prob(actions, out, log_std), gaussian_entropy(self.log_std, out.shape[:-1]), value
+
+    def probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """π(·|s) for a discrete policy; (μ, σ) concatenated for a Gaussian one (what replay shows)."""
+        out = self(obs)[0]
+        if self.discrete:
+            return torch.softmax(out, -1)
+        return torch.cat([out, self.log_std.exp().expand_as(out)], -1)

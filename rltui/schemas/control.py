@@ -1,0 +1,133 @@
+"""Control envs (Gymnasium by id) and the deep RL algorithms (DQN, REINFORCE, PPO): ids and schemas.
+
+Torch-free and gymnasium-free at import: the TUI reads these schemas to build its forms.
+
+Deep algorithms run on control envs and on the tabular envs too (through a one-hot observation), so
+DQN on the maze can be compared with tabular Q-learning on the same maze.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rltui.config import Params
+from rltui.registry import AlgoSpec, EnvSpec
+
+# --- environments ---------------------------------------------------------------------------------
+
+
+class ControlEnvParams(Params):
+    gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount γ of the MDP")
+    num_envs: int = Field(1, ge=1, le=512, description="environments stepped side by side (vectorized)")
+    max_episode_steps: int | None = Field(
+        None, ge=1, description="time limit (truncation) in steps; empty: the env's own limit"
+    )
+
+
+class FrozenLakeParams(ControlEnvParams):
+    map_name: Literal["4x4", "8x8"] = Field("4x4", description="which FrozenLake map")
+    is_slippery: bool = Field(True, description="the ice moves the agent sideways 2 times in 3")
+
+
+class LunarLanderParams(ControlEnvParams):
+    continuous: bool = Field(False, description="continuous engine throttles instead of 4 discrete actions")
+
+
+_F = "rltui.envs.control:make_"
+
+ENVS = [
+    EnvSpec("CartPole-v1", ControlEnvParams, _F + "cartpole", "control",
+            "balance a pole on a cart; 2 actions; +1 per step up to 500"),
+    EnvSpec("Acrobot-v1", ControlEnvParams, _F + "acrobot", "control",
+            "swing a two-link arm above a line; 3 actions; -1 per step"),
+    EnvSpec("MountainCar-v0", ControlEnvParams, _F + "mountaincar", "control",
+            "drive an underpowered car up a hill; 3 actions; -1 per step (hard exploration)"),
+    EnvSpec("Pendulum-v1", ControlEnvParams, _F + "pendulum", "control",
+            "swing a pendulum up and hold it; continuous torque in [-2, 2]"),
+    EnvSpec("LunarLander-v3", LunarLanderParams, _F + "lunarlander", "control",
+            "land a craft on a pad; needs the Box2D extra (pip install box2d)"),
+    EnvSpec("FrozenLake-v1", FrozenLakeParams, _F + "frozenlake", "control",
+            "Gymnasium's slippery grid; one-hot state for networks"),
+    EnvSpec("CliffWalking-v1", ControlEnvParams, _F + "cliffwalking", "control",
+            "Gymnasium's 4x12 cliff; one-hot state for networks"),
+    EnvSpec("Taxi-v4", ControlEnvParams, _F + "taxi", "control",
+            "Gymnasium's taxi (500 states, 6 actions); one-hot state for networks"),
+]
+
+# --- algorithms -----------------------------------------------------------------------------------
+
+
+class DeepCommon(Params):
+    total_timesteps: int = Field(100_000, ge=1, description="environment steps to train for (all envs together)")
+    learning_rate: float = Field(3e-4, gt=0.0, description="Adam step size")
+    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the MLP(s)")
+    activation: Literal["tanh", "relu"] = Field("tanh", description="hidden activation")
+    max_grad_norm: float = Field(0.5, gt=0.0, description="clip the global gradient norm to this")
+    eval_every: int = Field(10_000, ge=0, description="env steps between evaluation rounds (0: off)")
+    eval_episodes: int = Field(5, ge=1, description="deterministic episodes per evaluation round")
+    checkpoint_every: int = Field(50_000, ge=0, description="env steps between checkpoints for resume (0: only at the end)")
+    log_every: int = Field(1_000, ge=1, description="env steps between metric rows")
+    torch_threads: int = Field(1, ge=0, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+
+
+class DQNParams(DeepCommon):
+    learning_rate: float = Field(1e-4, gt=0.0, description="Adam step size")
+    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the Q-network")
+    activation: Literal["tanh", "relu"] = Field("relu", description="hidden activation")
+    max_grad_norm: float = Field(10.0, gt=0.0, description="clip the global gradient norm to this")
+    buffer_size: int = Field(100_000, ge=1, description="replay buffer capacity (transitions)")
+    batch_size: int = Field(64, ge=1, description="transitions per gradient step")
+    learning_starts: int = Field(1_000, ge=0, description="env steps of pure exploration before learning")
+    train_freq: int = Field(4, ge=1, description="env steps (all envs together) between training phases")
+    gradient_steps: int = Field(1, ge=1, description="gradient steps per training phase")
+    target_update_interval: int = Field(1_000, ge=1, description="env steps between target-network updates")
+    tau: float = Field(1.0, gt=0.0, le=1.0, description="target update: 1 = hard copy, <1 = Polyak averaging")
+    double_q: bool = Field(True, description="double DQN: the online net picks a', the target net scores it")
+    huber: bool = Field(True, description="Huber (smooth L1) TD loss instead of squared error")
+    exploration_fraction: float = Field(0.1, ge=0.0, le=1.0, description="fraction of training over which ε decays")
+    exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="ε at the start")
+    exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
+
+
+class ReinforceParams(DeepCommon):
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam step size")
+    episodes_per_update: int = Field(4, ge=1, description="whole episodes collected per policy update")
+    baseline: bool = Field(True, description="learn V(s) and subtract it from G_t (lower variance)")
+    normalize_returns: bool = Field(True, description="standardise the (baselined) returns in a batch")
+    vf_coef: float = Field(0.5, ge=0.0, description="weight of the baseline's value loss")
+    ent_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
+    log_std_init: float = Field(0.0, description="initial log σ of a Gaussian policy (continuous actions)")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="clip the global gradient norm to this")
+
+
+class PPOParams(DeepCommon):
+    n_steps: int = Field(128, ge=1, description="steps per env per rollout")
+    batch_size: int = Field(64, ge=1, description="minibatch size")
+    n_epochs: int = Field(10, ge=1, description="passes over each rollout")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="λ of GAE(λ)")
+    clip_range: float = Field(0.2, gt=0.0, description="ε of the clipped surrogate")
+    clip_range_vf: float | None = Field(None, gt=0.0, description="clip value updates to ±this (empty: off)")
+    ent_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
+    vf_coef: float = Field(0.5, ge=0.0, description="value loss weight")
+    normalize_advantage: bool = Field(True, description="standardise advantages per minibatch")
+    anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")
+    anneal_clip: bool = Field(False, description="decay the clip range linearly to 0")
+    target_kl: float | None = Field(None, gt=0.0, description="stop the epochs early when approx KL passes 1.5x this")
+    log_std_init: float = Field(0.0, description="initial log σ of a Gaussian policy (continuous actions)")
+
+
+_KINDS = frozenset({"control", "tabular"})
+
+ALGOS = [
+    AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS,
+             "deep Q-network: replay, target net, double DQN, Huber loss", uses_torch=True,
+             tags=("value-based", "off-policy", "deep")),
+    AlgoSpec("reinforce", ReinforceParams, "rltui.algos.reinforce:train", _KINDS,
+             "Monte-Carlo policy gradient with an optional learned baseline", uses_torch=True,
+             tags=("policy-gradient", "on-policy", "deep")),
+    AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS,
+             "proximal policy optimisation: GAE(λ), clipped surrogate, actor-critic", uses_torch=True,
+             tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
+]
