@@ -74,7 +74,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
             optimizer.step()
             step += 1
             if step % 5 == 0 or step == 1:
-                recorder.log(step, loss=float(loss), accuracy=float((r_w > r_l).float().mean()),
+                recorder.log(step, loss=loss.item(), accuracy=float((r_w > r_l).float().mean()),
                              **{"rewards/margins": float((r_w - r_l).mean())})
             if step % params.eval_every == 0 or step == total:
                 acc, margin = pair_accuracy(model, tok, heldout, device)
