@@ -67,7 +67,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
             non_score_reward = -kl_coef * kl
             rewards = non_score_reward.clone()
             last = mask.sum(1) - 1
-            rewards[torch.arange(B), last] += scores
+            rewards[torch.arange(B, device=rewards.device), last] += scores
             if params.whiten_rewards:
                 rewards = masked_whiten(rewards, mask, shift_mean=False)
             advantages, returns = token_gae(rewards, values, fmask, gamma, lam)

@@ -27,13 +27,13 @@ def pair_scores(model: ScalarModel, tok: CharTokenizer, pairs, device: str) -> t
 
 @torch.no_grad()
 def pair_accuracy(model: ScalarModel, tok: CharTokenizer, pairs, device: str, batch: int = 256) -> tuple[float, float]:
-    """(accuracy, mean margin r_w − r_l) on `pairs`."""
+    """(accuracy, mean margin r_w − r_l) on `pairs`; a tie counts half (a coin flip would break it)."""
     was = model.training
     model.eval()
-    correct, margin = 0, 0.0
+    correct, margin = 0.0, 0.0
     for i in range(0, len(pairs), batch):
         r_w, r_l = pair_scores(model, tok, pairs[i : i + batch], device)
-        correct += int((r_w > r_l).sum())
+        correct += float((r_w > r_l).sum() + 0.5 * (r_w == r_l).sum())
         margin += float((r_w - r_l).sum())
     model.train(was)
     return correct / len(pairs), margin / len(pairs)
@@ -74,8 +74,8 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
             optimizer.step()
             step += 1
             if step % 5 == 0 or step == 1:
-                recorder.log(step, loss=loss.item(), accuracy=float((r_w > r_l).float().mean()),
-                             **{"rewards/margins": float((r_w - r_l).mean())})
+                recorder.log(step, loss=loss.item(), accuracy=(r_w > r_l).float().mean().item(),
+                             **{"rewards/margins": (r_w - r_l).mean().item()})
             if step % params.eval_every == 0 or step == total:
                 acc, margin = pair_accuracy(model, tok, heldout, device)
                 recorder.log(step, **{"eval/accuracy": acc, "eval/margin": margin})
