@@ -140,3 +140,23 @@ def test_text_env_token_mdp():
     assert trunc and not term and r == 0.0
     assert len(env.sample_prompts(random.Random(0), 5, "heldout")) == 5
     assert set(env.eval_prompts(40)) <= set(env.heldout_prompts)
+
+
+def test_schemas_and_text_env_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, rltui.registry as r, rltui.envs.text; assert {'lm-reviews', 'lm-arithmetic'} <= set(r.envs()); "
+            "assert {'lm_pretrain', 'reward_model', 'lm_ppo', 'grpo', 'dpo'} <= set(r.algos()); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_refs_are_checked_at_the_door():
+    from rltui.config import ConfigError, load_config_text
+
+    base = '[env]\nid = "lm-reviews"\n[algo]\nid = "lm_ppo"\n'
+    assert load_config_text(base + "init_run = 12\n").algo.init_run == 12
+    assert load_config_text(base + 'init_run = "latest:lm_pretrain"\n').algo.init_run == "latest:lm_pretrain"
+    with pytest.raises(ConfigError, match="algo.init_run"):
+        load_config_text(base + 'init_run = "newest"\n')
