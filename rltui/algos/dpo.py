@@ -74,6 +74,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
 
             step += 1
             episodes += 2 * n
+            chosen_r, rejected_r, logps = chosen_r.detach(), rejected_r.detach(), logps.detach()
             recorder.log(
                 episodes,
                 loss=loss.item(),

@@ -197,10 +197,6 @@ class Rollout:
     def lengths(self) -> list[int]:
         return self.response_mask.sum(1).tolist()
 
-    def index(self, idx: torch.Tensor) -> "Rollout":
-        return Rollout(self.query[idx], self.query_mask[idx], self.response[idx], self.response_mask[idx],
-                       [self.prompts[i] for i in idx.tolist()])
-
 
 @torch.no_grad()
 def generate(

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 
