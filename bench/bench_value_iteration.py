@@ -126,14 +126,16 @@ def main() -> None:
     t0 = time.perf_counter()
     out = value_iteration(env, _Params(), Recorder(), seed=0)
     full = time.perf_counter() - t0
-    print(f"  value_iteration to θ=1e-6: {out['sweeps']} sweeps in {full:.2f} s = {out['sweeps'] / full:.1f} sweeps/s, "
+    print(f"  value_iteration() to θ=1e-6, with its final Q/π table and evaluation episode: {out['sweeps']} sweeps in {full:.2f} s = {out['sweeps'] / full:.1f} sweeps/s, "
           f"V(start) = {out['V_start']:.6f}")
 
     # --- memory bandwidth ---------------------------------------------------------------------------
     bw = memory_bandwidth()
-    streamed = env.next_state.nbytes + env.prob.nbytes + env.expected_reward.nbytes + 2 * S * 8
+    # what a sweep reads and writes at the least: int64 next-state indices and float64 probabilities
+    # for every (s, a, k), r(s,a), V in and V out (the gather's and einsum's temporaries not counted)
+    streamed = S * A * K * (8 + 8) + S * A * 8 + 2 * S * 8
     print(f"\nmemory bandwidth (numpy copy of 256 MiB, read+write): {bw / 1e9:.2f} GB/s")
-    print(f"one sweep must stream next_state + prob + r(s,a) + V in/out = {streamed / 1e6:.2f} MB "
+    print(f"one sweep must stream next_state (int64) + prob + r(s,a) + V in/out = {streamed / 1e6:.2f} MB "
           f"-> {streamed / t / 1e9:.2f} GB/s = {streamed / t / bw:.1%} of the measured bandwidth")
 
     # --- Python loops ------------------------------------------------------------------------------
