@@ -77,7 +77,7 @@ def policy_from_table(env: TabularMDP, table: Any) -> np.ndarray:
             row[a_index[a_name]] = p
         if abs(row.sum() - 1.0) > 1e-6:
             raise ValueError(f"algo.policy.{s_name}: probabilities sum to {row.sum():.6g}; they must sum to 1")
-        pi[s] = row
+        pi[s] = row / row.sum()  # exact rows: sampling the evaluation episode needs them
     return pi
 
 
@@ -88,8 +88,7 @@ def bellman_expectation(env: TabularMDP, V: np.ndarray, pi: np.ndarray) -> np.nd
 
 def bellman_optimality(env: TabularMDP, V: np.ndarray) -> np.ndarray:
     # V_{k+1}(s) = max_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V_k(s')]; terminal states stay 0
-    Q = np.where(env.available, env.q_from_v(V), -np.inf)
-    return np.where(env.terminal, 0.0, Q.max(axis=1))
+    return env.q_actions_first(V, masked=True).max(axis=0)  # Q as [A, S]: unavailable = -inf
 
 
 class _Sweeps:
