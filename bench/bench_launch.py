@@ -97,7 +97,7 @@ def cancel_and_wait_exit(store, run_id: int) -> None:
 
     with store.read() as s:
         pid = s.get(Run, run_id).pid
-    launch.cancel(store, run_id, grace=5)
+    launch.cancel(store, run_id, grace=5, wait=True)
     while pid_alive(pid):
         time.sleep(0.01)
 

@@ -266,7 +266,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     store = _store(args)
     try:
-        status = cancel(store, args.id, grace=args.grace)
+        status = cancel(store, args.id, grace=args.grace, wait=True)
     except LifecycleError as exc:
         raise CliError(str(exc)) from None
     if args.json:

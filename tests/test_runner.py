@@ -233,11 +233,12 @@ def test_cancel_is_graceful_and_flushes_what_the_run_did(tmp_path, db_path, stor
     run_id = submit(store, probe_config(tmp_path, steps=100_000, step_seconds=0.01))
     wait_for(lambda: len(counts(store, run_id)) >= 20, 40, "the first metrics")
     asked = time.monotonic()
-    proc = rltui_cli("cancel", str(run_id), "--json", db=db_path, check=True)
+    # A long grace: on a loaded machine the graceful stop must not be overtaken by the forced one.
+    proc = rltui_cli("cancel", str(run_id), "--grace", "60", "--json", db=db_path, check=True)
     assert json.loads(proc.stdout)["status"] == "cancelled"
-    assert time.monotonic() - asked < 5 + 5  # CLI start-up + a safe point; force would take the 5 s grace more
+    assert time.monotonic() - asked < 60
     run = run_row(store, run_id)
-    assert run.status == "cancelled" and "safe point" in run.error
+    assert run.status == "cancelled" and "safe point" in run.error, run.error
     stored = counts(store, run_id)
     assert stored == list(range(1, len(stored) + 1))
     assert stored[-1] == echoed_steps(run.log_path)[-1][0]  # everything it did was flushed
@@ -248,7 +249,7 @@ def test_cancel_forces_an_algorithm_that_never_reaches_a_safe_point(tmp_path, db
     wait_for(lambda: counts(store, run_id) == [1], 40, "the first step")
     asked = time.monotonic()
     # The TUI's cancel: returns at once; a detached helper forces the run after the grace period.
-    assert launch.cancel_in_background(store, run_id, grace=1) == "running"
+    assert launch.cancel(store, run_id, grace=1) == "running"
     assert time.monotonic() - asked < 1
     run = wait_status(store, run_id, {"cancelled", "crashed", "failed", "completed"}, timeout=30)
     assert run.status == "cancelled"

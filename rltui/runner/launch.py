@@ -1,9 +1,9 @@
 """Launching runs in the background: the API the CLI and the TUI call (none of it imports torch).
 
     run_id = submit(store, config)        # validate the device, queue the run, start a worker if a slot is free
-    cancel(store, run_id)                 # graceful, then forced (blocks up to ~grace + 6 s)
-    cancel_in_background(store, run_id)   # the same, returning at once (the TUI's cancel)
-    request_cancel(store, run_id)         # just ask (non-blocking, never forced)
+    cancel(store, run_id)                 # graceful, then forced after the grace period; returns at once
+    cancel(store, run_id, wait=True)      # the same, returning the final status (`rltui cancel`)
+    request_cancel(store, run_id)         # just ask (never forced)
     resume(store, run_id)                 # crashed / cancelled / failed → queued again, same id
     refresh_liveness(store)               # readers: mark dead runs crashed, unstick the queue
     queue_positions(store)                # {run_id: 1-based position} of queued runs
@@ -27,7 +27,7 @@ from rltui.runner.devices import DeviceError, resolve_device
 from rltui.runner.execute import create_run
 from rltui.runner.lifecycle import (
     LifecycleError,
-    cancel,
+    cancel_and_wait,
     force_cancel,
     kick_stalled_queue,
     prepare_resume,
@@ -108,6 +108,19 @@ def spawn_worker(store: Store) -> subprocess.Popen:
     return _spawn_detached(logs, ["--db", store.url])
 
 
+def cancel(store: Store, run_id: int, grace: float | None = None, *, wait: bool = False) -> str:
+    """Cancel a run: graceful first, forced after `grace` seconds (default $RLTUI_CANCEL_GRACE or 10).
+
+    By default it returns at once with the status after the request ("cancelled" for a queued run,
+    "running" while the run winds down) and a detached helper does the waiting and forcing, so a
+    caller that exits (the TUI) cannot leave the job half done. With wait=True it blocks until the
+    run has ended and returns its final status.
+    """
+    if wait:
+        return cancel_and_wait(store, run_id, grace=grace)
+    return cancel_in_background(store, run_id, grace)
+
+
 def cancel_in_background(store: Store, run_id: int, grace: float | None = None) -> str:
     """Ask a run to stop and return at once (the TUI's cancel): if it is running, a detached helper
     process waits out the grace period and forces it if need be — even if the caller exits."""
@@ -160,6 +173,7 @@ def log_tail(path: str | os.PathLike | None, lines: int = 40, max_bytes: int = 6
 __all__ = [
     "LifecycleError",
     "cancel",
+    "cancel_and_wait",
     "cancel_in_background",
     "check_launch_device",
     "force_cancel",

@@ -293,10 +293,10 @@ def request_cancel(store: Store, run_id: int) -> str:
         return run.status
 
 
-def cancel(store: Store, run_id: int, grace: float | None = None, poll: float = 0.1) -> str:
+def cancel_and_wait(store: Store, run_id: int, grace: float | None = None, poll: float = 0.1) -> str:
     """Graceful, then forced: ask the algorithm to stop at its next safe point; after `grace` seconds
     SIGTERM the worker (it records `cancelled`), and SIGKILL it if that did not end the run.
-    Blocks up to about grace + 2 × 3 s; the TUI calls it from a thread worker. Returns the final status.
+    Blocks up to about grace + 2 × 3 s (`rltui cancel`). Returns the final status.
     """
     grace = cancel_grace() if grace is None else grace
     status = request_cancel(store, run_id)
@@ -410,7 +410,7 @@ def is_final(status: str | None) -> bool:
 
 __all__ = [
     "LifecycleError",
-    "cancel",
+    "cancel_and_wait",
     "claim_next",
     "force_cancel",
     "prepare_resume",

@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     url = resolve_url(args.db)
     store = Store(url=url, engine=create_store_engine(url))
     if args.cancel is not None:
-        from rltui.runner.lifecycle import cancel
+        from rltui.runner.lifecycle import cancel_and_wait
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            print(f"rltui: cancel run {args.cancel}: {cancel(store, args.cancel, grace=args.grace)}", flush=True)
+            status = cancel_and_wait(store, args.cancel, grace=args.grace)
+            print(f"rltui: cancel run {args.cancel}: {status}", flush=True)
         finally:
             store.dispose()
         return 0
