@@ -7,6 +7,12 @@ Layout of a batch of rollouts (B responses):
     response (B, R)  sampled ids, EOS then PAD                 response_mask (B, R): real tokens, EOS included
     seq = [query | response], seq_mask = [query_mask | response_mask]
 
+How a stage finds the one before it: the runner hands train() a StoreRecorder, whose `.store` and
+`.run_id` are used here (and only here) to resolve `init_run`/`reward_run` (an id or "latest:ALGO":
+the newest completed run of ALGO on the same env), to read that run's "model" artifact (torch.save
+bytes of {"kind", "config", "tokenizer", "state_dict"}, loaded with weights_only=True), and to set
+this run's parent_id (one UPDATE) so the store keeps the pipeline's edges.
+
 Response token t is action a_t in state s_t = prompt + response[:t]; the logits that chose it sit at
 position P - 1 + t of `seq`. Prompt and padding positions are never in a loss: every loss is a
 masked mean over `response_mask`.
