@@ -41,7 +41,7 @@ class RunsScreen(LabScreen):
     HELP_ABOUT = ("Every run in the store, updated live. Select runs with space to compare, cancel or delete "
                   "several at once; otherwise actions apply to the run under the cursor.")
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
         Binding("c", "clone", "Clone"),
         Binding("space", "toggle_select", "Select", show=False),
@@ -275,15 +275,15 @@ class RunsScreen(LabScreen):
             samples = launching.sample_runs_dir()
             if samples is not None:
                 names = sorted(p.stem for p in samples.glob("*.toml"))
-                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples}\n"
-                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}),\n")
+                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples} "
+                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}), or ")
             else:
-                offer = ("No sample_runs/ folder was found next to rltui or in this directory; from a source\n"
-                         "checkout, start rltui in the repository root to be offered the sample runs,\n")
+                offer = ("No sample_runs/ folder was found next to rltui or in this directory (start rltui in the "
+                         "repository root of a source checkout to be offered the sample runs).\n\nPress ")
             welcome.update(
                 "[b]Welcome to rltui[/b] — a terminal laboratory for reinforcement learning.\n\n"
                 "This store has no runs yet.\n\n" + offer +
-                "press [b]n[/b] to configure a new run, or run one from a shell:\n"
+                "[b]n[/b] to configure a new run, or run one from a shell:\n"
                 "  rltui run sample_runs/maze_value_iteration.toml\n\n"
                 "[b]?[/b] lists the keys of every screen · [b]ctrl+p[/b] opens the command palette"
             )
