@@ -589,3 +589,33 @@ async def test_launch_from_the_form(demo_store, tmp_path):
         assert found, "the launched run never reached the store"
         await settle(pilot)
         assert found[0].id in set(app.screen.rows) - before or found[0].id in app.screen.rows
+
+
+async def test_many_runs_paint_a_page_first_and_page_in_as_the_cursor_moves(store):
+    from sqlalchemy import insert
+
+    from rltui.recorder import utcnow
+
+    now = utcnow()
+    with store.write_connection() as conn, conn.begin():
+        conn.execute(insert(Run), [
+            {"name": f"run-{i}", "env_id": "maze", "algo_id": "q_learning", "config_toml": "", "config": {},
+             "seed": 0, "device": "cpu", "status": "completed", "created_at": now, "progress": 1.0, "summary": {},
+             "tags": [], "notes": "", "versions": {}, "cancel_requested": False}
+            for i in range(450)
+        ])
+    app = make_app(store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, 3)
+        screen = app.screen
+        table = screen.query_one("#runs-table")
+        assert len(screen.rows) == 450 and table.row_count == 200
+        assert "showing 200" in text_of(screen.query_one("#runs-status"))
+        table.move_cursor(row=199)
+        await settle(pilot)
+        assert table.row_count == 400
+        await pilot.press("slash", *"run-12")  # the filter searches all runs, not just the page
+        await settle(pilot)
+        assert sorted(table_ids(app)) == sorted(
+            i for i, r in screen.rows.items() if "run-12" in r["name"])
+        assert table.row_count == 11  # run-12, run-120..run-129

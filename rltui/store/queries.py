@@ -127,10 +127,13 @@ RUN_ROW_COLUMNS = (
 )
 
 
-def run_rows(session: Session, ids: list[int] | None = None, after_id: int | None = None) -> list[dict[str, Any]]:
+def run_rows(
+    session: Session, ids: list[int] | None = None, after_id: int | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Light run rows (no config, no traceback) for the runs table, newest first.
 
-    `ids` reads just those runs (the live ones being polled); `after_id` only runs created since.
+    `ids` reads just those runs (the live ones being polled); `after_id` only runs created since;
+    `limit` the newest few (the first screenful, before the rest arrives).
     """
     query = select(*RUN_ROW_COLUMNS)
     if ids is not None:
@@ -139,7 +142,10 @@ def run_rows(session: Session, ids: list[int] | None = None, after_id: int | Non
         query = query.where(Run.id.in_(ids))
     if after_id is not None:
         query = query.where(Run.id > after_id)
-    rows = [dict(r._mapping) for r in session.execute(query.order_by(Run.id.desc()))]
+    query = query.order_by(Run.id.desc())
+    if limit:
+        query = query.limit(limit)
+    rows = [dict(r._mapping) for r in session.execute(query)]
     for row in rows:
         row["env"], row["algo"] = row.pop("env_id"), row.pop("algo_id")
         row["summary"] = row["summary"] or {}
@@ -204,23 +210,24 @@ def metric_downsampled(
     """
     max_points = max(2, int(max_points))
     where = (Metric.run_id == run_id, Metric.key == key)
-    bounds = session.execute(select(func.min(Metric.step), func.max(Metric.step)).where(*where)).one()
-    lo, hi = bounds
-    if lo is None:
-        return []
     xcol = Metric.step if x == "step" else Metric.wall_time
+    # Each read below walks the (run_id, key, step) index for a few rows only. (A single
+    # `SELECT min(step), max(step)` would scan the whole range: SQLite's min/max shortcut needs one
+    # aggregate per query.)
     last = session.execute(
-        select(xcol, Metric.value).where(*where).order_by(Metric.step.desc(), Metric.id.desc()).limit(1)
-    ).one()
-    # A bounded probe: if the series has no more than max_points rows, read it whole.
+        select(xcol, Metric.value, Metric.step).where(*where).order_by(Metric.step.desc()).limit(1)
+    ).first()
+    if last is None:
+        return []
     probe = session.execute(
-        select(xcol, Metric.value).where(*where).order_by(Metric.step, Metric.id).limit(max_points + 1)
+        select(xcol, Metric.value, Metric.step).where(*where).order_by(Metric.step).limit(max_points + 1)
     ).all()
-    if len(probe) <= max_points:
-        return [(float(a), float(b)) for a, b in probe]
+    if len(probe) <= max_points:  # a short series comes back whole
+        return [(float(a), float(b)) for a, b, _ in probe]
+    lo, hi = int(probe[0][2]), int(last[2])
     span = hi - lo + 1
     n = max_points - 1  # room for the last point
-    if span <= 200_000:
+    if span <= 50_000:
         bucket = ((Metric.step - lo) * n // span).label("b")  # integer buckets (// is floor division)
         rows = session.execute(
             select(bucket, func.max(xcol), func.avg(Metric.value)).where(*where).group_by(bucket).order_by(bucket)

@@ -115,7 +115,7 @@ class ReplayScreen(LabScreen):
         ))
         is_text = (self.state_layout or {}).get("kind") == "text" or "token" in extras
         width = self.size.width or 80
-        state_view = draw_state(self.state_layout, self.steps, self.t, width=width // 2 if not is_text else width,
+        state_view = draw_state(self.state_layout, self.steps, self.t, width=width // 2 - 4 if not is_text else width,
                                 V=self.values if (self.state_layout or {}).get("kind") in ("grid", "chain") else None)
         self.query_one("#replay-state", Static).update(state_view)
         self.query_one("#replay-extras", Static).update(self.extras_view(step, extras))

@@ -167,6 +167,7 @@ class RunScreen(LabScreen):
         self.log_path = info["log_path"]
         self.update_log()
         self.draw_values()
+        self.refresh_bindings()
 
     def poll(self, force: bool = False) -> None:
         if not force and (not self.row or self.row.get("status") not in ACTIVE_STATUSES):
@@ -260,8 +261,11 @@ class RunScreen(LabScreen):
     def draw_returns(self) -> None:
         plot = self.query_one("#plot-return", PlotView)
         if not self.returns:
+            # A finished run without training episodes (dynamic programming): its metrics come first.
+            plot.display = not (self.row and self.row.get("status") not in ACTIVE_STATUSES)
             plot.set_data(PlotData(title="episode return G", message="no episodes yet"))
             return
+        plot.display = True
         ys = [r[4] for r in self.returns]
         if self.x_axis == "episode":
             xs = [float(r[1]) for r in self.returns]
@@ -378,6 +382,12 @@ class RunScreen(LabScreen):
         widget.update(Text("\n".join(lines)))
 
     # --- actions ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Sweep keys only where there are Bellman sweeps to step through (hidden from the footer)."""
+        if action in ("sweep", "sweep_to"):
+            return True if self.sweeps else None
+        return True
+
     def action_cycle_x(self) -> None:
         self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
         self.update_controls()

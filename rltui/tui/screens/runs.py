@@ -31,6 +31,7 @@ COLUMNS = [
     ("last", "Last G"), ("best", "Best G"), ("env", "Env"), ("algo", "Algo"), ("steps", "Steps"),
     ("device", "Device"), ("duration", "Duration"), ("created", "Created"), ("tags", "Tags"),
 ]
+PAGE = 200  # rows put in the table at a time
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -40,7 +41,7 @@ class RunsScreen(LabScreen):
     HELP_ABOUT = ("Every run in the store, updated live. Select runs with space to compare, cancel or delete "
                   "several at once; otherwise actions apply to the run under the cursor.")
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
         Binding("c", "clone", "Clone"),
         Binding("space", "toggle_select", "Select", show=False),
@@ -70,6 +71,7 @@ class RunsScreen(LabScreen):
         self.queue: dict[int, int] = {}
         self._loaded = False
         self._liveness_tick = 0
+        self.ordered: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -83,10 +85,28 @@ class RunsScreen(LabScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load_all()
+        self.load_first_page()
         self.set_interval(self.lab.poll_interval, self.poll)
 
     # --- reading ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-read")
+    def load_first_page(self) -> None:
+        """The newest screenful first, so the table paints at once however many runs there are."""
+        store = self.lab.store
+        with store.read() as session:
+            rows = run_rows(session, limit=PAGE)
+            returns = run_returns(session, [r["id"] for r in rows])
+        self.post(self._apply_first_page, rows, returns)
+
+    def _apply_first_page(self, rows: list[dict[str, Any]], returns: dict[int, dict[str, Any]]) -> None:
+        if self._loaded:
+            return
+        for row in rows:
+            row.update(returns.get(row["id"], {}))
+            self.rows[row["id"]] = row
+        self.rebuild()
+        self.load_all()
+
     @work(thread=True, exclusive=True, group="runs-read")
     def load_all(self) -> None:
         store = self.lab.store
@@ -108,7 +128,7 @@ class RunsScreen(LabScreen):
         self.post(self._apply_poll, new, live, returns, count, queue)
 
     def poll(self) -> None:
-        if not self._loaded:
+        if not self._loaded or not self.is_current:  # another screen is on top: it polls for itself
             return
         live_ids = [i for i, r in self.rows.items() if r["status"] in ACTIVE_STATUSES]
         self._liveness_tick += 1
@@ -154,9 +174,9 @@ class RunsScreen(LabScreen):
         hay = " ".join([row["name"], row["env"], row["algo"], row["status"], *row.get("tags", [])]).lower()
         return all(word in hay for word in self.filter_text.lower().split())
 
-    def cells(self, row: dict[str, Any]) -> dict[str, Any]:
+    def cells(self, row: dict[str, Any], theme_vars: dict[str, str] | None = None) -> dict[str, Any]:
         now = self.lab.clock()
-        theme_vars = self.lab.theme_variables
+        theme_vars = theme_vars if theme_vars is not None else self.lab.theme_variables
         status = fmt.status_text(row["status"], theme_vars)
         if row["status"] == "queued" and row["id"] in self.queue:
             status.append(f" #{self.queue[row['id']]}")
@@ -201,21 +221,47 @@ class RunsScreen(LabScreen):
         table.clear()
         rows = [r for r in self.rows.values() if self.matches(r)]
         rows.sort(key=self.sort_value, reverse=self.sort_reverse)
-        for row in rows:
-            c = self.cells(row)
-            table.add_row(*[c[k] for k, _ in COLUMNS], key=str(row["id"]))
+        self.ordered = rows
+        # Only a page of rows goes into the table (more as the cursor nears the end): first paint
+        # stays fast with tens of thousands of runs.
+        self.add_page(max(PAGE, self._index_of(cursor_id, rows) + 1))
         if cursor_id is not None and str(cursor_id) in table.rows:
             table.move_cursor(row=table.get_row_index(str(cursor_id)), animate=False)
         self.update_welcome()
         self.update_status()
 
+    @staticmethod
+    def _index_of(run_id: int | None, rows: list[dict[str, Any]]) -> int:
+        if run_id is None:
+            return 0
+        for i, row in enumerate(rows):
+            if row["id"] == run_id:
+                return i
+        return 0
+
+    def add_page(self, count: int = 0) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        start = table.row_count
+        theme_vars = self.lab.theme_variables  # computed once, not once per row
+        for row in self.ordered[start:start + (count or PAGE)]:
+            c = self.cells(row, theme_vars)
+            table.add_row(*[c[k] for k, _ in COLUMNS], key=str(row["id"]))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = event.data_table
+        near_end = event.cursor_row >= table.row_count - 5
+        if table.id == "runs-table" and near_end and table.row_count < len(self.ordered):
+            self.add_page()
+            self.update_status()
+
     def update_rows(self, ids: list[int]) -> None:
         table = self.query_one("#runs-table", DataTable)
+        theme_vars = self.lab.theme_variables
         for run_id in ids:
             key = str(run_id)
             if key not in table.rows:
                 continue
-            c = self.cells(self.rows[run_id])
+            c = self.cells(self.rows[run_id], theme_vars)
             for col, _ in COLUMNS:
                 table.update_cell(key, col, c[col])
 
@@ -229,15 +275,15 @@ class RunsScreen(LabScreen):
             samples = launching.sample_runs_dir()
             if samples is not None:
                 names = sorted(p.stem for p in samples.glob("*.toml"))
-                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples}\n"
-                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}),\n")
+                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples} "
+                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}), or ")
             else:
-                offer = ("No sample_runs/ folder was found next to rltui or in this directory; from a source\n"
-                         "checkout, start rltui in the repository root to be offered the sample runs,\n")
+                offer = ("No sample_runs/ folder was found next to rltui or in this directory (start rltui in the "
+                         "repository root of a source checkout to be offered the sample runs).\n\nPress ")
             welcome.update(
                 "[b]Welcome to rltui[/b] — a terminal laboratory for reinforcement learning.\n\n"
                 "This store has no runs yet.\n\n" + offer +
-                "press [b]n[/b] to configure a new run, or run one from a shell:\n"
+                "[b]n[/b] to configure a new run, or run one from a shell:\n"
                 "  rltui run sample_runs/maze_value_iteration.toml\n\n"
                 "[b]?[/b] lists the keys of every screen · [b]ctrl+p[/b] opens the command palette"
             )
@@ -249,7 +295,9 @@ class RunsScreen(LabScreen):
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         parts = [f"{len(self.rows)} runs"] + [f"{n} {s}" for s, n in sorted(counts.items())]
         if self.filter_text:
-            parts.append(f"filter '{self.filter_text}': {table.row_count} shown")
+            parts.append(f"filter '{self.filter_text}': {len(self.ordered)} match")
+        if table.row_count < len(self.ordered):
+            parts.append(f"showing {table.row_count} (more as you scroll)")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         parts.append(f"sort {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
@@ -313,6 +361,10 @@ class RunsScreen(LabScreen):
 
     def _after_new(self, launched: Any) -> None:
         self.load_all()
+
+    def on_screen_resume(self) -> None:
+        if self._loaded:
+            self.poll()
 
     def action_toggle_select(self) -> None:
         run_id = self.cursor_id()

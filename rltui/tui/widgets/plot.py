@@ -7,13 +7,17 @@ at its own size, and caches the rendered text until the data or the size changes
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import plotext as plt
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.message import Message
 from textual.widget import Widget
+
+# plotext keeps one global figure: one drawing at a time, whichever thread draws.
+_PLOTEXT_LOCK = threading.Lock()
 
 # Colours that read on dark and light backgrounds alike (plotext names).
 PALETTE = ["blue", "orange", "green", "magenta", "cyan", "red", "yellow", "gray"]
@@ -68,6 +72,11 @@ def downsample_xy(xs: list[float], ys: list[float], max_points: int) -> tuple[li
 
 def render_plot(data: PlotData, width: int, height: int) -> str:
     """plotext's build() string for `data` at width x height cells."""
+    with _PLOTEXT_LOCK:
+        return _render_plot(data, width, height)
+
+
+def _render_plot(data: PlotData, width: int, height: int) -> str:
     plt.clf()
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("clear")
@@ -102,7 +111,11 @@ def _finite(v: float) -> bool:
 
 
 class PlotView(Widget):
-    """Draws a PlotData with plotext at the widget's size."""
+    """Draws a PlotData with plotext at the widget's size.
+
+    plotext takes tens of milliseconds per plot, so drawing happens in a worker thread and the
+    widget shows the finished text; the UI thread never waits for plotext.
+    """
 
     DEFAULT_CSS = """
     PlotView { height: 12; min-height: 6; }
@@ -115,14 +128,11 @@ class PlotView(Widget):
             super().__init__()
             self.plot = plot
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.post_message(self.Resized(self))
-
     def __init__(self, data: PlotData | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self._data = data or PlotData()
-        self._cache: tuple[int, int, int] | None = None
         self._text: Text = Text()
+        self._drawn: tuple[int, int, int] | None = None
         self._version = 0
 
     @property
@@ -132,17 +142,39 @@ class PlotView(Widget):
     def set_data(self, data: PlotData) -> None:
         self._data = data
         self._version += 1
-        self.refresh()
+        self._schedule()
 
     @property
     def columns(self) -> int:
         """How many points are worth drawing: one per character column of the plot area."""
         return max(20, (self.size.width or 80) - 8)
 
-    def render(self) -> Text:
+    def on_mount(self) -> None:
+        self._schedule()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._schedule()
+        self.post_message(self.Resized(self))
+
+    def _schedule(self) -> None:
         w, h = self.content_size.width, self.content_size.height
-        key = (w, h, self._version)
-        if self._cache != key:
-            self._text = Text.from_ansi(render_plot(self._data, w, h), no_wrap=True)
-            self._cache = key
+        if not self.is_mounted or w <= 0 or h <= 0 or self._drawn == (w, h, self._version):
+            return
+        self._draw(self.app, self._data, w, h, self._version)
+
+    @work(thread=True, exclusive=True, group="plot-draw")
+    def _draw(self, app, data: PlotData, w: int, h: int, version: int) -> None:  # noqa: ANN001
+        text = Text.from_ansi(render_plot(data, w, h), no_wrap=True)
+        try:
+            app.call_from_thread(self._show, text, (w, h, version))
+        except RuntimeError:  # the app has closed
+            pass
+
+    def _show(self, text: Text, key: tuple[int, int, int]) -> None:
+        if key[2] < self._version and self._drawn is not None and self._drawn[2] > key[2]:
+            return  # an older drawing finishing late
+        self._text, self._drawn = text, key
+        self.refresh()
+
+    def render(self) -> Text:
         return self._text
