@@ -216,7 +216,8 @@ def report(results: list[dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0)")
     parser.add_argument("--algos", default="ppo,dqn")
     parser.add_argument("--sides", default="ours,sb3")
     parser.add_argument("--sb3-python", help="a python with stable-baselines3 (default: bench/.venv-sb3, created if missing)")
@@ -234,7 +235,7 @@ def main() -> int:
     sides = args.sides.split(",")
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
     results = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
             for side in sides:
                 r = run_child(sys.executable if side == "ours" else sb3_python, side, algo, seed, args.sb3_threads)
