@@ -65,7 +65,10 @@ def test_out_of_range_values(old, new, key, detail):
 def test_unknown_ids_list_what_is_allowed_and_suggest():
     msg = refused(BASE.replace('id = "maze"', 'id = "mazee"'))
     assert msg.startswith("run.toml: env.id: unknown id 'mazee'. Allowed: ")
-    assert "chain, cliff, custom, gridworld, maze" in msg and msg.endswith("Did you mean 'maze'?")
+    allowed = msg.split("Allowed: ")[1].split(". Did you mean")[0].split(", ")
+    assert {"chain", "cliff", "custom", "gridworld", "maze"} <= set(allowed)
+    assert allowed == sorted(allowed, key=str.lower) or allowed == sorted(allowed)
+    assert msg.endswith("Did you mean 'maze'?")
     msg = refused(BASE.replace('id = "q_learning"', 'id = "qlearning"'))
     assert "algo.id: unknown id 'qlearning'" in msg and msg.endswith("Did you mean 'q_learning'?")
 

@@ -104,8 +104,20 @@ def _copy_store(template, db_path):
     return open_store(str(db_path))
 
 
+def _keep_demo_runs_as_they_are(monkeypatch) -> None:
+    """The demo's timestamps are pinned in January and its host is "lab": with the runner's default
+    heartbeat timeout its `running` run would be marked crashed, and its long-queued run would look
+    like a stalled queue that the lab restarts by handing it to a real worker (tests/test_runner.py
+    covers that restart); here the demo runs stay as written."""
+    from rltui.runner import lifecycle
+
+    monkeypatch.setenv("RLTUI_HEARTBEAT_TIMEOUT", "1e12")
+    monkeypatch.setattr(lifecycle, "kick_stalled_queue", lambda store, crashed_now=False: 0)
+
+
 @pytest.fixture
-def demo_store(tmp_path_factory, db_path):
+def demo_store(tmp_path_factory, db_path, monkeypatch):
+    _keep_demo_runs_as_they_are(monkeypatch)
     template, ids = _template(tmp_path_factory, live=False)
     s = _copy_store(template, db_path)
     s.demo_ids = ids
@@ -114,8 +126,9 @@ def demo_store(tmp_path_factory, db_path):
 
 
 @pytest.fixture
-def live_store(tmp_path_factory, db_path):
+def live_store(tmp_path_factory, db_path, monkeypatch):
     """The demo store plus one Q-learning run left `running` after 20 episodes."""
+    _keep_demo_runs_as_they_are(monkeypatch)
     template, ids = _template(tmp_path_factory, live=True)
     s = _copy_store(template, db_path)
     s.demo_ids = ids
