@@ -6,7 +6,6 @@ trajectories with Q/π/V extras, the layout artifact, resume continuing the step
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -163,8 +162,6 @@ def test_dqn_learns_a_tabular_mdp_through_one_hot(store):
         np.testing.assert_allclose(q[:, 1], [0.9**3, 0.9**2, 0.9, 1.0], atol=0.15)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rltui.envs.tabular") is None,
-                    reason="the tabular family (rltui/envs/tabular.py, env id 'maze') is another branch")
 def test_dqn_on_the_maze_through_the_registry(store):
     from pathlib import Path
 
