@@ -55,6 +55,21 @@ class Counters:
     last_eval: float | None = None
     recent: list[float] = field(default_factory=list)  # last training returns (for the summary)
 
+    def log_due(self, every: int) -> bool:
+        """True once per `every` environment steps; the caller then logs its update statistics."""
+        if self.global_step < self.next_log:
+            return False
+        self.next_log = self.global_step + every
+        return True
+
+    def checkpoint_due(self, every: int) -> bool:
+        """True each `every` environment steps after the first (0: never; the final one is the caller's)."""
+        if not every or self.global_step < self.next_checkpoint:
+            return False
+        due = bool(self.next_checkpoint)
+        self.next_checkpoint = self.global_step + every
+        return due
+
     def report_episodes(self, recorder: Recorder, finished: list[tuple[int, float, int]]) -> None:
         for _, ret, length in finished:
             recorder.episode(self.episode, ret, length, step=self.global_step)

@@ -117,8 +117,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             next_target = counters.global_step + params.target_update_interval
             _update_target(q_net, q_target, params.tau)
 
-        if counters.global_step >= counters.next_log:
-            counters.next_log = counters.global_step + params.log_every
+        if counters.log_due(params.log_every):
             stats = {"epsilon": epsilon, "learning_rate": params.learning_rate, "sps": sps(counters.global_step)}
             if losses:
                 stats["loss"] = float(torch.stack(losses).mean())
@@ -128,10 +127,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             recorder.log(counters.global_step, **stats)
             recorder.progress(counters.global_step / total)
         evals.maybe()
-        if params.checkpoint_every and counters.global_step >= counters.next_checkpoint:
-            if counters.next_checkpoint:
-                _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay)
-            counters.next_checkpoint = counters.global_step + params.checkpoint_every
+        if counters.checkpoint_due(params.checkpoint_every):
+            _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay)
 
     _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay)
     return finish_summary(counters, evals, {"updates": counters.updates})

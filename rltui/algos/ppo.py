@@ -148,8 +148,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             if params.target_kl is not None and kls[-1] > 1.5 * params.target_kl:
                 break  # the policy moved too far from π_old: stop this iteration's epochs
 
-        if counters.global_step >= counters.next_log:
-            counters.next_log = counters.global_step + params.log_every
+        if counters.log_due(params.log_every):
             with torch.no_grad():
                 var_y = b_returns.var()
                 explained = 0.0 if var_y == 0 else float(1 - (b_returns - b_values).var() / var_y)
@@ -163,10 +162,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
                 stats["std"] = float(agent.log_std.detach().exp().mean())
             recorder.log(counters.global_step, **stats)
             recorder.progress(counters.global_step / total)
-        if params.checkpoint_every and counters.global_step >= counters.next_checkpoint:
-            if counters.next_checkpoint:
-                _checkpoint(recorder, counters, rng, agent, optimizer)
-            counters.next_checkpoint = counters.global_step + params.checkpoint_every
+        if counters.checkpoint_due(params.checkpoint_every):
+            _checkpoint(recorder, counters, rng, agent, optimizer)
 
     _checkpoint(recorder, counters, rng, agent, optimizer)
     return finish_summary(counters, evals, {"updates": counters.updates})

@@ -124,8 +124,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         optimizer.step()
         counters.updates += 1
 
-        if counters.global_step >= counters.next_log:
-            counters.next_log = counters.global_step + params.log_every
+        if counters.log_due(params.log_every):
             stats = dict(loss=loss.item(), policy_loss=policy_loss.item(), value_loss=value_loss.item(),
                          entropy_loss=entropy_loss.item(), entropy=-entropy_loss.item(),
                          learning_rate=params.learning_rate, sps=sps(counters.global_step))
@@ -133,10 +132,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
                 stats["std"] = float(agent.log_std.detach().exp().mean())
             recorder.log(counters.global_step, **stats)
             recorder.progress(counters.global_step / total)
-        if params.checkpoint_every and counters.global_step >= counters.next_checkpoint:
-            if counters.next_checkpoint:
-                _checkpoint(recorder, counters, rng, agent, optimizer)
-            counters.next_checkpoint = counters.global_step + params.checkpoint_every
+        if counters.checkpoint_due(params.checkpoint_every):
+            _checkpoint(recorder, counters, rng, agent, optimizer)
 
     _checkpoint(recorder, counters, rng, agent, optimizer)
     return finish_summary(counters, evals, {"updates": counters.updates})
