@@ -28,7 +28,19 @@ def _episode(store, run_id: int, phase: str = "eval") -> int:
 async def _open(pilot, screen) -> None:
     await settle(pilot)
     pilot.app.push_screen(screen)
+    await settle_fully(pilot)
+
+
+async def settle_fully(pilot, most: int = 20) -> None:
+    """Settle until no worker is left: loading data starts draw workers, and a draw can start a redraw
+    (a resize), so a fixed number of rounds is not enough on a busy machine."""
     await settle(pilot, 3)
+    for _ in range(most):
+        if not any(w.is_running for w in pilot.app.workers):
+            await pilot.pause()
+            if not any(w.is_running for w in pilot.app.workers):
+                return
+        await settle(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -56,7 +68,7 @@ def test_snapshot_run_values(snap_compare, demo_store, size):
     async def before(pilot):
         await _open(pilot, RunScreen(demo_store.demo_ids["vi"]))
         await pilot.press("2", "left_square_bracket", "left_square_bracket")
-        await settle(pilot)
+        await settle_fully(pilot)
 
     assert snap_compare(_app(demo_store), terminal_size=size, run_before=before)
 
@@ -92,7 +104,7 @@ def test_snapshot_replay_grid(snap_compare, demo_store, size):
     async def before(pilot):
         await _open(pilot, ReplayScreen(ids["vi"], _episode(demo_store, ids["vi"])))
         await pilot.press("right", "right")
-        await settle(pilot)
+        await settle_fully(pilot)
 
     assert snap_compare(_app(demo_store), terminal_size=size, run_before=before)
 
@@ -106,7 +118,7 @@ def test_snapshot_replay_cartpole(snap_compare, demo_store, size):
     async def before(pilot):
         await _open(pilot, ReplayScreen(ids["ppo"], _episode(demo_store, ids["ppo"])))
         await pilot.press(*["right"] * 30)
-        await settle(pilot)
+        await settle_fully(pilot)
 
     assert snap_compare(_app(demo_store), terminal_size=size, run_before=before)
 
@@ -120,7 +132,7 @@ def test_snapshot_replay_tokens(snap_compare, demo_store, size):
     async def before(pilot):
         await _open(pilot, ReplayScreen(ids["lm"], _episode(demo_store, ids["lm"])))
         await pilot.press(*["right"] * 5)
-        await settle(pilot)
+        await settle_fully(pilot)
 
     assert snap_compare(_app(demo_store), terminal_size=size, run_before=before)
 
@@ -128,8 +140,8 @@ def test_snapshot_replay_tokens(snap_compare, demo_store, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_help(snap_compare, demo_store, size):
     async def before(pilot):
-        await settle(pilot)
+        await settle_fully(pilot)
         await pilot.press("question_mark")
-        await settle(pilot)
+        await settle_fully(pilot)
 
     assert snap_compare(_app(demo_store), terminal_size=size, run_before=before)
