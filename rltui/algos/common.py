@@ -245,3 +245,33 @@ def finish_summary(counters: Counters, schedule: EvalSchedule | None, extra: dic
         out["train_cpu_seconds"] = round(schedule.train_cpu_seconds(), 3)
     out.update(extra or {})
     return out
+
+
+def restore_or_start(recorder: Recorder, counters: Counters, rng: np.random.Generator, env: Any,
+                     **modules: Any) -> dict[str, Any] | None:
+    """On resume, load each named module's state (agent=..., optimizer=...) from the last checkpoint
+    and return the whole checkpoint; on a fresh run, store the env's layout for replay and return None."""
+    restored = load_checkpoint(recorder, counters, rng)
+    if restored is None:
+        recorder.artifact("layout", env.layout())
+        return None
+    for name, module in modules.items():
+        module.load_state_dict(restored[name])
+    return restored
+
+
+def policy_act(agent: Any, action_dim: int, discrete: bool, with_value: bool) -> Callable[..., Any]:
+    """The deterministic action an evaluation episode takes, with what the policy saw at that step:
+    π(·|s) (or the Gaussian's μ, σ) and, when the agent has a critic, V(s)."""
+
+    def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        action, _ = agent.act(obs, deterministic=True)
+        if not with_extras:
+            return action, {}
+        probs = agent.probs(obs)
+        extras = {"pi": probs} if discrete else {"mu": probs[:, :action_dim], "sigma": probs[:, action_dim:]}
+        if with_value:
+            extras["V"] = agent.value(obs)
+        return action, extras
+
+    return act

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rltui.algos.buffers import ReplayBuffer
-from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, load_checkpoint, obs_tensor, save_checkpoint, setup
+from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, restore_or_start, obs_tensor, save_checkpoint, setup
 from rltui.algos.networks import QNetwork
 from rltui.recorder import Recorder
 
@@ -46,15 +46,9 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, foreach=True)
     replay = ReplayBuffer(params.buffer_size, venv.obs_dim)
     counters = Counters()
-    restored = load_checkpoint(recorder, counters, rng)
-    if restored is not None:
-        q_net.load_state_dict(restored["q_net"])
-        q_target.load_state_dict(restored["q_target"])
-        optimizer.load_state_dict(restored["optimizer"])
-        if "replay" in restored:
-            replay.load_state_dict(restored["replay"])
-    else:
-        recorder.artifact("layout", env.layout())
+    restored = restore_or_start(recorder, counters, rng, env, q_net=q_net, q_target=q_target, optimizer=optimizer)
+    if restored is not None and "replay" in restored:
+        replay.load_state_dict(restored["replay"])
 
     def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q = q_net(obs)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rltui.algos.buffers import RolloutBuffer
-from rltui.algos.common import SPS, Counters, clip_grad_norm, EvalSchedule, finish_summary, load_checkpoint, obs_tensor, save_checkpoint, setup
+from rltui.algos.common import SPS, Counters, clip_grad_norm, EvalSchedule, finish_summary, policy_act, restore_or_start, obs_tensor, save_checkpoint, setup
 from rltui.algos.networks import ActorCritic
 from rltui.algos.returns import gae
 from rltui.recorder import Recorder
@@ -41,20 +41,9 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, eps=1e-5, foreach=True)
     counters = Counters()
-    restored = load_checkpoint(recorder, counters, rng)
-    if restored is not None:
-        agent.load_state_dict(restored["agent"])
-        optimizer.load_state_dict(restored["optimizer"])
-    else:
-        recorder.artifact("layout", env.layout())
+    restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
 
-    def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        action, _ = agent.act(obs, deterministic=True)
-        if not with_extras:
-            return action, {}
-        probs = agent.probs(obs)
-        extras = {"pi": probs} if discrete else {"mu": probs[:, : venv.action_dim], "sigma": probs[:, venv.action_dim:]}
-        return action, {**extras, "V": agent.value(obs)}
+    act = policy_act(agent, venv.action_dim, discrete, with_value=True)
 
     evals = EvalSchedule(env, params, seed, act, recorder, counters, dev)
     action_shape = () if discrete else (venv.action_dim,)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, load_checkpoint, obs_tensor, save_checkpoint, setup
+from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, policy_act, restore_or_start, obs_tensor, save_checkpoint, setup
 from rltui.algos.networks import ActorCritic
 from rltui.algos.returns import discounted_returns, normalize
 from rltui.recorder import Recorder
@@ -38,22 +38,9 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, foreach=True)
     counters = Counters()
-    restored = load_checkpoint(recorder, counters, rng)
-    if restored is not None:
-        agent.load_state_dict(restored["agent"])
-        optimizer.load_state_dict(restored["optimizer"])
-    else:
-        recorder.artifact("layout", env.layout())
+    restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
 
-    def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        action, _ = agent.act(obs, deterministic=True)
-        if not with_extras:
-            return action, {}
-        probs = agent.probs(obs)
-        extras = {"pi": probs} if discrete else {"mu": probs[:, : venv.action_dim], "sigma": probs[:, venv.action_dim:]}
-        if params.baseline:
-            extras["V"] = agent.value(obs)
-        return action, extras
+    act = policy_act(agent, venv.action_dim, discrete, with_value=params.baseline)
 
     evals = EvalSchedule(env, params, seed, act, recorder, counters, dev)
     low, high = venv.action_low, venv.action_high
