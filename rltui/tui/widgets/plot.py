@@ -146,8 +146,13 @@ class PlotView(Widget):
 
     @property
     def columns(self) -> int:
-        """How many points are worth drawing: one per character column of the plot area."""
-        return max(20, (self.size.width or 80) - 8)
+        """How many points are worth drawing: one per character column of the plot area.
+
+        Taken from the terminal's width, not this widget's: the terminal's is known before layout, so
+        the query that downsamples (often run before the widget is laid out) and every redraw agree.
+        """
+        width = self.app.size.width if self.is_attached else 80
+        return max(20, width - 10)
 
     def on_mount(self) -> None:
         self._schedule()
