@@ -81,12 +81,12 @@ def run_config(store, path: Path, overrides: list[str]) -> dict:
     return {"id": run_id, **summary}
 
 
-def bench_ppo(store, device: str) -> None:
+def bench_ppo(store, device: str, rl_overrides: list[str]) -> None:
     print("preference task (lm-reviews): pretrain → reward model → PPO, on", device)
     dev = [f"device=\"{device}\""]
     run_config(store, REPO / "sample_runs/lm_reviews_1_pretrain.toml", dev)
     rm = run_config(store, REPO / "sample_runs/lm_reviews_2_reward_model.toml", dev)
-    ppo = run_config(store, REPO / "sample_runs/lm_reviews_3_ppo.toml", dev)
+    ppo = run_config(store, REPO / "sample_runs/lm_reviews_3_ppo.toml", dev + rl_overrides)
     print(f"  reward model: held-out pair accuracy {rm['heldout_pair_accuracy']:.3f} "
           f"(before training {rm['initial_heldout_accuracy']:.3f})")
     print(f"  PPO, {ppo['iterations']} iterations / {ppo['episodes']} responses in {ppo['train_seconds']} s:")
@@ -97,11 +97,11 @@ def bench_ppo(store, device: str) -> None:
     print(json.dumps({"reward_model": rm, "ppo": ppo}))
 
 
-def bench_grpo(store, device: str) -> None:
+def bench_grpo(store, device: str, rl_overrides: list[str]) -> None:
     print("verifiable task (lm-arithmetic): pretrain → GRPO, on", device)
     dev = [f"device=\"{device}\""]
     sft = run_config(store, REPO / "sample_runs/lm_arith_1_pretrain.toml", dev)
-    grpo = run_config(store, REPO / "sample_runs/lm_arith_2_grpo.toml", dev)
+    grpo = run_config(store, REPO / "sample_runs/lm_arith_2_grpo.toml", dev + rl_overrides)
     print(f"  GRPO, {grpo['iterations']} iterations / {grpo['episodes']} responses in {grpo['train_seconds']} s:")
     print(f"    held-out exact match (greedy): SFT {grpo['sft_accuracy']:.3f} → GRPO {grpo['final_accuracy']:.3f}")
     print(f"    held-out exact match (sampled): SFT {grpo['sft_reward_mean']:.3f} → GRPO {grpo['final_reward_mean']:.3f}")
@@ -115,7 +115,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--db", help="keep the runs in this store (default: a temporary one)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--time-limit", type=float,
+                        help="cap the PPO/GRPO stage at this many seconds (default: the sample's time_limit_s)")
     args = parser.parse_args()
+    rl_overrides = [f"algo.time_limit_s={args.time_limit}"] if args.time_limit else []
 
     if args.part in ("all", "cache"):
         bench_cache(args.device, 32, [16, 32, 64], args.repeats)
@@ -125,9 +128,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = open_store(args.db or str(Path(tmp) / "bench.db"))
             if args.part in ("all", "ppo"):
-                bench_ppo(store, args.device)
+                bench_ppo(store, args.device, rl_overrides)
             if args.part in ("all", "grpo"):
-                bench_grpo(store, args.device)
+                bench_grpo(store, args.device, rl_overrides)
             store.dispose()
 
 
