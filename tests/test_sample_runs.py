@@ -26,6 +26,7 @@ QUICK = {
     "cartpole_reinforce": ["algo.total_timesteps=600", "algo.episodes_per_update=2", *_EVAL],
     "pendulum_ppo": ["algo.total_timesteps=512", "algo.n_steps=64", *_EVAL],
     "maze_dqn": ["algo.total_timesteps=600", "algo.learning_starts=100", *_EVAL],
+    "lunarlander_ppo": ["algo.total_timesteps=1024", "algo.n_steps=32", "env.num_envs=4", *_EVAL],
 }
 _LM_EVAL = ["algo.eval_prompts=8"]
 LM_CHAINS = {
@@ -90,6 +91,11 @@ def test_sample_run_completes(config, tmp_path):
 @pytest.mark.parametrize("stem", sorted(QUICK))
 def test_network_sample_runs_with_a_small_budget(stem, tmp_path):
     _run(SAMPLE_RUNS / f"{stem}.toml", tmp_path / "store.db", QUICK[stem])
+
+
+def test_lunarlander_with_continuous_throttles(tmp_path):
+    shown = _run(SAMPLE_RUNS / "lunarlander_ppo.toml", tmp_path / "store.db", [*QUICK["lunarlander_ppo"], "env.continuous=true"])
+    assert shown["status"] == "completed" and shown["summary"]["global_step"] >= 1024
 
 
 @pytest.mark.parametrize("chain", sorted(LM_CHAINS))

@@ -47,7 +47,7 @@ ENVS = [
     EnvSpec("Pendulum-v1", ControlEnvParams, _F + "pendulum", "control",
             "swing a pendulum up and hold it; continuous torque in [-2, 2]"),
     EnvSpec("LunarLander-v3", LunarLanderParams, _F + "lunarlander", "control",
-            "land a craft on a pad; needs the Box2D extra (pip install box2d)"),
+            "land a craft on a pad; needs the Box2D extra: pip install 'rltui[box2d]'"),
     EnvSpec("FrozenLake-v1", FrozenLakeParams, _F + "frozenlake", "control",
             "Gymnasium's slippery grid; one-hot state for networks"),
     EnvSpec("CliffWalking-v1", ControlEnvParams, _F + "cliffwalking", "control",
