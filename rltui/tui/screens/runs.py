@@ -3,6 +3,11 @@
 Polling is incremental: each tick reads the store's (count, max id), new rows after the highest id
 seen, and the rows that were live (queued/running) at the last tick; only changed cells are updated.
 A full reload happens only when rows disappeared (deleted elsewhere) or on demand (ctrl+r).
+
+This is the lab's first screen, so it paints before touching the store: the table shows its loading
+state in the first frame, then a worker thread opens the store (the first import of SQLAlchemy) and
+reads the newest page of runs; every other run is read after those rows are on screen. The store's
+modules are imported inside the methods that use them, never with this module.
 """
 
 from __future__ import annotations
@@ -10,21 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from sqlalchemy import delete as sql_delete
-from sqlalchemy import update
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from rltui.store.models import ACTIVE_STATUSES, Run
-from rltui.store.queries import run_returns, run_rows, runs_fingerprint
 from rltui.tui import format as fmt
 from rltui.tui import launching
+from rltui.tui.format import ACTIVE_STATUSES
+from rltui.tui.screens.base import LabScreen
 
 COLUMNS = [
     ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
@@ -81,18 +81,26 @@ class RunsScreen(LabScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Static("", id="runs-status", classes="statusline")
+        yield Static("reading the store …", id="runs-status", classes="statusline")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load_first_page()
+        self.query_one("#runs-table", DataTable).loading = True
+        # The first frame goes out before the store is touched; then the first page is read.
+        self.call_after_refresh(self.load_first_page)
         self.set_interval(self.lab.poll_interval, self.poll)
 
     # --- reading ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-read")
     def load_first_page(self) -> None:
-        """The newest screenful first, so the table paints at once however many runs there are."""
-        store = self.lab.store
+        """Open the store, then the newest screenful, so rows paint at once however many runs there are."""
+        try:
+            store = self.lab.store
+        except Exception as exc:  # noqa: BLE001 — StoreError, a missing driver: the app leaves and says why
+            self.post(self.lab.fail_to_open, exc)
+            return
+        from rltui.store.queries import run_returns, run_rows
+
         with store.read() as session:
             rows = run_rows(session, limit=PAGE)
             returns = run_returns(session, [r["id"] for r in rows])
@@ -104,11 +112,15 @@ class RunsScreen(LabScreen):
         for row in rows:
             row.update(returns.get(row["id"], {}))
             self.rows[row["id"]] = row
+        self.query_one("#runs-table", DataTable).loading = False
         self.rebuild()
-        self.load_all()
+        # The rest only once these rows are painted: its read competes with the UI thread for the GIL.
+        self.call_after_refresh(self.load_all)
 
     @work(thread=True, exclusive=True, group="runs-read")
     def load_all(self) -> None:
+        from rltui.store.queries import run_returns, run_rows
+
         store = self.lab.store
         with store.read() as session:
             rows = run_rows(session)
@@ -117,6 +129,8 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
+        from rltui.store.queries import run_returns, run_rows, runs_fingerprint
+
         store = self.lab.store
         queue = launching.liveness(store) if liveness else None
         with store.read() as session:
@@ -352,6 +366,8 @@ class RunsScreen(LabScreen):
         run_id = self.cursor_id()
         if run_id is None:
             return
+        from rltui.store.models import Run
+
         with self.lab.store.read() as session:
             run = session.get(Run, run_id)
             config = dict(run.config) if run else None
@@ -464,6 +480,10 @@ class RunsScreen(LabScreen):
         def done(ok: bool | None) -> None:
             if not ok:
                 return
+            from sqlalchemy import delete as sql_delete
+
+            from rltui.store.models import Run
+
             with self.lab.store.write() as session:
                 session.execute(sql_delete(Run).where(Run.id.in_(ids)))
             self.selected -= set(ids)
@@ -484,6 +504,10 @@ class RunsScreen(LabScreen):
         def done(value: str | None) -> None:
             if value is None:
                 return
+            from sqlalchemy import update
+
+            from rltui.store.models import Run
+
             with self.lab.store.write() as session:
                 session.execute(update(Run).where(Run.id == run_id).values(**{field: convert(value)}))
             self.load_all()
