@@ -159,12 +159,14 @@ def _as_json(value: Any) -> Any:
 
 
 def run_rows(
-    session: Session, ids: list[int] | None = None, after_id: int | None = None, limit: int | None = None
+    session: Session, ids: list[int] | None = None, after_id: int | None = None, limit: int | None = None,
+    before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Light run rows (no config, no traceback) for the runs table, newest first.
 
     `ids` reads just those runs (the live ones being polled); `after_id` only runs created since;
-    `limit` the newest few (the first screenful, before the rest arrives).
+    `limit` the newest few (the first screenful, before the rest arrives); `before_id` with `limit`
+    the next few older ones (the whole table read a chunk at a time).
     """
     columns = [_raw(c) if c.key in _RUN_ROW_TIMES or c.key in _RUN_ROW_JSON else c for c in RUN_ROW_COLUMNS]
     query = select(*columns)
@@ -174,6 +176,8 @@ def run_rows(
         query = query.where(Run.id.in_(ids))
     if after_id is not None:
         query = query.where(Run.id > after_id)
+    if before_id is not None:
+        query = query.where(Run.id < before_id)
     query = query.order_by(Run.id.desc())
     if limit:
         query = query.limit(limit)

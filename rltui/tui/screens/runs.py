@@ -12,10 +12,12 @@ modules are imported inside the methods that use them, never with this module.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -32,6 +34,8 @@ COLUMNS = [
     ("device", "Device"), ("duration", "Duration"), ("created", "Created"), ("tags", "Tags"),
 ]
 PAGE = 200  # rows put in the table at a time
+LOAD_CHUNK = 500  # runs read per step of the full load (about 10 ms of Python each)
+LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chunks
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -119,13 +123,29 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="runs-read")
     def load_all(self) -> None:
+        """Every run, read newest first a chunk at a time in one read transaction.
+
+        Turning rows into Python objects holds the GIL; between chunks this thread sleeps so the UI
+        thread runs, and the screen stays responsive while tens of thousands of runs load.
+        """
         from rltui.store.queries import run_returns, run_rows
 
-        store = self.lab.store
-        with store.read() as session:
-            rows = run_rows(session)
-            returns = run_returns(session)
-        self.post(self._apply_full, rows, returns)
+        worker = get_current_worker()
+        rows: list[dict[str, Any]] = []
+        returns: dict[int, dict[str, Any]] = {}
+        with self.lab.store.read() as session:
+            before = None
+            while not worker.is_cancelled:
+                chunk = run_rows(session, limit=LOAD_CHUNK, before_id=before)
+                if chunk:
+                    rows += chunk
+                    returns.update(run_returns(session, [r["id"] for r in chunk]))
+                if len(chunk) < LOAD_CHUNK:
+                    break
+                before = chunk[-1]["id"]
+                time.sleep(LOAD_PAUSE)
+        if not worker.is_cancelled:
+            self.post(self._apply_full, rows, returns)
 
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
