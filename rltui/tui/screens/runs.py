@@ -175,8 +175,11 @@ class RunsScreen(LabScreen):
             self.rows[row["id"]] = row
         self.max_id = max(self.rows, default=0)
         self.selected &= set(self.rows)
+        first = not self._loaded
         self._loaded = True
         self.rebuild()
+        if first:
+            self.lab.freeze_startup_heap()
 
     def _apply_poll(self, new: list[dict[str, Any]], live: list[dict[str, Any]],
                     returns: dict[int, dict[str, Any]], count: int, queue: dict[int, int] | None) -> None:
