@@ -619,3 +619,17 @@ async def test_many_runs_paint_a_page_first_and_page_in_as_the_cursor_moves(stor
         assert sorted(table_ids(app)) == sorted(
             i for i, r in screen.rows.items() if "run-12" in r["name"])
         assert table.row_count == 11  # run-12, run-120..run-129
+
+
+async def test_new_run_form_opens_on_the_maze_with_value_iteration(demo_store, test_registry):
+    from rltui.tui.screens.new_run import NewRunScreen
+
+    app = make_app(demo_store)
+    async with app.run_test(size=(100, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        assert screen.query_one("#f-env-id").value == "maze"
+        assert screen.query_one("#f-algo-id").value == "value_iteration"

@@ -16,6 +16,10 @@ def utc_clock() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# rltui.store.models.ACTIVE_STATUSES, restated so the runs screen needs no SQLAlchemy to tell a live
+# run (tests/test_tui_common.py checks the two agree).
+ACTIVE_STATUSES = ("queued", "running")
+
 # Theme variable per status, so colours follow the dark or light theme in use.
 STATUS_VARS = {
     "queued": "secondary",

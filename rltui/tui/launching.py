@@ -1,7 +1,8 @@
 """Launching and stopping runs from the TUI, through the background runner (rltui.runner.launch).
 
 The runner's launch API is torch-free, so the TUI can call it directly: a launched run gets its own
-detached worker process and outlives the lab.
+detached worker process and outlives the lab. The runner, the config schema (pydantic) and the store
+are imported on first use, not with this module: the runs screen imports it on the lab's start-up path.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rltui.config import RunConfig
-from rltui.runner import launch as runner
-from rltui.store.engine import Store, default_db_path
+if TYPE_CHECKING:
+    from rltui.config import RunConfig
+    from rltui.store.engine import Store
 
 
 def configs_dir(store: Store) -> Path:
+    from rltui.store.engine import default_db_path
+
     base = store.path.parent if store.path is not None else default_db_path().parent
     d = base / "configs"
     d.mkdir(parents=True, exist_ok=True)
@@ -32,18 +36,24 @@ def save_config(store: Store, config: RunConfig) -> Path:
 
 def launch(store: Store, config: RunConfig) -> tuple[int, str]:
     """Queue `config` and start a worker if a slot is free. Returns (run id, a message)."""
+    from rltui.runner import launch as runner
+
     run_id = runner.submit(store, config)
     return run_id, f"run {run_id} {config.name} submitted"
 
 
 def cancel(store: Store, run_id: int) -> str:
     """Ask a run to stop (graceful; forced after the grace period by a detached helper)."""
+    from rltui.runner import launch as runner
+
     status = runner.cancel(store, run_id)
     return f"run {run_id}: {'cancelled' if status == 'cancelled' else 'cancel requested'}"
 
 
 def liveness(store: Store) -> dict[int, int]:
     """Mark dead workers' runs crashed (restarting a stalled queue) and return queue positions."""
+    from rltui.runner import launch as runner
+
     runner.refresh_liveness(store)
     return dict(runner.queue_positions(store))
 

@@ -104,6 +104,11 @@ def field_id(section: str, name: str) -> str:
     return f"f-{section}-{name}"
 
 
+# A new form opens on the seeds' first example, exact value iteration on the 4x4 maze (when installed).
+DEFAULT_ENV = "maze"
+DEFAULT_ALGO = "value_iteration"
+
+
 class NewRunScreen(LabScreen):
     HELP_TITLE = "New run"
     HELP_ABOUT = ("Choose an env and an algorithm; the form below is generated from their parameter schemas. "
@@ -133,7 +138,7 @@ class NewRunScreen(LabScreen):
     def compose(self) -> ComposeResult:
         envs = registry.envs()
         if self.env_id not in envs:
-            self.env_id = next(iter(sorted(envs)), None) if envs else None
+            self.env_id = DEFAULT_ENV if DEFAULT_ENV in envs else next(iter(sorted(envs)), None)
         yield Header()
         with VerticalScroll(id="new-run-form"):
             yield Label(self.title_text, classes="section")
@@ -200,7 +205,7 @@ class NewRunScreen(LabScreen):
         options = self.algo_options()
         ids = [v for _, v in options]
         if self.algo_id not in ids:
-            self.algo_id = ids[0] if ids else None
+            self.algo_id = DEFAULT_ALGO if DEFAULT_ALGO in ids else (ids[0] if ids else None)
         self._building = True
         select.set_options(options)
         if self.algo_id is not None:

@@ -3,28 +3,30 @@
 Polling is incremental: each tick reads the store's (count, max id), new rows after the highest id
 seen, and the rows that were live (queued/running) at the last tick; only changed cells are updated.
 A full reload happens only when rows disappeared (deleted elsewhere) or on demand (ctrl+r).
+
+This is the lab's first screen, so it paints before touching the store: the table shows its loading
+state in the first frame, then a worker thread opens the store (the first import of SQLAlchemy) and
+reads the newest page of runs; every other run is read after those rows are on screen. The store's
+modules are imported inside the methods that use them, never with this module.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
-from sqlalchemy import delete as sql_delete
-from sqlalchemy import update
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from rltui.store.models import ACTIVE_STATUSES, Run
-from rltui.store.queries import run_returns, run_rows, runs_fingerprint
 from rltui.tui import format as fmt
 from rltui.tui import launching
+from rltui.tui.format import ACTIVE_STATUSES
+from rltui.tui.screens.base import LabScreen
 
 COLUMNS = [
     ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
@@ -32,6 +34,8 @@ COLUMNS = [
     ("device", "Device"), ("duration", "Duration"), ("created", "Created"), ("tags", "Tags"),
 ]
 PAGE = 200  # rows put in the table at a time
+LOAD_CHUNK = 500  # runs read per step of the full load (about 10 ms of Python each)
+LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chunks
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -81,18 +85,26 @@ class RunsScreen(LabScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Static("", id="runs-status", classes="statusline")
+        yield Static("reading the store …", id="runs-status", classes="statusline")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load_first_page()
+        self.query_one("#runs-table", DataTable).loading = True
+        # The first frame goes out before the store is touched; then the first page is read.
+        self.call_after_refresh(self.load_first_page)
         self.set_interval(self.lab.poll_interval, self.poll)
 
     # --- reading ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-read")
     def load_first_page(self) -> None:
-        """The newest screenful first, so the table paints at once however many runs there are."""
-        store = self.lab.store
+        """Open the store, then the newest screenful, so rows paint at once however many runs there are."""
+        try:
+            store = self.lab.store
+        except Exception as exc:  # noqa: BLE001 — StoreError, a missing driver: the app leaves and says why
+            self.post(self.lab.fail_to_open, exc)
+            return
+        from rltui.store.queries import run_returns, run_rows
+
         with store.read() as session:
             rows = run_rows(session, limit=PAGE)
             returns = run_returns(session, [r["id"] for r in rows])
@@ -104,19 +116,41 @@ class RunsScreen(LabScreen):
         for row in rows:
             row.update(returns.get(row["id"], {}))
             self.rows[row["id"]] = row
+        self.query_one("#runs-table", DataTable).loading = False
         self.rebuild()
-        self.load_all()
+        # The rest only once these rows are painted: its read competes with the UI thread for the GIL.
+        self.call_after_refresh(self.load_all)
 
     @work(thread=True, exclusive=True, group="runs-read")
     def load_all(self) -> None:
-        store = self.lab.store
-        with store.read() as session:
-            rows = run_rows(session)
-            returns = run_returns(session)
-        self.post(self._apply_full, rows, returns)
+        """Every run, read newest first a chunk at a time in one read transaction.
+
+        Turning rows into Python objects holds the GIL; between chunks this thread sleeps so the UI
+        thread runs, and the screen stays responsive while tens of thousands of runs load.
+        """
+        from rltui.store.queries import run_returns, run_rows
+
+        worker = get_current_worker()
+        rows: list[dict[str, Any]] = []
+        returns: dict[int, dict[str, Any]] = {}
+        with self.lab.store.read() as session:
+            before = None
+            while not worker.is_cancelled:
+                chunk = run_rows(session, limit=LOAD_CHUNK, before_id=before)
+                if chunk:
+                    rows += chunk
+                    returns.update(run_returns(session, [r["id"] for r in chunk]))
+                if len(chunk) < LOAD_CHUNK:
+                    break
+                before = chunk[-1]["id"]
+                time.sleep(LOAD_PAUSE)
+        if not worker.is_cancelled:
+            self.post(self._apply_full, rows, returns)
 
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
+        from rltui.store.queries import run_returns, run_rows, runs_fingerprint
+
         store = self.lab.store
         queue = launching.liveness(store) if liveness else None
         with store.read() as session:
@@ -141,8 +175,11 @@ class RunsScreen(LabScreen):
             self.rows[row["id"]] = row
         self.max_id = max(self.rows, default=0)
         self.selected &= set(self.rows)
+        first = not self._loaded
         self._loaded = True
         self.rebuild()
+        if first:
+            self.lab.freeze_startup_heap()
 
     def _apply_poll(self, new: list[dict[str, Any]], live: list[dict[str, Any]],
                     returns: dict[int, dict[str, Any]], count: int, queue: dict[int, int] | None) -> None:
@@ -352,6 +389,8 @@ class RunsScreen(LabScreen):
         run_id = self.cursor_id()
         if run_id is None:
             return
+        from rltui.store.models import Run
+
         with self.lab.store.read() as session:
             run = session.get(Run, run_id)
             config = dict(run.config) if run else None
@@ -464,6 +503,10 @@ class RunsScreen(LabScreen):
         def done(ok: bool | None) -> None:
             if not ok:
                 return
+            from sqlalchemy import delete as sql_delete
+
+            from rltui.store.models import Run
+
             with self.lab.store.write() as session:
                 session.execute(sql_delete(Run).where(Run.id.in_(ids)))
             self.selected -= set(ids)
@@ -484,6 +527,10 @@ class RunsScreen(LabScreen):
         def done(value: str | None) -> None:
             if value is None:
                 return
+            from sqlalchemy import update
+
+            from rltui.store.models import Run
+
             with self.lab.store.write() as session:
                 session.execute(update(Run).where(Run.id == run_id).values(**{field: convert(value)}))
             self.load_all()

@@ -29,7 +29,7 @@ class Series:
     xs: list[float]
     ys: list[float]
     color: str | None = None
-    # A band drawn as two thin lines around the series (min–max or ± standard error).
+    # A band shaded around the series (min–max or ± standard error).
     lower: list[float] | None = None
     upper: list[float] | None = None
     marker: str = "braille"
@@ -95,8 +95,7 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
         # Never more points than columns, whatever the caller sent (the last point is kept).
         xs, ys = downsample_xy(xs, ys, max(20, width - 8))
         if s.lower is not None and s.upper is not None:
-            plt.plot(s.xs, s.lower, color=colour, marker="dot")
-            plt.plot(s.xs, s.upper, color=colour, marker="dot")
+            _draw_band(s, colour, max(20, width - 8))
         plt.plot(xs, ys, label=s.label or None, color=colour, marker=s.marker)
         drawn = True
     if not drawn:
@@ -104,6 +103,21 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
         plt.xlim(0, 1)
         plt.ylim(0, 1)
     return plt.build()
+
+
+def _draw_band(s: Series, colour: str, columns: int) -> None:
+    """The band as a light shade filling each column from `lower` up to `upper`, under the line.
+
+    plotext has no fill-between; a scatter holding both edges at the same x values, filled
+    "internal"ly, shades every column from its lowest point to its highest, which is the band.
+    """
+    pts = [(x, lo, hi) for x, lo, hi in zip(s.xs, s.lower or [], s.upper or [])
+           if _finite(x) and _finite(lo) and _finite(hi)]
+    if not pts:
+        return
+    xs, lows = downsample_xy([p[0] for p in pts], [p[1] for p in pts], columns)
+    _, highs = downsample_xy([p[0] for p in pts], [p[2] for p in pts], columns)
+    plt.scatter(xs + xs, lows + highs, color=colour, marker="░", fillx="internal")
 
 
 def _finite(v: float) -> bool:
