@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rltui.runner import launch
     from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
     from rltui.runner.lifecycle import heartbeat_interval, hostname
-    from rltui.store.models import RUNNING
+    from rltui.store.status import RUNNING
 
     config = load_config_file(args.config, args.overrides)
     launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row

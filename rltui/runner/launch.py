@@ -37,7 +37,7 @@ from rltui.runner.lifecycle import (
     uses_torch,
 )
 from rltui.store.engine import Store, default_db_path
-from rltui.store.models import QUEUED
+from rltui.store.status import QUEUED
 
 _children: list[subprocess.Popen] = []  # workers this process started, reaped as we go
 

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from rltui.store.engine import Store, create_store_engine, resolve_url
+from rltui.store.engine import Store, resolve_url
 
 
 def _redirect_output(path: str) -> None:
@@ -50,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     sigterm_as_interrupt()
-    # The launcher already opened (and upgraded) this store; a plain engine starts faster.
-    url = resolve_url(args.db)
-    store = Store(url=url, engine=create_store_engine(url))
+    # The launcher already opened (and upgraded) this store. On SQLite everything on the way to and
+    # through a run is plain sqlite3 (Store.sql); SQLAlchemy is imported only if something asks for
+    # a session (an LM stage reading an earlier run's weights).
+    store = Store(resolve_url(args.db))
     if args.cancel is not None:
         from rltui.runner.lifecycle import cancel_and_wait
 
