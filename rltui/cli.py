@@ -109,8 +109,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     import os
 
-    from rltui.config import load_config_file
     from rltui.runner import launch
+    from rltui.store import Store, resolve_url
+
+    # The worker starts first, so that its start-up overlaps ours (checking the config costs pydantic).
+    early = launch.spawn_waiting_worker(Store(resolve_url(args.db))) if args.detach else None
+
+    from rltui.config import load_config_file
     from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
     from rltui.runner.lifecycle import heartbeat_interval, hostname
     from rltui.store.status import RUNNING
@@ -119,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
     if args.detach:
-        run_id = launch.submit(store, config, check_device=False)
+        run_id = launch.submit(store, config, check_device=False, start=False)
+        launch.start_workers(store, waiting=1 if early is not None and early.poll() is None else 0)
         data = {"id": run_id, "status": run_status(store, run_id),
                 "log_path": str(launch.run_log_path(store, run_id))}
         if args.json:

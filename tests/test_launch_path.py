@@ -108,3 +108,38 @@ def test_the_plain_sql_path_also_runs_through_sqlalchemy(store, monkeypatch):
     assert status == "completed" and n_metrics > 0
     assert json.loads(summary) if isinstance(summary, str) else summary
     assert "python" in (json.loads(versions) if isinstance(versions, str) else versions)
+
+
+def _workers_of(db: Path) -> list[int]:
+    """Live worker processes started for this store (by their command line)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"rltui.runner.worker" in cmdline and str(db).encode() in b" ".join(cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_launch_that_fails_leaves_no_waiting_worker_behind(tmp_path):
+    """`rltui run --detach` starts its worker before checking the config; a config refused at the
+    door must not leave that worker waiting (nor queue anything)."""
+    db = tmp_path / "store.db"
+    open_store(str(db)).dispose()
+    config = tmp_path / "maze.toml"
+    config.write_text(MAZE_RUN.replace("episodes", "episdoes"))
+    proc = subprocess.run([sys.executable, "-m", "rltui.cli", "--db", str(db), "run", str(config), "--detach"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "algo.episdoes: unknown key" in proc.stderr
+    deadline = time.monotonic() + 10
+    while _workers_of(db):
+        assert time.monotonic() < deadline, "the early worker outlived its failed launch"
+        time.sleep(0.05)
+    store = open_store(str(db))
+    try:
+        with store.sql.read() as tx:
+            assert tx.scalar("SELECT count(*) FROM runs") == 0
+    finally:
+        store.dispose()

@@ -164,6 +164,11 @@ def _claimable(tx: Tx) -> list[int]:
     return out
 
 
+def has_claimable(store: Store) -> bool:
+    with store.sql.read() as tx:
+        return bool(_claimable(tx))
+
+
 def next_needs_torch(store: Store) -> bool:
     """Whether the run a worker would claim next uses torch (it imports torch before claiming, so
     the seconds that import can take are spent while the run is still queued, not heartbeat-less)."""
@@ -250,8 +255,9 @@ def refresh_liveness(store: Store, *, kick: bool = True) -> list[int]:
     return crashed
 
 
-def kick_stalled_queue(store: Store, crashed_now: bool = False) -> int:
-    """Start workers for claimable queued runs that have waited too long (or lost their worker)."""
+def kick_stalled_queue(store: Store, crashed_now: bool = False, waiting: int = 0) -> int:
+    """Start workers for claimable queued runs that have waited too long (or lost their worker),
+    less `waiting` workers already started that will claim some of them."""
     with store.sql.read() as tx:
         ready = _claimable(tx)
         if not ready:
@@ -267,9 +273,9 @@ def kick_stalled_queue(store: Store, crashed_now: bool = False) -> int:
             return 0
     from rltui.runner.launch import spawn_worker
 
-    for _ in ready:
+    for _ in ready[waiting:]:
         spawn_worker(store)
-    return len(ready)
+    return len(ready[waiting:])
 
 
 # --- cancel --------------------------------------------------------------------------------------
