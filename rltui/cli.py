@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rltui.config import ConfigError
+    from rltui.errors import ConfigError
     from rltui.runner.devices import DeviceError
     from rltui.runner.lifecycle import LifecycleError
     from rltui.store import StoreError

@@ -29,19 +29,11 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltui import registry
+from rltui.errors import ConfigError  # noqa: F401 — its home for everyone who imports it from here
 from rltui.recorder import RecordPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 TOP_LEVEL_KEYS = ("name", "seed", "device", "env", "algo", "record")
-
-
-class ConfigError(Exception):
-    """A bad config: `str(err)` is the whole message a user sees (no traceback)."""
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source, self.key, self.message = source, key, message
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
 
 
 class Params(BaseModel):
