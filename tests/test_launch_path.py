@@ -143,3 +143,28 @@ def test_a_launch_that_fails_leaves_no_waiting_worker_behind(tmp_path):
             assert tx.scalar("SELECT count(*) FROM runs") == 0
     finally:
         store.dispose()
+
+
+def test_plain_sql_connections_are_pooled_not_leaked_per_thread(store):
+    """The TUI queries from short-lived worker threads: each must not leave a connection open."""
+    import os
+    import threading
+
+    def open_handles() -> int:
+        return sum(1 for fd in Path("/proc/self/fd").iterdir() if os.path.realpath(fd) == str(store.path))
+
+    def query() -> None:
+        with store.sql.read() as tx:
+            tx.scalar("SELECT count(*) FROM runs")
+
+    for _ in range(30):
+        thread = threading.Thread(target=query)
+        thread.start()
+        thread.join()
+    assert 1 <= open_handles() <= 2  # one idle connection, not thirty
+    with pytest.raises(ValueError):
+        with store.sql.write() as tx:
+            tx.run("UPDATE runs SET notes = 'x'")
+            raise ValueError("rolled back")
+    with store.sql.read() as tx:  # the connection went back to the pool clean
+        assert tx.scalar("SELECT count(*) FROM runs WHERE notes = 'x'") == 0

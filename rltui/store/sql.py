@@ -138,24 +138,31 @@ _DATABASES: "weakref.WeakSet[SQLiteDatabase]" = weakref.WeakSet()
 
 
 class SQLiteDatabase:
-    """Raw sqlite3 connections to one file, one per thread (the heartbeat thread has its own)."""
+    """Raw sqlite3 connections to one file, pooled: a transaction takes an idle one (or opens one)
+    and gives it back, so threads come and go (the heartbeat, the TUI's workers) without leaking."""
+
+    MAX_IDLE = 4
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         _DATABASES.add(self)
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, check_same_thread=False)
-            tune_sqlite_connection(conn)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        conn = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, check_same_thread=False)
+        tune_sqlite_connection(conn)
         return conn
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     @contextmanager
     def read(self) -> Iterator[SQLiteTx]:
@@ -168,29 +175,33 @@ class SQLiteDatabase:
         yield from self._transaction("BEGIN IMMEDIATE")
 
     def _transaction(self, begin: str) -> Iterator[SQLiteTx]:
-        conn = self._connection()
+        conn = self._checkout()
         tx = SQLiteTx(conn)
-        tx.cursor.execute(begin)
         try:
-            yield tx
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
+            tx.cursor.execute(begin)
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback()
+                raise
             conn.commit()
         finally:
+            clean = not conn.in_transaction  # ended its transaction: it may serve another
             tx.cursor.close()
+            if clean:
+                self._checkin(conn)
+            else:  # a failed BEGIN, COMMIT or ROLLBACK
+                conn.close()
 
     def forget_after_fork(self) -> None:
-        self._local = threading.local()
-        self._all = []
+        """In a forked child: drop (never close) the parent's connections."""
+        self._idle = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
-        self._local = threading.local()
-        for conn in conns:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             try:
                 conn.close()
             except sqlite3.Error:
