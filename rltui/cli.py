@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rltui.config import ConfigError
+    from rltui.errors import ConfigError
     from rltui.runner.devices import DeviceError
     from rltui.runner.lifecycle import LifecycleError
     from rltui.store import StoreError
@@ -109,17 +109,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     import os
 
-    from rltui.config import load_config_file
     from rltui.runner import launch
+    from rltui.store import Store, resolve_url
+
+    # The worker starts first, so that its start-up overlaps ours (checking the config costs pydantic).
+    early = launch.spawn_waiting_worker(Store(resolve_url(args.db))) if args.detach else None
+
+    from rltui.config import load_config_file
     from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
     from rltui.runner.lifecycle import heartbeat_interval, hostname
-    from rltui.store.models import RUNNING
+    from rltui.store.status import RUNNING
 
     config = load_config_file(args.config, args.overrides)
     launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
     if args.detach:
-        run_id = launch.submit(store, config, check_device=False)
+        run_id = launch.submit(store, config, check_device=False, start=False)
+        launch.start_workers(store, waiting=1 if early is not None and early.poll() is None else 0)
         data = {"id": run_id, "status": run_status(store, run_id),
                 "log_path": str(launch.run_log_path(store, run_id))}
         if args.json:

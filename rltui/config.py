@@ -23,25 +23,17 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltui import registry
+from rltui.errors import ConfigError  # noqa: F401 — its home for everyone who imports it from here
 from rltui.recorder import RecordPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 TOP_LEVEL_KEYS = ("name", "seed", "device", "env", "algo", "record")
-
-
-class ConfigError(Exception):
-    """A bad config: `str(err)` is the whole message a user sees (no traceback)."""
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source, self.key, self.message = source, key, message
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
 
 
 class Params(BaseModel):
@@ -190,8 +182,8 @@ def validate_config(
 
     env_table = _table(data, "env", source)
     algo_table = _table(data, "algo", source)
-    env_id = _id(env_table, "env", sorted(registry.envs()), source)
-    algo_id = _id(algo_table, "algo", sorted(registry.algos()), source)
+    env_id = _id(env_table, "env", registry.find_env, registry.envs, source)
+    algo_id = _id(algo_table, "algo", registry.find_algo, registry.algos, source)
     env_spec, algo_spec = registry.env_spec(env_id), registry.algo_spec(algo_id)
     if env_spec.kind not in algo_spec.env_kinds:
         fitting = sorted(e.id for e in registry.envs().values() if e.kind in algo_spec.env_kinds)
@@ -231,17 +223,17 @@ def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
     return table
 
 
-def _id(table: dict[str, Any], name: str, choices: list[str], source: str) -> str:
+def _id(table: dict[str, Any], name: str, find: Callable[[str], Any], every: Callable[[], dict], source: str) -> str:
+    """The table's `id`, looked up alone (one family's import); every id is listed only for an error."""
     value = table.get("id")
+    if isinstance(value, str) and find(value) is not None:
+        return value
+    choices = sorted(every())
     if value is None:
         raise ConfigError(source, f"{name}.id", f"missing. Allowed: {_allowed(choices)}")
-    if value not in choices:
-        raise ConfigError(
-            source,
-            f"{name}.id",
-            f"unknown id {value!r}. Allowed: {_allowed(choices)}." + _suggest(str(value), choices),
-        )
-    return value
+    raise ConfigError(
+        source, f"{name}.id", f"unknown id {value!r}. Allowed: {_allowed(choices)}." + _suggest(str(value), choices)
+    )
 
 
 def _resolve_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:

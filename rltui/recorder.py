@@ -17,17 +17,20 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import numpy as np
-from sqlalchemy import delete, insert, select, update
+from rltui.store.sql import Json, SQLiteTx, Tx, as_json
 
-from rltui.store.engine import Store
-from rltui.store.models import Artifact, Episode, Metric, Run, Step
+if TYPE_CHECKING:
+    from rltui.store.engine import Store
+
+# No SQLAlchemy here: algorithms import this module, and on SQLite a run writes through raw
+# sqlite3 (Store.sql). Only another backend's flush goes through SQLAlchemy Core (_write_core).
 
 
 def utcnow() -> datetime:
@@ -61,29 +64,27 @@ class StepRecord:
     extras: dict[str, Any] | None = None
 
 
+def _numpy() -> Any:
+    """numpy if something loaded it, else None: then no value can be a numpy array, and the recorder
+    (imported by `rltui run --detach` via the config) need not pay for importing it."""
+    return sys.modules.get("numpy")
+
+
 def to_jsonable(value: Any) -> Any:
     """numpy scalars and arrays (and nested containers of them) as plain JSON values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # torch tensors, without importing torch here
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
         return value.tolist()
     return value
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, Mapping):
         return dict(value)
-    if hasattr(value, "tolist"):  # torch tensors, without importing torch here
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
@@ -128,7 +129,8 @@ def _finite_or_null(value: Any) -> Any:
 
 def encode_artifact(value: Any) -> tuple[str, bytes]:
     """(kind, bytes) for an artifact value: arrays as .npy, bytes as-is, the rest as JSON."""
-    if isinstance(value, np.ndarray):
+    np = _numpy()
+    if np is not None and isinstance(value, np.ndarray):
         buf = io.BytesIO()
         np.save(buf, value, allow_pickle=False)
         return "npy", buf.getvalue()
@@ -141,6 +143,8 @@ def encode_artifact(value: Any) -> tuple[str, bytes]:
 
 def decode_artifact(kind: str, data: bytes) -> Any:
     if kind == "npy":
+        import numpy as np
+
         return np.load(io.BytesIO(data), allow_pickle=False)
     if kind == "json":
         return json.loads(data)
@@ -303,33 +307,26 @@ class StoreRecorder(Recorder):
     def checkpoint(self, step: int, data: bytes) -> None:
         """Write at once (not batched) and keep only the newest two, so a crash loses little."""
         self.flush()
-        with self.store.write_connection() as conn, conn.begin():
-            conn.execute(
-                insert(Artifact).values(
-                    run_id=self.run_id, name="checkpoint", step=int(step), kind="bytes",
-                    data=bytes(data), created_at=utcnow(),
-                )
+        with self.store.sql.write() as tx:
+            tx.run(
+                "INSERT INTO artifacts (run_id, name, step, kind, data, created_at)"
+                " VALUES (:run_id, 'checkpoint', :step, 'bytes', :data, :now)",
+                run_id=self.run_id, step=int(step), data=bytes(data), now=utcnow(),
             )
-            keep = select(Artifact.id).where(
-                Artifact.run_id == self.run_id, Artifact.name == "checkpoint"
-            ).order_by(Artifact.id.desc()).limit(2)
-            conn.execute(
-                delete(Artifact).where(
-                    Artifact.run_id == self.run_id,
-                    Artifact.name == "checkpoint",
-                    Artifact.id.not_in(keep.scalar_subquery()),
-                )
+            tx.run(
+                "DELETE FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' AND id NOT IN"
+                " (SELECT id FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' ORDER BY id DESC LIMIT 2)",
+                run_id=self.run_id,
             )
 
     def last_checkpoint(self) -> tuple[int, bytes] | None:
-        with self.store.read() as session:
-            row = session.execute(
-                select(Artifact.step, Artifact.data)
-                .where(Artifact.run_id == self.run_id, Artifact.name == "checkpoint")
-                .order_by(Artifact.id.desc())
-                .limit(1)
-            ).first()
-        return (int(row.step), bytes(row.data)) if row else None
+        with self.store.sql.read() as tx:
+            row = tx.first(
+                "SELECT step, data FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint'"
+                " ORDER BY id DESC LIMIT 1",
+                run_id=self.run_id,
+            )
+        return (int(row[0]), bytes(row[1])) if row else None
 
     def progress(self, fraction: float) -> None:
         with self._lock:
@@ -346,10 +343,8 @@ class StoreRecorder(Recorder):
         now = time.monotonic()
         if not self._stop and now - self._stop_checked_at > 0.25:
             self._stop_checked_at = now
-            with self.store.read() as session:
-                self._stop = bool(
-                    session.scalar(select(Run.cancel_requested).where(Run.id == self.run_id))
-                )
+            with self.store.sql.read() as tx:
+                self._stop = bool(tx.scalar("SELECT cancel_requested FROM runs WHERE id = :id", id=self.run_id))
         return self._stop
 
     # --- writing -------------------------------------------------------------------------------
@@ -367,12 +362,16 @@ class StoreRecorder(Recorder):
             if not len(pending) and not pending.summary and pending.progress is None:
                 return
             self._drop_doomed_trajectories(pending.episodes)
-            with self.store.write_connection() as conn, conn.begin():
-                if self.store.is_sqlite:
-                    self._write_sqlite(conn, pending)
-                else:
+            if self.store.is_sqlite:
+                with self.store.sql.write() as tx:
+                    self._write_sqlite(tx, pending)
+                    self._write_run_row(tx, pending)
+            else:
+                from rltui.store.sql import AlchemyTx
+
+                with self.store.write_connection() as conn, conn.begin():
                     self._write_core(conn, pending)
-                self._write_run_row(conn, pending)
+                    self._write_run_row(AlchemyTx(conn), pending)
 
     def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> None:
         """Within one flush, trajectories the last-K rule would prune before it ends are not written."""
@@ -388,8 +387,8 @@ class StoreRecorder(Recorder):
             row["has_trajectory"] = False
             episodes[i] = (row, None)
 
-    # SQLite: raw executemany on the DBAPI cursor of the SQLAlchemy connection (same transaction),
-    # rows as tuples and JSON pre-serialized, so no ORM or per-row Core processing is in the way.
+    # SQLite: raw executemany on a sqlite3 cursor, rows as tuples and JSON pre-serialized, so no ORM
+    # or per-row Core processing is in the way.
     _METRICS_SQL = "INSERT INTO metrics (run_id, key, step, value, wall_time) VALUES (?, ?, ?, ?, ?)"
     _EPISODE_SQL = (
         'INSERT INTO episodes (run_id, "index", phase, "return", length, step, wall_time, has_trajectory) '
@@ -399,39 +398,45 @@ class StoreRecorder(Recorder):
         "INSERT INTO steps (episode_id, t, state, action, reward, done, extras) VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
 
-    def _write_sqlite(self, conn, pending: _Pending) -> None:  # noqa: ANN001
+    _ARTIFACT_SQL = (
+        "INSERT INTO artifacts (run_id, name, step, kind, data, created_at)"
+        " VALUES (:run_id, :name, :step, :kind, :data, :created_at)"
+    )
+
+    def _write_sqlite(self, tx: SQLiteTx, pending: _Pending) -> None:
+        cur = tx.cursor
         if pending.metrics:
-            conn.exec_driver_sql(self._METRICS_SQL, pending.metrics)
+            cur.executemany(self._METRICS_SQL, pending.metrics)
         if pending.episodes:
-            cur = conn.connection.driver_connection.cursor()
-            try:
-                steps_rows: list[tuple] = []
-                pruned: list[int] = []
-                for row, steps in pending.episodes:
-                    cur.execute(
-                        self._EPISODE_SQL,
-                        (row["run_id"], row["index"], row["phase"], row["return"], row["length"],
-                         row["step"], row["wall_time"], 1 if row["has_trajectory"] else 0),
-                    )
-                    if not steps:
-                        continue
-                    episode_id = cur.lastrowid
-                    steps_rows.extend(_step_rows(episode_id, steps))
-                    if row["phase"] == "train":
-                        pruned.extend(self._prune(row["index"], episode_id))
-                if steps_rows:
-                    cur.executemany(self._STEPS_SQL, steps_rows)
-                if pruned:
-                    ids = [(i,) for i in pruned]
-                    cur.executemany("DELETE FROM steps WHERE episode_id = ?", ids)
-                    cur.executemany("UPDATE episodes SET has_trajectory = 0 WHERE id = ?", ids)
-            finally:
-                cur.close()
-        if pending.artifacts:
-            conn.execute(insert(Artifact), pending.artifacts)
+            steps_rows: list[tuple] = []
+            pruned: list[int] = []
+            for row, steps in pending.episodes:
+                cur.execute(
+                    self._EPISODE_SQL,
+                    (row["run_id"], row["index"], row["phase"], row["return"], row["length"],
+                     row["step"], row["wall_time"], 1 if row["has_trajectory"] else 0),
+                )
+                if not steps:
+                    continue
+                episode_id = cur.lastrowid
+                steps_rows.extend(_step_rows(episode_id, steps))
+                if row["phase"] == "train":
+                    pruned.extend(self._prune(row["index"], episode_id))
+            if steps_rows:
+                cur.executemany(self._STEPS_SQL, steps_rows)
+            if pruned:
+                ids = [(i,) for i in pruned]
+                cur.executemany("DELETE FROM steps WHERE episode_id = ?", ids)
+                cur.executemany("UPDATE episodes SET has_trajectory = 0 WHERE id = ?", ids)
+        for artifact in pending.artifacts:
+            tx.run(self._ARTIFACT_SQL, **artifact)
 
     def _write_core(self, conn, pending: _Pending) -> None:  # noqa: ANN001
         """Any other backend (PostgreSQL): portable Core inserts."""
+        from sqlalchemy import delete, insert, update
+
+        from rltui.store.models import Artifact, Episode, Metric, Step
+
         if pending.metrics:
             conn.execute(
                 insert(Metric),
@@ -468,15 +473,15 @@ class StoreRecorder(Recorder):
         if pending.artifacts:
             conn.execute(insert(Artifact), pending.artifacts)
 
-    def _write_run_row(self, conn, pending: _Pending) -> None:  # noqa: ANN001
+    def _write_run_row(self, tx: Tx, pending: _Pending) -> None:
         values: dict[str, Any] = {}
         if pending.progress is not None:
             values["progress"] = pending.progress
         if pending.summary:
-            current = conn.scalar(select(Run.summary).where(Run.id == self.run_id)) or {}
-            values["summary"] = {**current, **pending.summary}
+            current = as_json(tx.scalar("SELECT summary FROM runs WHERE id = :id", id=self.run_id)) or {}
+            values["summary"] = Json({**current, **pending.summary})
         if values:
-            conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
+            tx.run(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = :id", **values, id=self.run_id)
 
     def _prune(self, index: int, episode_id: int) -> list[int]:
         """Episode ids whose trajectories the last-K rule now drops (the `every` rule keeps its own)."""

@@ -218,6 +218,51 @@ def load_checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Gener
     return payload
 
 
+def _state_of(obj: Any) -> Any:
+    """What resumes `obj`: a module's or optimizer's state dict, a torch.Generator's or random.Random's state."""
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    if isinstance(obj, torch.Generator):
+        return obj.get_state()
+    return obj.getstate()
+
+
+def _set_state(obj: Any, state: Any) -> None:
+    if hasattr(obj, "load_state_dict"):
+        obj.load_state_dict(state)
+    elif isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    else:
+        obj.setstate(state)
+
+
+def save_states(recorder: Recorder, step: int, counters: dict[str, Any], **objects: Any) -> None:
+    """Checkpoint at `step` (the x-axis of the run's metrics: resume drops what was recorded after it)
+    for a loop of its own: the objects' states (modules, optimizers, torch.Generator, random.Random),
+    the global torch RNG and plain counters, as torch.save bytes that load with weights_only=True."""
+    payload = {
+        "counters": counters,
+        "torch_rng": torch.get_rng_state(),
+        "states": {name: _state_of(obj) for name, obj in objects.items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    recorder.checkpoint(step, buf.getvalue())
+
+
+def restore_states(recorder: Recorder, **objects: Any) -> dict[str, Any] | None:
+    """On resume, put the last checkpoint's states back into `objects` (named as they were saved)
+    and return its counters; None on a fresh run."""
+    found = recorder.last_checkpoint()
+    if found is None:
+        return None
+    payload = torch.load(io.BytesIO(found[1]), weights_only=True, map_location="cpu")
+    torch.set_rng_state(payload["torch_rng"])
+    for name, obj in objects.items():
+        _set_state(obj, payload["states"][name])
+    return payload["counters"]
+
+
 class SPS:
     """Environment steps per second since the last call."""
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from rltui.algos.lm_common import (
-    Clock, EpisodeLog, cpu_threads, evaluate, load_policy, make_scorer, pair_batch, save_model, sequence_logprob,
+    Clock, EpisodeLog, StageCheckpoint, cpu_threads, evaluate, load_policy, make_scorer, pair_batch, save_model,
+    sequence_logprob,
 )
 from rltui.algos.lm_ppo import lift_summary
 
@@ -38,7 +39,6 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     policy, ref, tok = stage.policy, stage.ref, stage.tokenizer
     scorer, reward_id = make_scorer(recorder, env, tok, params.reward_run, device, required=False)
     optimizer = torch.optim.Adam(policy.parameters(), lr=params.learning_rate)
-    recorder.artifact("layout", env.layout())
 
     pairs = env.preference_pairs(params.n_pairs, "train", seed)
     rng = random.Random(seed)
@@ -54,46 +54,58 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         recorder.log(episodes, **m)
         return m
 
-    first_eval = last_eval = run_eval()
-    stopped = False
-    for _epoch in range(params.epochs):
-        order = list(range(len(pairs)))
-        rng.shuffle(order)
-        for start in range(0, len(order), params.batch_size):
-            batch = [pairs[j] for j in order[start : start + params.batch_size]]
-            n = len(batch)
-            query, query_mask, response, response_mask = pair_batch(tok, batch, device)
-            logps = sequence_logprob(policy, query, query_mask, response, response_mask)
-            with torch.no_grad():
-                ref_logps = sequence_logprob(ref, query, query_mask, response, response_mask)
-            loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref_logps[:n], ref_logps[n:], params.beta)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
-            optimizer.step()
+    checkpoint = StageCheckpoint(recorder, params.checkpoint_every, total, policy=policy, optimizer=optimizer, rng=rng)
+    resumed = checkpoint.restore()
+    order: list[int] = []  # this epoch's shuffled pair indices
+    if resumed is None:
+        recorder.artifact("layout", env.layout())
+        first_eval = last_eval = run_eval()
+    else:
+        step, episodes, order = resumed["step"], resumed["episodes"], resumed["order"]
+        first_eval, last_eval = resumed["first_eval"], resumed["last_eval"]
+        log.count.update(resumed["episode_count"])
+    while step < total:
+        batch_in_epoch = step % n_batches
+        if batch_in_epoch == 0:
+            order = list(range(len(pairs)))
+            rng.shuffle(order)
+        start = batch_in_epoch * params.batch_size
+        batch = [pairs[j] for j in order[start : start + params.batch_size]]
+        n = len(batch)
+        query, query_mask, response, response_mask = pair_batch(tok, batch, device)
+        logps = sequence_logprob(policy, query, query_mask, response, response_mask)
+        with torch.no_grad():
+            ref_logps = sequence_logprob(ref, query, query_mask, response, response_mask)
+        loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref_logps[:n], ref_logps[n:], params.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), params.max_grad_norm)
+        optimizer.step()
 
-            step += 1
-            episodes += 2 * n
-            chosen_r, rejected_r, logps = chosen_r.detach(), rejected_r.detach(), logps.detach()
-            recorder.log(
-                episodes,
-                loss=loss.item(),
-                **{
-                    "rewards/chosen": float(chosen_r.mean()),
-                    "rewards/rejected": float(rejected_r.mean()),
-                    "rewards/accuracies": float((chosen_r > rejected_r).float().mean()),
-                    "rewards/margins": float((chosen_r - rejected_r).mean()),
-                    "logps/chosen": float(logps[:n].mean()),
-                    "logps/rejected": float(logps[n:].mean()),
-                },
-            )
-            if step % params.eval_every == 0:
-                last_eval = run_eval()
-            recorder.progress(step / total)
-            if clock.over():
-                stopped = True
-                break
-        if stopped:
+        step += 1
+        episodes += 2 * n
+        chosen_r, rejected_r, logps = chosen_r.detach(), rejected_r.detach(), logps.detach()
+        recorder.log(
+            episodes,
+            loss=loss.item(),
+            **{
+                "rewards/chosen": float(chosen_r.mean()),
+                "rewards/rejected": float(rejected_r.mean()),
+                "rewards/accuracies": float((chosen_r > rejected_r).float().mean()),
+                "rewards/margins": float((chosen_r - rejected_r).mean()),
+                "logps/chosen": float(logps[:n].mean()),
+                "logps/rejected": float(logps[n:].mean()),
+            },
+        )
+        if step % params.eval_every == 0:
+            last_eval = run_eval()
+        recorder.progress(step / total)
+        if checkpoint.after_update(step, episodes, lambda: {
+            "step": step, "episodes": episodes, "order": order, "first_eval": first_eval, "last_eval": last_eval,
+            "episode_count": dict(log.count),
+        }):
+            return {}
+        if clock.over():
             break
     if step % params.eval_every != 0:
         last_eval = run_eval()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 
 from rltui.algos.lm_common import (
-    Clock, EpisodeLog, cpu_threads, evaluate, load_policy, make_scorer, masked_mean, response_logprobs, rollout,
-    save_model, seeded,
+    Clock, EpisodeLog, StageCheckpoint, cpu_threads, evaluate, load_policy, make_scorer, masked_mean, response_logprobs,
+    rollout, save_model, seeded,
 )
 from rltui.algos.lm_ppo import lift_summary
 
@@ -33,7 +33,6 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     policy, ref, tok = stage.policy, stage.ref, stage.tokenizer
     scorer, reward_id = make_scorer(recorder, env, tok, params.reward_run, device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=params.learning_rate, eps=1e-5)
-    recorder.artifact("layout", env.layout())
 
     rng, gen = seeded(seed, device)
     shuffle = torch.Generator().manual_seed(seed)
@@ -50,9 +49,18 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         recorder.log(episodes, **m)
         return m
 
-    first_eval = last_eval = run_eval()
+    checkpoint = StageCheckpoint(recorder, params.checkpoint_every, params.iterations, policy=policy,
+                                 optimizer=optimizer, rng=rng, gen=gen, shuffle=shuffle)
+    resumed = checkpoint.restore()
     it = 0
-    for it in range(1, params.iterations + 1):
+    if resumed is None:
+        recorder.artifact("layout", env.layout())
+        first_eval = last_eval = run_eval()
+    else:
+        it, episodes = resumed["iteration"], resumed["episodes"]
+        first_eval, last_eval = resumed["first_eval"], resumed["last_eval"]
+        log.count.update(resumed["episode_count"])
+    for it in range(it + 1, params.iterations + 1):
         # --- rollout: each prompt G times (consecutive rows form a group) ---
         prompts = [p for p in env.sample_prompts(rng, params.prompts_per_iter, "train") for _ in range(G)]
         ro = rollout(policy, tok, prompts, env.max_response_len, T, gen, device)
@@ -118,6 +126,11 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         if it % params.eval_every == 0:
             last_eval = run_eval()
         recorder.progress(it / params.iterations)
+        if checkpoint.after_update(it, episodes, lambda: {
+            "iteration": it, "episodes": episodes, "first_eval": first_eval, "last_eval": last_eval,
+            "episode_count": dict(log.count),
+        }):
+            return {}
         if clock.over():
             break
     if it % params.eval_every != 0:

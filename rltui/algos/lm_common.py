@@ -24,12 +24,13 @@ import copy
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from sqlalchemy import select, update
 
+from rltui.algos.common import restore_states, save_states
 from rltui.algos.returns import gae
 from rltui.lm.model import ScalarModel, TinyLM, build_model, load_payload, model_bytes
 from rltui.lm.tokenizer import EOS, PAD, CharTokenizer
@@ -402,6 +403,30 @@ def evaluate(policy: TinyLM, ref: TinyLM | None, env: Any, tok: CharTokenizer, s
         metrics["eval/accuracy"] = sum(scorer.oracle(greedy)) / len(prompts)
     log.add(ro, scores.tolist(), "eval", step, logprob=logprobs, ref_logprob=ref_logprobs, kl=kl)
     return metrics
+
+
+class StageCheckpoint:
+    """Resume for a stage (`rltui resume`): every `every` updates, and when the run is asked to stop,
+    the stage's stateful objects (weights, optimizer, RNGs) and counters are checkpointed at the
+    metrics' current x-axis step; a resumed run restores them and carries on with the same step
+    count and metric series. The frozen reference and reward model are not saved: they are reloaded
+    from the runs they came from."""
+
+    def __init__(self, recorder: Any, every: int, updates: int, **objects: Any) -> None:
+        self.recorder, self.every, self.updates, self.objects = recorder, every, updates, objects
+
+    def restore(self) -> dict[str, Any] | None:
+        """The counters of the last checkpoint (its states already put back), or None on a fresh run."""
+        return restore_states(self.recorder, **self.objects)
+
+    def after_update(self, update: int, step: int, counters: Callable[[], dict[str, Any]]) -> bool:
+        """Call once everything of update `update` is recorded (at x-axis `step`). True when the run
+        was asked to stop: the checkpoint is written and the stage returns at once, leaving the final
+        evaluation and weights to the resumed run."""
+        cancelled = self.recorder.should_stop()
+        if cancelled or (self.every and update % self.every == 0 and update < self.updates):
+            save_states(self.recorder, step, counters(), **self.objects)
+        return cancelled
 
 
 class Clock:

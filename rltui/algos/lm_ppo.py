@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from rltui.algos.lm_common import (
-    Clock, cpu_threads, EpisodeLog, evaluate, load_policy, make_scorer, masked_mean, masked_whiten, response_logprobs,
-    response_values, rollout, save_model, seeded, token_gae,
+    Clock, EpisodeLog, StageCheckpoint, cpu_threads, evaluate, load_policy, make_scorer, masked_mean, masked_whiten,
+    response_logprobs, response_values, rollout, save_model, seeded, token_gae,
 )
 from rltui.lm.model import ScalarModel
 
@@ -34,7 +34,6 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     else:
         critic.lm.load_state_dict(policy.state_dict())
     optimizer = torch.optim.Adam([*policy.parameters(), *critic.parameters()], lr=params.learning_rate, eps=1e-5)
-    recorder.artifact("layout", env.layout())
 
     rng, gen = seeded(seed, device)
     shuffle = torch.Generator().manual_seed(seed)
@@ -50,9 +49,18 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         recorder.log(episodes, **m)
         return m
 
-    first_eval = last_eval = run_eval()  # the SFT policy's level: the baseline of the lift
+    checkpoint = StageCheckpoint(recorder, params.checkpoint_every, params.iterations, policy=policy, critic=critic,
+                                 optimizer=optimizer, rng=rng, gen=gen, shuffle=shuffle)
+    resumed = checkpoint.restore()
     it = 0
-    for it in range(1, params.iterations + 1):
+    if resumed is None:
+        recorder.artifact("layout", env.layout())
+        first_eval = last_eval = run_eval()  # the SFT policy's level: the baseline of the lift
+    else:
+        it, episodes, kl_coef = resumed["iteration"], resumed["episodes"], resumed["kl_coef"]
+        first_eval, last_eval = resumed["first_eval"], resumed["last_eval"]
+        log.count.update(resumed["episode_count"])
+    for it in range(it + 1, params.iterations + 1):
         # --- rollout: sample B responses with the KV cache, then score them ---
         ro = rollout(policy, tok, env.sample_prompts(rng, B, "train"), env.max_response_len, T, gen, device)
         seq, seq_mask, P, mask = ro.seq, ro.seq_mask, ro.query.size(1), ro.response_mask
@@ -144,6 +152,11 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         if it % params.eval_every == 0:
             last_eval = run_eval()
         recorder.progress(it / params.iterations)
+        if checkpoint.after_update(it, episodes, lambda: {
+            "iteration": it, "episodes": episodes, "kl_coef": kl_coef, "first_eval": first_eval,
+            "last_eval": last_eval, "episode_count": dict(log.count),
+        }):
+            return {}
         if clock.over():
             break
     if it % params.eval_every != 0:

@@ -14,7 +14,10 @@ import random
 import torch
 import torch.nn.functional as F
 
-from rltui.algos.lm_common import Clock, cpu_threads, EpisodeLog, Scorer, check_context, encode_prompts, encode_responses, evaluate, load_policy, save_model
+from rltui.algos.lm_common import (
+    Clock, EpisodeLog, Scorer, StageCheckpoint, check_context, cpu_threads, encode_prompts, encode_responses, evaluate,
+    load_policy, save_model,
+)
 from rltui.lm.model import LMConfig, TinyLM
 from rltui.lm.tokenizer import CharTokenizer
 
@@ -32,7 +35,6 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         cfg = LMConfig(tok.vocab_size, params.d_model, params.n_layer, params.n_head, params.context_len)
         check_context(cfg.context_len, env)
         model = TinyLM(cfg).to(device)
-    recorder.artifact("layout", env.layout())
     n_params = sum(p.numel() for p in model.parameters())
 
     texts = env.corpus(params.corpus_size, seed)
@@ -47,9 +49,16 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         return params.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     scorer, log, clock = Scorer(env, tok, None, device), EpisodeLog(recorder, tok), Clock(recorder, params.time_limit_s)
+    checkpoint = StageCheckpoint(recorder, params.checkpoint_every, params.steps, model=model, optimizer=optimizer, rng=rng)
+    resumed = checkpoint.restore()
     metrics: dict[str, float] = {}
-    step = 0
-    for step in range(1, params.steps + 1):
+    step, loss = 0, None
+    if resumed is None:
+        recorder.artifact("layout", env.layout())
+    else:
+        step, loss, metrics = resumed["step"], torch.tensor(resumed["loss"]), resumed["metrics"]
+        log.count.update(resumed["episode_count"])
+    for step in range(step + 1, params.steps + 1):
         batch = [texts[rng.randrange(len(texts))] for _ in range(params.batch_size)]
         query, query_mask = encode_prompts(tok, [p for p, _ in batch], device)
         response, response_mask = encode_responses(tok, [r for _, r in batch], device)
@@ -77,6 +86,9 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
             model.train()
             recorder.log(step, **metrics)
         recorder.progress(step / params.steps)
+        if checkpoint.after_update(step, step, lambda: {"step": step, "loss": loss.item(), "metrics": metrics,
+                                                        "episode_count": dict(log.count)}):
+            return {}
         if clock.over():
             break
 

@@ -14,7 +14,9 @@ import random
 import torch
 import torch.nn.functional as F
 
-from rltui.algos.lm_common import Clock, cpu_threads, load_payload_checked, pair_batch, resolve_run, save_model, set_parent
+from rltui.algos.lm_common import (
+    Clock, StageCheckpoint, cpu_threads, load_payload_checked, pair_batch, resolve_run, save_model, set_parent,
+)
 from rltui.lm.model import ScalarModel, build_model
 from rltui.lm.tokenizer import CharTokenizer
 
@@ -49,7 +51,6 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     tok = CharTokenizer.from_dict(payload["tokenizer"])
     model = ScalarModel(build_model(payload).cfg).to(device)
     model.lm.load_state_dict(payload["state_dict"])  # reuse the SFT trunk; the head starts at 0
-    recorder.artifact("layout", env.layout())
 
     train_pairs = env.preference_pairs(params.n_pairs, "train", seed)
     heldout = env.preference_pairs(params.heldout_pairs, "heldout", seed)
@@ -58,32 +59,40 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     clock = Clock(recorder, params.time_limit_s)
     steps_per_epoch = -(-len(train_pairs) // params.batch_size)
     total = params.epochs * steps_per_epoch
-    acc0, _ = pair_accuracy(model, tok, heldout, device)
-    recorder.log(0, **{"eval/accuracy": acc0})
-    step, stopped = 0, False
-    for _epoch in range(params.epochs):
-        order = list(range(len(train_pairs)))
-        rng.shuffle(order)
-        for i in range(0, len(order), params.batch_size):
-            batch = [train_pairs[j] for j in order[i : i + params.batch_size]]
-            r_w, r_l = pair_scores(model, tok, batch, device)
-            loss = -F.logsigmoid(r_w - r_l).mean()  # Bradley–Terry negative log-likelihood
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            if step % 5 == 0 or step == 1:
-                recorder.log(step, loss=loss.item(), accuracy=(r_w > r_l).float().mean().item(),
-                             **{"rewards/margins": (r_w - r_l).mean().item()})
-            if step % params.eval_every == 0 or step == total:
-                acc, margin = pair_accuracy(model, tok, heldout, device)
-                recorder.log(step, **{"eval/accuracy": acc, "eval/margin": margin})
-            recorder.progress(step / total)
-            if clock.over():
-                stopped = True
-                break
-        if stopped:
+    checkpoint = StageCheckpoint(recorder, params.checkpoint_every, total, model=model, optimizer=optimizer, rng=rng)
+    resumed = checkpoint.restore()
+    order: list[int] = []  # this epoch's shuffled pair indices
+    if resumed is None:
+        recorder.artifact("layout", env.layout())
+        acc0, _ = pair_accuracy(model, tok, heldout, device)
+        recorder.log(0, **{"eval/accuracy": acc0})
+        step = 0
+    else:
+        step, acc0, order = resumed["step"], resumed["acc0"], resumed["order"]
+    while step < total:
+        batch_in_epoch = step % steps_per_epoch
+        if batch_in_epoch == 0:
+            order = list(range(len(train_pairs)))
+            rng.shuffle(order)
+        start = batch_in_epoch * params.batch_size
+        batch = [train_pairs[j] for j in order[start : start + params.batch_size]]
+        r_w, r_l = pair_scores(model, tok, batch, device)
+        loss = -F.logsigmoid(r_w - r_l).mean()  # Bradley–Terry negative log-likelihood
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % 5 == 0 or step == 1:
+            recorder.log(step, loss=loss.item(), accuracy=(r_w > r_l).float().mean().item(),
+                         **{"rewards/margins": (r_w - r_l).mean().item()})
+        if step % params.eval_every == 0 or step == total:
+            acc, margin = pair_accuracy(model, tok, heldout, device)
+            recorder.log(step, **{"eval/accuracy": acc, "eval/margin": margin})
+        recorder.progress(step / total)
+        if checkpoint.after_update(step, step, lambda: {"step": step, "acc0": acc0, "order": order}):
+            return {}
+        if clock.over():
             break
 
     acc, margin = pair_accuracy(model, tok, heldout, device)

@@ -1,4 +1,5 @@
-"""Picking the device and seeding every random source. torch is imported only when a run uses it."""
+"""Picking the device and seeding every random source. torch is imported only when a run uses it,
+numpy only when a run starts (the launcher needs neither)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import platform
 import random
 import sys
 from typing import Any
-
-import numpy as np
 
 
 class DeviceError(Exception):
@@ -46,6 +45,8 @@ def resolve_device(requested: str, uses_torch: bool) -> str:
 
 
 def seed_everything(seed: int, uses_torch: bool) -> None:
+    import numpy as np
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if uses_torch:
@@ -57,6 +58,8 @@ def seed_everything(seed: int, uses_torch: bool) -> None:
 
 
 def versions(uses_torch: bool) -> dict[str, Any]:
+    import numpy as np
+
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "numpy": np.__version__,

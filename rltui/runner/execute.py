@@ -16,14 +16,16 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from sqlalchemy import func, select, update
-
 from rltui import registry
 from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
 from rltui.store.engine import Store
-from rltui.store.models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, Run
+from rltui.store.sql import Json, as_json
+from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
+
+# Every statement here is plain SQL on `store.sql` (see rltui/store/sql.py): a worker runs a tabular
+# run start to end without importing SQLAlchemy.
 
 
 def create_run(
@@ -40,41 +42,42 @@ def create_run(
     draining the queue can claim it in between.
     """
     now = utcnow()
-    with store.write() as session:
-        run = Run(
-            name=config.name,
-            env_id=config.env_id,
-            algo_id=config.algo_id,
-            config_toml=config.source_text,
-            config=config.to_dict(),
-            config_path=config.source_path,
-            seed=config.seed,
-            device=config.device,
-            status=status,
-            created_at=now,
-            # For a queued run: when it was queued (a stalled queue is noticed from it).
-            heartbeat_at=now,
-            started_at=now if status == RUNNING else None,
-            pid=pid,
-            host=host,
-            summary={},
-            tags=[],
-            notes="",
-            versions={},
-            parent_id=parent_id,
+    row = {
+        "name": config.name,
+        "env_id": config.env_id,
+        "algo_id": config.algo_id,
+        "config_toml": config.source_text,
+        "config": Json(config.to_dict()),
+        "config_path": config.source_path,
+        "seed": config.seed,
+        "device": config.device,
+        "status": status,
+        "created_at": now,
+        # For a queued run: when it was queued (a stalled queue is noticed from it).
+        "heartbeat_at": now,
+        "started_at": now if status == RUNNING else None,
+        "pid": pid,
+        "host": host,
+        "summary": Json({}),
+        "tags": Json([]),
+        "notes": "",
+        "versions": Json({}),
+        "parent_id": parent_id,
+        "progress": 0.0,
+        "cancel_requested": False,
+    }
+    with store.sql.write() as tx:
+        return tx.scalar(
+            f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)}) RETURNING id", **row
         )
-        session.add(run)
-        session.flush()
-        return run.id
 
 
 def stored_config(store: Store, run_id: int) -> RunConfig:
-    with store.read() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise KeyError(run_id)
-        data, text = run.config, run.config_toml
-    return validate_config(dict(data), source=f"run {run_id}", source_text=text)
+    with store.sql.read() as tx:
+        row = tx.first("SELECT config, config_toml FROM runs WHERE id = :id", id=run_id)
+    if row is None:
+        raise KeyError(run_id)
+    return validate_config(dict(as_json(row[0])), source=f"run {run_id}", source_text=row[1])
 
 
 class RunRecorder(StoreRecorder):
@@ -108,9 +111,9 @@ class RunRecorder(StoreRecorder):
     def _owned(self) -> bool:
         """Still running under this process? (A worker frozen past the heartbeat timeout was declared
         crashed and may have been resumed elsewhere: it must not write into that run any more.)"""
-        with self.store.read() as session:
-            row = session.execute(select(Run.status, Run.pid).where(Run.id == self.run_id)).first()
-        return row is not None and row.status == RUNNING and row.pid == self.pid
+        with self.store.sql.read() as tx:
+            row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=self.run_id)
+        return row is not None and row[0] == RUNNING and row[1] == self.pid
 
     def checkpoint(self, step: int, data: bytes) -> None:
         if not self.lost:
@@ -136,12 +139,11 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval):
             try:
-                with self.store.write() as session:
-                    owned = session.execute(
-                        update(Run)
-                        .where(Run.id == self.run_id, Run.status == RUNNING, Run.pid == self.pid)
-                        .values(heartbeat_at=utcnow())
-                    ).rowcount
+                with self.store.sql.write() as tx:
+                    owned = tx.run(
+                        "UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :running AND pid = :pid",
+                        now=utcnow(), id=self.run_id, running=RUNNING, pid=self.pid,
+                    )
                 if not owned:
                     print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
                     self.recorder.lose()
@@ -158,20 +160,19 @@ class Heartbeat(threading.Thread):
 def take_run(store: Store, run_id: int, pid: int) -> bool:
     """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
     that; a caller that executes a queued run directly (tests, scripts) takes it here."""
-    now = utcnow()
-    with store.write() as session:
-        row = session.execute(select(Run.status, Run.pid).where(Run.id == run_id)).first()
+    with store.sql.write() as tx:
+        row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
         if row is None:
             raise KeyError(run_id)
-        if row.status == RUNNING and row.pid == pid:
+        status, owner = row
+        if status == RUNNING and owner == pid:
             return True
-        if row.status != QUEUED:
+        if status != QUEUED:
             return False
-        session.execute(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(status=RUNNING, pid=pid, host=socket.gethostname(), heartbeat_at=now,
-                    started_at=func.coalesce(Run.started_at, now))
+        tx.run(
+            "UPDATE runs SET status = :running, pid = :pid, host = :host, heartbeat_at = :now,"
+            " started_at = coalesce(started_at, :now) WHERE id = :id",
+            running=RUNNING, pid=pid, host=socket.gethostname(), now=utcnow(), id=run_id,
         )
         return True
 
@@ -206,11 +207,10 @@ def execute_run(
         torch_run = run_uses_torch(config)
         device = resolve_device(config.device, torch_run)
         seed_everything(config.seed, torch_run)
-        with store.write() as session:
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(device_used=device, versions=versions(torch_run), host=socket.gethostname(), pid=pid)
+        with store.sql.write() as tx:
+            tx.run(
+                "UPDATE runs SET device_used = :device, versions = :versions, host = :host, pid = :pid WHERE id = :id",
+                device=device, versions=Json(versions(torch_run)), host=socket.gethostname(), pid=pid, id=run_id,
             )
         if on_progress is not None:
             _forward_progress(recorder, on_progress)
@@ -269,11 +269,11 @@ def finish_run(
     if error is not None:
         values["error"] = error
         values["traceback"] = tb
-    condition = [Run.id == run_id]
+    condition, params = "id = :id", {"id": run_id}
     if pid is not None:
-        condition += [Run.pid == pid, Run.status == RUNNING]
-    with store.write() as session:
-        session.execute(update(Run).where(*condition).values(**values))
+        condition, params = condition + " AND pid = :pid AND status = :running", {**params, "pid": pid, "running": RUNNING}
+    with store.sql.write() as tx:
+        tx.run(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE {condition}", **values, **params)
 
 
 def _status(store: Store, run_id: int) -> str | None:
@@ -281,8 +281,8 @@ def _status(store: Store, run_id: int) -> str | None:
 
 
 def run_status(store: Store, run_id: int) -> str | None:
-    with store.read() as session:
-        return session.scalar(select(Run.status).where(Run.id == run_id))
+    with store.sql.read() as tx:
+        return tx.scalar("SELECT status FROM runs WHERE id = :id", id=run_id)
 
 
 def sigterm_as_interrupt() -> None:

@@ -21,10 +21,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rltui.config import RunConfig
 from rltui.runner.devices import DeviceError, resolve_device
-from rltui.runner.execute import create_run
 from rltui.runner.lifecycle import (
     LifecycleError,
     cancel_and_wait,
@@ -36,8 +35,15 @@ from rltui.runner.lifecycle import (
     request_cancel,
     uses_torch,
 )
-from rltui.store.engine import Store, default_db_path
-from rltui.store.models import QUEUED
+from rltui.store.engine import Store, default_db_path, sqlite_revision
+from rltui.store.migrate import SCHEMA_HEAD
+from rltui.store.status import QUEUED
+
+if TYPE_CHECKING:
+    from rltui.config import RunConfig
+
+# Importing this module costs no pydantic (the config is imported where a run is created), so
+# `rltui run --detach` can start its worker before it checks the config (spawn_waiting_worker).
 
 _children: list[subprocess.Popen] = []  # workers this process started, reaped as we go
 
@@ -78,6 +84,8 @@ def check_launch_device(config: RunConfig) -> None:
 
 def submit(store: Store, config: RunConfig, *, check_device: bool = True, start: bool = True) -> int:
     """Queue a validated run and start a worker if one of its slots is free; returns the run id."""
+    from rltui.runner.execute import create_run
+
     if check_device:
         check_launch_device(config)
     run_id = create_run(store, config, status=QUEUED)
@@ -95,9 +103,26 @@ def resume(store: Store, run_id: int, *, start: bool = True) -> int | None:
     return step
 
 
-def start_workers(store: Store) -> int:
-    """Start one worker per queued run that has a free slot now (extra workers find nothing and exit)."""
-    return kick_stalled_queue(store, crashed_now=True)
+def start_workers(store: Store, waiting: int = 0) -> int:
+    """Start one worker per queued run that has a free slot now (extra workers find nothing and exit),
+    less `waiting` workers already started and waiting for work (spawn_waiting_worker)."""
+    return kick_stalled_queue(store, crashed_now=True, waiting=waiting)
+
+
+def spawn_waiting_worker(store: Store) -> subprocess.Popen | None:
+    """A worker started before its run is queued (`rltui run --detach`): its start-up (the imports)
+    overlaps the launcher's checking the config and queueing the run. It waits for a claimable run
+    only while this process lives, so a launch that fails leaves nothing behind. None (start no
+    worker early) unless the store is a SQLite file already at head: a new or older store is first
+    created or upgraded by the launcher."""
+    try:
+        path = store.path
+        if path is None or not path.is_file() or sqlite_revision(path) != SCHEMA_HEAD:
+            return None
+    except Exception:  # noqa: BLE001 — not a store we can vouch for: the launcher will say why
+        return None
+    _reap()
+    return _spawn_detached(log_dir(store), ["--db", store.url, "--launcher", str(os.getpid())])
 
 
 def spawn_worker(store: Store) -> subprocess.Popen:

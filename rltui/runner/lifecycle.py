@@ -26,23 +26,14 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from sqlalchemy import delete, func, select, update
-
 from rltui import registry
 from rltui.recorder import utcnow
 from rltui.store.engine import Store
-from rltui.store.models import (
-    CANCELLED,
-    CRASHED,
-    FAILED,
-    FINAL_STATUSES,
-    QUEUED,
-    RUNNING,
-    Artifact,
-    Episode,
-    Metric,
-    Run,
-)
+from rltui.store.sql import Tx, as_datetime, as_json
+from rltui.store.status import CANCELLED, CRASHED, FAILED, FINAL_STATUSES, QUEUED, RUNNING
+
+# What a worker does on its way to a run (liveness, slots, claim) is plain SQL on `store.sql`, so a
+# worker starts without SQLAlchemy's import cost; the rest (cancel, resume, queue listing) uses the ORM.
 
 
 class LifecycleError(Exception):
@@ -120,7 +111,7 @@ def signal_worker(pid: int, sig: int) -> None:
 # --- slots ---------------------------------------------------------------------------------------
 def uses_torch(algo_id: str, algo_config: dict[str, Any] | None) -> bool:
     """An algorithm uses torch if its spec says so, or if its params switch torch on (`uses_torch`)."""
-    spec = registry.algos().get(algo_id)
+    spec = registry.find_algo(algo_id)
     return bool(spec is not None and spec.uses_torch) or bool((algo_config or {}).get("uses_torch"))
 
 
@@ -146,36 +137,47 @@ def capacity(slot: str) -> int:
     return max_gpu_runs() if slot.startswith("cuda") else max_runs()
 
 
-def _config_algo(config: dict[str, Any] | None) -> dict[str, Any]:
-    return (config or {}).get("algo") or {}
+def _config_algo(config: Any) -> dict[str, Any]:
+    return (as_json(config) or {}).get("algo") or {}
 
 
-def _slot_of_row(row: Any) -> str:
-    return slot_of(row.device, row.device_used, uses_torch(row.algo_id, _config_algo(row.config)))
+def _slot_of_row(row: tuple) -> str:
+    _id, device, device_used, algo_id, config = row
+    # Whether the run uses torch matters only for "auto" on a host with a GPU; asking imports its
+    # algorithm's schema family, which a worker about to run something else need not pay for.
+    torch_run = (device_used or device) == "auto" and visible_gpus() > 0 and uses_torch(algo_id, _config_algo(config))
+    return slot_of(device, device_used, torch_run)
 
 
-def _claimable(session) -> list[int]:  # noqa: ANN001
+_SLOT_COLUMNS = "SELECT id, device, device_used, algo_id, config FROM runs WHERE status = :status"
+
+
+def _claimable(tx: Tx) -> list[int]:
     """Queued run ids that would get a slot now, in the order they would start."""
-    columns = (Run.id, Run.device, Run.device_used, Run.algo_id, Run.config)
-    used = Counter(_slot_of_row(r) for r in session.execute(select(*columns).where(Run.status == RUNNING)))
+    used = Counter(_slot_of_row(r) for r in tx.all(_SLOT_COLUMNS, status=RUNNING))
     out = []
-    for row in session.execute(select(*columns).where(Run.status == QUEUED).order_by(Run.id)):
+    for row in tx.all(_SLOT_COLUMNS + " ORDER BY id", status=QUEUED):
         slot = _slot_of_row(row)
         if used[slot] < capacity(slot):
             used[slot] += 1
-            out.append(row.id)
+            out.append(row[0])
     return out
+
+
+def has_claimable(store: Store) -> bool:
+    with store.sql.read() as tx:
+        return bool(_claimable(tx))
 
 
 def next_needs_torch(store: Store) -> bool:
     """Whether the run a worker would claim next uses torch (it imports torch before claiming, so
     the seconds that import can take are spent while the run is still queued, not heartbeat-less)."""
-    with store.read() as session:
-        ready = _claimable(session)
+    with store.sql.read() as tx:
+        ready = _claimable(tx)
         if not ready:
             return False
-        row = session.execute(select(Run.algo_id, Run.config).where(Run.id == ready[0])).first()
-    return uses_torch(row.algo_id, _config_algo(row.config))
+        algo_id, config = tx.first("SELECT algo_id, config FROM runs WHERE id = :id", id=ready[0])
+    return uses_torch(algo_id, _config_algo(config))
 
 
 def claim_next(store: Store, pid: int, host: str, log_path_for: Callable[[int], str | None]) -> int | None:
@@ -184,33 +186,26 @@ def claim_next(store: Store, pid: int, host: str, log_path_for: Callable[[int], 
     One IMMEDIATE transaction holds the write lock from the first read, so counting the slots and
     claiming are atomic: two workers never take the same run and never overfill a pool.
     """
-    with store.write() as session:
-        ready = _claimable(session)
+    with store.sql.write() as tx:
+        ready = _claimable(tx)
         if not ready:
             return None
         run_id = ready[0]
-        now = utcnow()
-        claimed = session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == QUEUED)
-            .values(
-                status=RUNNING,
-                pid=pid,
-                host=host,
-                heartbeat_at=now,
-                started_at=func.coalesce(Run.started_at, now),
-                finished_at=None,
-                log_path=log_path_for(run_id),
-            )
-        ).rowcount
+        claimed = tx.run(
+            "UPDATE runs SET status = :running, pid = :pid, host = :host, heartbeat_at = :now,"
+            " started_at = coalesce(started_at, :now), finished_at = NULL, log_path = :log_path"
+            " WHERE id = :id AND status = :queued",
+            running=RUNNING, pid=pid, host=host, now=utcnow(), log_path=log_path_for(run_id),
+            id=run_id, queued=QUEUED,
+        )
         # On SQLite the write lock makes this certain; elsewhere another worker may have won the row.
         return run_id if claimed else None
 
 
 def queue_positions(store: Store) -> dict[int, int]:
     """{run_id: position} of queued runs, 1 = next to start (submission order)."""
-    with store.read() as session:
-        ids = session.scalars(select(Run.id).where(Run.status == QUEUED).order_by(Run.id)).all()
+    with store.sql.read() as tx:
+        ids = [run_id for (run_id,) in tx.all("SELECT id FROM runs WHERE status = :queued ORDER BY id", queued=QUEUED)]
     return {run_id: i + 1 for i, run_id in enumerate(ids)}
 
 
@@ -228,59 +223,66 @@ def refresh_liveness(store: Store, *, kick: bool = True) -> list[int]:
     now = utcnow()
     timeout = heartbeat_timeout()
     here = hostname()
-    with store.read() as session:
-        rows = session.execute(
-            select(Run.id, Run.pid, Run.host, Run.heartbeat_at).where(Run.status == RUNNING)
-        ).all()
-    dead: list[tuple[Any, str]] = []
+    with store.sql.read() as tx:
+        rows = tx.all("SELECT id, pid, host, heartbeat_at FROM runs WHERE status = :running", running=RUNNING)
+    dead: list[tuple[tuple, str]] = []
     for row in rows:
-        age = (now - row.heartbeat_at).total_seconds() if row.heartbeat_at else float("inf")
-        if row.host == here and row.pid and not pid_alive(row.pid):
-            dead.append((row, f"worker process {row.pid} on {here} is gone"))
+        _id, pid, host, heartbeat_at = row
+        beat = as_datetime(heartbeat_at)
+        age = (now - beat).total_seconds() if beat else float("inf")
+        if host == here and pid and not pid_alive(pid):
+            dead.append((row, f"worker process {pid} on {here} is gone"))
         elif age > timeout:
             dead.append((row, f"no heartbeat for {age:.1f} s (timeout {timeout:g} s)"))
     crashed: list[int] = []
     if dead:
-        with store.write() as session:
-            for row, reason in dead:
-                # Only if nothing moved since we looked (a late heartbeat wins).
-                changed = session.execute(
-                    update(Run)
-                    .where(
-                        Run.id == row.id,
-                        Run.status == RUNNING,
-                        Run.pid == row.pid,
-                        Run.heartbeat_at == row.heartbeat_at if row.heartbeat_at else Run.heartbeat_at.is_(None),
-                    )
-                    .values(status=CRASHED, finished_at=now, error=f"crashed: {reason}")
-                ).rowcount
+        with store.sql.write() as tx:
+            for (run_id, pid, _host, heartbeat_at), reason in dead:
+                # Only if nothing moved since we looked (a late heartbeat wins): the stored value,
+                # compared as stored.
+                unmoved = {"pid": pid, "heartbeat_at": heartbeat_at}
+                changed = tx.run(
+                    "UPDATE runs SET status = :crashed, finished_at = :now, error = :error"
+                    " WHERE id = :id AND status = :running AND "
+                    + " AND ".join(f"{k} = :{k}" if v is not None else f"{k} IS NULL" for k, v in unmoved.items()),
+                    crashed=CRASHED, now=now, error=f"crashed: {reason}", id=run_id, running=RUNNING,
+                    **{k: v for k, v in unmoved.items() if v is not None},
+                )
                 if changed:
-                    crashed.append(row.id)
+                    crashed.append(run_id)
     if kick:
         kick_stalled_queue(store, crashed_now=bool(crashed))
     return crashed
 
 
-def kick_stalled_queue(store: Store, crashed_now: bool = False) -> int:
-    """Start workers for claimable queued runs that have waited too long (or lost their worker)."""
-    with store.read() as session:
-        ready = _claimable(session)
+def kick_stalled_queue(store: Store, crashed_now: bool = False, waiting: int = 0) -> int:
+    """Start workers for claimable queued runs that have waited too long (or lost their worker),
+    less `waiting` workers already started that will claim some of them."""
+    with store.sql.read() as tx:
+        ready = _claimable(tx)
         if not ready:
             return 0
-        oldest = session.scalar(select(func.min(Run.heartbeat_at)).where(Run.id.in_(ready)))
-    waited = (utcnow() - oldest).total_seconds() if oldest else float("inf")
-    if not crashed_now and waited < STALLED_QUEUE_SECONDS:
-        return 0
+        if not crashed_now:
+            # When the run that waited longest was queued (a queued run's heartbeat_at).
+            beats = [as_datetime(b) for (b,) in tx.all(
+                "SELECT heartbeat_at FROM runs WHERE status = :queued", queued=QUEUED
+            ) if b is not None]
+    if not crashed_now:
+        waited = (utcnow() - min(beats)).total_seconds() if beats else float("inf")
+        if waited < STALLED_QUEUE_SECONDS:
+            return 0
     from rltui.runner.launch import spawn_worker
 
-    for _ in ready:
+    for _ in ready[waiting:]:
         spawn_worker(store)
-    return len(ready)
+    return len(ready[waiting:])
 
 
 # --- cancel --------------------------------------------------------------------------------------
 def request_cancel(store: Store, run_id: int) -> str:
     """Ask a run to stop; returns its status after the request. A queued run is cancelled at once."""
+    from rltui.store.models import Run
+
     with store.write() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -308,36 +310,38 @@ def cancel_and_wait(store: Store, run_id: int, grace: float | None = None, poll:
 
 
 def force_cancel(store: Store, run_id: int, term_grace: float = 3.0, poll: float = 0.1) -> str:
-    with store.read() as session:
-        row = session.execute(select(Run.status, Run.pid, Run.host).where(Run.id == run_id)).first()
+    with store.sql.read() as tx:
+        row = tx.first("SELECT status, pid, host FROM runs WHERE id = :id", id=run_id)
     if row is None:
         raise LifecycleError(f"no run with id {run_id}")
-    if row.status != RUNNING:
-        return row.status
-    if row.host != hostname():
+    status, pid, host = row
+    if status != RUNNING:
+        return status
+    if host != hostname():
         raise LifecycleError(
-            f"run {run_id} runs on host {row.host!r}; it was asked to stop, but only a `rltui cancel` "
+            f"run {run_id} runs on host {host!r}; it was asked to stop, but only a `rltui cancel` "
             "on that host can force it"
         )
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if row.pid and pid_alive(row.pid):
-            signal_worker(row.pid, sig)
+        if pid and pid_alive(pid):
+            signal_worker(pid, sig)
         # The worker turns SIGTERM into a clean `cancelled` and then goes on with the queue, so wait
         # for the run's status, not for the process.
-        if _wait_final(store, run_id, term_grace, poll, pid=row.pid):
+        if _wait_final(store, run_id, term_grace, poll, pid=pid):
             break
-    with store.write() as session:
-        session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == RUNNING)
-            .values(status=CANCELLED, finished_at=utcnow(), error="cancelled: the worker was stopped by force")
+    with store.sql.write() as tx:
+        tx.run(
+            "UPDATE runs SET status = :cancelled, finished_at = :now, error = :error"
+            " WHERE id = :id AND status = :running",
+            cancelled=CANCELLED, now=utcnow(), error="cancelled: the worker was stopped by force",
+            id=run_id, running=RUNNING,
         )
     return _status(store, run_id)
 
 
 def _status(store: Store, run_id: int) -> str:
-    with store.read() as session:
-        return session.scalar(select(Run.status).where(Run.id == run_id))
+    with store.sql.read() as tx:
+        return tx.scalar("SELECT status FROM runs WHERE id = :id", id=run_id)
 
 
 def _wait_final(store: Store, run_id: int, seconds: float, poll: float, pid: int | None = None) -> bool:
@@ -364,6 +368,10 @@ def prepare_resume(store: Store, run_id: int) -> int | None:
     dropped, so the resumed series continues at k+1 without duplicates. Without one (tabular runs),
     the run's metrics, episodes and artifacts are deleted and it starts over.
     """
+    from sqlalchemy import delete, select
+
+    from rltui.store.models import Artifact, Episode, Metric, Run
+
     refresh_liveness(store, kick=False)
     with store.write() as session:
         run = session.get(Run, run_id)
@@ -400,8 +408,8 @@ def prepare_resume(store: Store, run_id: int) -> int | None:
 
 def last_wall_time(store: Store, run_id: int) -> float:
     """Seconds into the run of its last stored metric (a resumed run's clock continues from there)."""
-    with store.read() as session:
-        return float(session.scalar(select(func.max(Metric.wall_time)).where(Metric.run_id == run_id)) or 0.0)
+    with store.sql.read() as tx:
+        return float(tx.scalar("SELECT max(wall_time) FROM metrics WHERE run_id = :id", id=run_id) or 0.0)
 
 
 def is_final(status: str | None) -> bool:

@@ -7,6 +7,9 @@ Started by `launch.spawn_worker` in its own session (no controlling terminal: SI
 the launcher never reach it). It claims the next queued run that has a free slot, points its
 stdout/stderr at that run's log, executes it, and claims again until the queue has nothing for it —
 so the queue drains with no daemon. It imports no torch unless a run's algorithm does.
+
+`--launcher PID` (from `rltui run --detach`): started before its run was queued, it first waits for
+a claimable run while that launcher lives (see launch.spawn_waiting_worker).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import argparse
 import os
 import signal
 import sys
+import time
 
-from rltui.store.engine import Store, create_store_engine, resolve_url
+from rltui.store.engine import Store, resolve_url
 
 
 def _redirect_output(path: str) -> None:
@@ -29,12 +33,29 @@ def _redirect_output(path: str) -> None:
     os.close(fd)
 
 
+LAUNCHER_WAIT_LIMIT = 30.0  # s: a launcher that takes longer has a worker started the usual way too
+
+
+def _wait_for_launcher(store: Store, launcher: int, has_claimable, poll: float = 0.005) -> None:  # noqa: ANN001
+    """Until a run is claimable, or the launcher that started us has exited (then this worker is
+    reparented) or gave up on us. Reads only: claiming stays the one IMMEDIATE transaction."""
+    import numpy  # noqa: F401 — every run seeds numpy: import it while the launcher is still busy
+
+    deadline = time.monotonic() + LAUNCHER_WAIT_LIMIT
+    while os.getppid() == launcher and time.monotonic() < deadline:
+        if has_claimable(store):
+            return
+        time.sleep(poll)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rltui.runner.worker")
     parser.add_argument("--db", required=True, help="the store's SQLAlchemy URL or SQLite path")
     parser.add_argument("--cancel", type=int, metavar="RUN_ID",
                         help="instead of running the queue: cancel this run (graceful, then forced)")
     parser.add_argument("--grace", type=float, default=None, help="with --cancel: seconds before forcing")
+    parser.add_argument("--launcher", type=int, metavar="PID",
+                        help="started before its run was queued: wait for one while the launcher PID lives")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -42,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from rltui.runner.launch import log_dir, run_log_path
     from rltui.runner.lifecycle import (
         claim_next,
+        has_claimable,
         heartbeat_interval,
         hostname,
         last_wall_time,
@@ -50,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     sigterm_as_interrupt()
-    # The launcher already opened (and upgraded) this store; a plain engine starts faster.
-    url = resolve_url(args.db)
-    store = Store(url=url, engine=create_store_engine(url))
+    # The launcher already opened (and upgraded) this store. On SQLite everything on the way to and
+    # through a run is plain sqlite3 (Store.sql); SQLAlchemy is imported only if something asks for
+    # a session (an LM stage reading an earlier run's weights).
+    store = Store(resolve_url(args.db))
     if args.cancel is not None:
         from rltui.runner.lifecycle import cancel_and_wait
 
@@ -64,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             store.dispose()
         return 0
     log_dir(store).mkdir(parents=True, exist_ok=True, mode=0o700)
+    if args.launcher is not None:
+        _wait_for_launcher(store, args.launcher, has_claimable)
     pid, host = os.getpid(), hostname()
     interval = heartbeat_interval()
     try:

@@ -55,6 +55,7 @@ class _Stage(Params):
     eval_every: int = Field(10, ge=1, description="evaluate on held-out prompts every N updates")
     eval_prompts: int = Field(64, ge=1, le=1024, description="held-out prompts per evaluation")
     time_limit_s: float = Field(0.0, ge=0.0, description="stop after this many seconds (0: no limit)")
+    checkpoint_every: int = Field(10, ge=0, description="checkpoint for `rltui resume` every N updates (0: only when cancelled)")
 
     @field_validator("init_run", mode="before")
     @classmethod
@@ -90,6 +91,7 @@ class PretrainParams(Params):
     eval_every: int = Field(250, ge=1, description="evaluate on held-out prompts every N steps")
     eval_prompts: int = Field(64, ge=1, le=1024, description="held-out prompts per evaluation")
     time_limit_s: float = Field(0.0, ge=0.0, description="stop after this many seconds (0: no limit)")
+    checkpoint_every: int = Field(100, ge=0, description="checkpoint for `rltui resume` every N steps (0: only when cancelled)")
 
     @field_validator("init_run", mode="before")
     @classmethod

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
-from rltui.store.migrate import SCHEMA_HEAD, head_revision, known_revisions, upgrade_to_head
+from rltui.store.migrate import SCHEMA_HEAD, upgrade_to_head
+from rltui.store.sql import AlchemyDatabase, SQLiteDatabase, tune_sqlite_connection
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+# SQLAlchemy (and Alembic) are imported where an engine is made or a schema changes, not here: a
+# worker or `rltui run --detach` on a SQLite store already at head never needs them (Store.sql).
 
 DB_ENV_VAR = "RLTUI_DB"
 
@@ -45,6 +51,11 @@ def resolve_url(db: str | None = None) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and "?" not in url:  # what resolve_url makes; no import needed
+        database = url[len("sqlite:///"):]
+        return None if not database or database == ":memory:" else Path(database)
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
@@ -66,20 +77,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _tune_sqlite(engine: Engine) -> None:
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own handling defers it).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=15000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        # A larger page cache keeps the metric index's hot pages in memory on long runs.
-        cur.execute("PRAGMA cache_size=-32768")
-        # After a checkpoint, shrink a WAL that a burst (or a slow reader) let grow past 64 MiB.
-        cur.execute("PRAGMA journal_size_limit=67108864")
-        cur.close()
+        tune_sqlite_connection(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
@@ -129,22 +132,55 @@ def _read_sqlite_revision(path: Path) -> tuple[str | None, bool]:
         conn.close()
 
 
-@dataclass
 class Store:
-    """An open store: an engine plus sessions for reading and for writing."""
+    """An open store: plain SQL (`sql`), and an engine with sessions for reading and for writing.
 
-    url: str
-    engine: Engine
-    backup: Path | None = None  # where opening copied an older-revision file aside, if it did
+    The engine (and with it SQLAlchemy) is made on first use: a worker's whole run on SQLite goes
+    through `sql`, so it never pays for the ORM unless an algorithm asks for a session.
+    """
 
-    def __post_init__(self) -> None:
-        self._immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self._immediate, expire_on_commit=False)
+    def __init__(self, url: str, engine: Engine | None = None, backup: Path | None = None) -> None:
+        self.url = url
+        self.backup = backup  # where opening copied an older-revision file aside, if it did
+        self._engine = engine
+        self._sessions: tuple[Any, Any, Any] | None = None
+        self._sql: SQLiteDatabase | AlchemyDatabase | None = None
+        self._sql_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Store(url={self.url!r})"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_store_engine(self.url)
+        return self._engine
+
+    @property
+    def sql(self) -> SQLiteDatabase | AlchemyDatabase:
+        """Plain statements: `with store.sql.write() as tx: tx.run("UPDATE ...", id=1)`."""
+        if self._sql is None:
+            with self._sql_lock:
+                if self._sql is None:
+                    path = self.path
+                    self._sql = SQLiteDatabase(str(path)) if path is not None else AlchemyDatabase(self.engine)
+        return self._sql
+
+    def _sessionmakers(self) -> tuple[Any, Any, Any]:
+        if self._sessions is None:
+            from sqlalchemy.orm import sessionmaker
+
+            immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._sessions = (
+                immediate,
+                sessionmaker(self.engine, expire_on_commit=False),
+                sessionmaker(immediate, expire_on_commit=False),
+            )
+        return self._sessions
 
     @property
     def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return self.url.startswith("sqlite")
 
     @property
     def path(self) -> Path | None:
@@ -153,24 +189,29 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A short read transaction; let go quickly so WAL checkpoints are not starved."""
-        with self._read() as session:
+        with self._sessionmakers()[1]() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction that holds the write lock from its first statement; commits on exit."""
-        with self._write() as session, session.begin():
+        with self._sessionmakers()[2]() as session, session.begin():
             yield session
 
     def write_connection(self):  # noqa: ANN201
         """A Core connection whose transactions begin IMMEDIATE (for the recorder's bulk inserts)."""
-        return self._immediate.connect()
+        return self._sessionmakers()[0].connect()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._sql is not None:
+            self._sql.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def create_store_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15})
         _tune_sqlite(engine)
@@ -188,11 +229,15 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     except Exception as exc:  # a malformed URL
         raise StoreError(f"{url!r} is neither a file path nor a database URL ({exc})") from exc
     backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
+    if path is not None:
+        return Store(url=url, backup=backup)  # the engine comes when a session is first asked for
     try:
         engine = create_store_engine(url)
     except Exception as exc:  # a URL naming a driver that is not installed
+        from sqlalchemy.engine import make_url
+
         raise StoreError(f"{make_url(url).render_as_string()}: cannot open the store ({exc})") from exc
-    if path is None and upgrade:
+    if upgrade:
         from rltui.store.migrate import current_revision
 
         try:
@@ -208,6 +253,8 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
 
 
 def _refuse_unknown(where: str, revision: str | None) -> None:
+    from rltui.store.migrate import head_revision, known_revisions
+
     if revision is not None and revision != SCHEMA_HEAD and revision not in known_revisions():
         raise StoreError(
             f"{where}: this store's schema is at revision {revision!r}, which this rltui does not "

@@ -15,9 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine
-
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 

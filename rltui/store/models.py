@@ -24,20 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Run statuses. A run is `queued` until a worker picks it up, `running` while it heartbeats, then ends
-# `completed`, `failed` (the algorithm raised), `cancelled` (asked to stop) or `crashed` (the worker
-# died without saying so: stale heartbeat or vanished pid).
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED = (
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "crashed",
+from rltui.store.status import (  # noqa: F401 — re-exported for the ORM's users
+    ACTIVE_STATUSES,
+    CANCELLED,
+    COMPLETED,
+    CRASHED,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    RUNNING,
+    STATUSES,
 )
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED)
-ACTIVE_STATUSES = (QUEUED, RUNNING)
-FINAL_STATUSES = (COMPLETED, FAILED, CANCELLED, CRASHED)
 
 
 class Base(DeclarativeBase):

@@ -1,0 +1,243 @@
+"""Plain SQL on the store, for the paths where start-up time matters (a worker, `rltui run --detach`).
+
+Importing SQLAlchemy's ORM costs more than half a second of CPU; a worker starting a tabular run
+needs a handful of statements. `Store.sql` runs those statements, written once with `:name`
+parameters, either on raw `sqlite3` connections (SQLite: nothing heavy imported) or through
+SQLAlchemy `text()` (any other backend). Values cross both the same way:
+
+- datetimes are written as SQLAlchemy writes them on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", so the
+  ORM reads them back and equality with a stored value holds); read them with `as_datetime`;
+- JSON columns are written as `Json(value)` and read with `as_json`;
+- rows come back as plain tuples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import weakref
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Iterator, Sequence
+
+# Every connection runs with these (see README, "The experiment store"); engine.py applies the same.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=15000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+    # A larger page cache keeps the metric index's hot pages in memory on long runs.
+    "PRAGMA cache_size=-32768",
+    # After a checkpoint, shrink a WAL that a burst (or a slow reader) let grow past 64 MiB.
+    "PRAGMA journal_size_limit=67108864",
+)
+SQLITE_TIMEOUT = 15.0
+
+
+class Json:
+    """A parameter bound for a JSON column."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def sqlite_datetime(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A DATETIME column's value (text on SQLite, a datetime elsewhere) as a naive datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column's value (text on SQLite, already decoded elsewhere)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def tune_sqlite_connection(conn: Any) -> None:
+    """Autocommit mode (we issue BEGIN ourselves, IMMEDIATE for writers) and the store's PRAGMAs."""
+    conn.isolation_level = None
+    cur = conn.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(pragma)
+    cur.close()
+
+
+def _sqlite_param(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return sqlite_datetime(value)
+    if isinstance(value, Json):
+        return json.dumps(value.value, separators=(",", ":"))
+    return value
+
+
+class Tx:
+    """One transaction: run statements, get tuples back."""
+
+    def all(self, sql: str, **params: Any) -> list[tuple]:
+        raise NotImplementedError
+
+    def run(self, sql: str, **params: Any) -> int:
+        """Execute a statement; returns the number of rows it changed."""
+        raise NotImplementedError
+
+    def first(self, sql: str, **params: Any) -> tuple | None:
+        rows = self.all(sql, **params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        row = self.first(sql, **params)
+        return None if row is None else row[0]
+
+
+class SQLiteTx(Tx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def all(self, sql: str, **params: Any) -> list[tuple]:
+        return self.cursor.execute(sql, {k: _sqlite_param(v) for k, v in params.items()}).fetchall()
+
+    def run(self, sql: str, **params: Any) -> int:
+        return self.cursor.execute(sql, {k: _sqlite_param(v) for k, v in params.items()}).rowcount
+
+
+class AlchemyTx(Tx):
+    """The same statements on a SQLAlchemy connection (PostgreSQL and friends)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def _execute(self, sql: str, params: dict[str, Any]):  # noqa: ANN202
+        from sqlalchemy import JSON, bindparam, text
+
+        statement = text(sql)
+        json_names = [k for k, v in params.items() if isinstance(v, Json)]
+        if json_names:
+            statement = statement.bindparams(*(bindparam(k, type_=JSON) for k in json_names))
+        values = {k: v.value if isinstance(v, Json) else v for k, v in params.items()}
+        return self.conn.execute(statement, values)
+
+    def all(self, sql: str, **params: Any) -> list[tuple]:
+        return [tuple(row) for row in self._execute(sql, params)]
+
+    def run(self, sql: str, **params: Any) -> int:
+        return self._execute(sql, params).rowcount
+
+
+# Raw connections of every SQLiteDatabase in this process; a forked child must not use its
+# parent's (two processes sharing one SQLite handle corrupts locks), so it forgets them at fork.
+_DATABASES: "weakref.WeakSet[SQLiteDatabase]" = weakref.WeakSet()
+
+
+class SQLiteDatabase:
+    """Raw sqlite3 connections to one file, pooled: a transaction takes an idle one (or opens one)
+    and gives it back, so threads come and go (the heartbeat, the TUI's workers) without leaking."""
+
+    MAX_IDLE = 4
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        _DATABASES.add(self)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        conn = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, check_same_thread=False)
+        tune_sqlite_connection(conn)
+        return conn
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @contextmanager
+    def read(self) -> Iterator[SQLiteTx]:
+        """A short read transaction (one consistent snapshot)."""
+        yield from self._transaction("BEGIN")
+
+    @contextmanager
+    def write(self) -> Iterator[SQLiteTx]:
+        """A write transaction holding the write lock from its first statement; commits on exit."""
+        yield from self._transaction("BEGIN IMMEDIATE")
+
+    def _transaction(self, begin: str) -> Iterator[SQLiteTx]:
+        conn = self._checkout()
+        tx = SQLiteTx(conn)
+        try:
+            tx.cursor.execute(begin)
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            clean = not conn.in_transaction  # ended its transaction: it may serve another
+            tx.cursor.close()
+            if clean:
+                self._checkin(conn)
+            else:  # a failed BEGIN, COMMIT or ROLLBACK
+                conn.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop (never close) the parent's connections."""
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+
+class AlchemyDatabase:
+    """`Store.sql` for a non-SQLite store: the same statements through the store's engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def read(self) -> Iterator[AlchemyTx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield AlchemyTx(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[AlchemyTx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield AlchemyTx(conn)
+
+    def close(self) -> None:
+        pass
+
+
+def _forget_after_fork() -> None:
+    for db in list(_DATABASES):
+        db.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """`:name0, :name1, ...` and their parameters, for an IN (...) clause."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return ", ".join(f":{k}" for k in params), params
