@@ -181,6 +181,8 @@ class EvalSchedule:
 
     def run(self) -> float:
         assert self.venv is not None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # queued GPU work belongs to training, not to the evaluation
         t, cpu = time.perf_counter(), time.process_time()
         train_s, train_cpu = self.train_seconds(), self.train_cpu_seconds()
         mean = evaluate(self.venv, self.act, self.recorder, self.counters, self.device)
