@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_cartpole.py                 # 5 seeds, PPO and DQN
     .venv/bin/python bench/bench_cartpole.py --seeds 3 --algos ppo --sb3-python /path/to/python
+    .venv/bin/python bench/bench_cartpole.py --device cuda          # both sides' networks on the GPU
 
 Protocol (identical for both sides):
   * ours: `sample_runs/cartpole_{ppo,dqn}.toml` run through the real runner into a temporary SQLite
@@ -16,6 +17,8 @@ Protocol (identical for both sides):
     agree; on a shared machine CPU time is the stable one.
   * each (side, algorithm, seed) runs in its own fresh process, one at a time, sides interleaved
     per seed so that machine load hits both alike.
+  * --device (default cpu) puts both sides' networks on that device (ours: the run's `device`; SB3:
+    device=...). On cuda the wall clock is the one to read: CPU time leaves out the GPU's work.
 SB3 runs in its own virtual environment (bench/.venv-sb3, created on first use: torch==2.13.0 first,
 then stable-baselines3 and gymnasium); it is not a dependency of rltui.
 """
@@ -48,7 +51,7 @@ ZOO = {
 
 
 # --- children ----------------------------------------------------------------------------------------
-def child_ours(algo: str, seed: int) -> dict:
+def child_ours(algo: str, seed: int, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from sqlalchemy import select
 
@@ -60,7 +63,8 @@ def child_ours(algo: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(str(Path(tmp) / "bench.db"))
         config = load_config_file(REPO / "sample_runs" / f"cartpole_{algo}.toml",
-                                  [f"seed={seed}", f"algo.eval_every={EVAL_EVERY}", f"algo.eval_episodes={EVAL_EPISODES}"])
+                                  [f"seed={seed}", f"device={device}", f"algo.eval_every={EVAL_EVERY}",
+                                   f"algo.eval_episodes={EVAL_EPISODES}"])
         run_id = create_run(store, config)
         status = execute_run(store, run_id)
         with store.read() as s:
@@ -78,7 +82,7 @@ def child_ours(algo: str, seed: int) -> dict:
             "train_cpu_seconds": summary["train_cpu_seconds"]}
 
 
-def child_sb3(algo: str, seed: int, threads: int) -> dict:
+def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
     import numpy as np
     import torch
     from stable_baselines3 import DQN, PPO
@@ -101,7 +105,7 @@ def child_sb3(algo: str, seed: int, threads: int) -> dict:
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
     eval_env = make_vec_env("CartPole-v1", n_envs=EVAL_EPISODES, seed=seed + 1_000_003)
     cls = {"ppo": PPO, "dqn": DQN}[algo]
-    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
+    model = cls("MlpPolicy", env, seed=seed, device=device, verbose=0, **hp)
 
     class Protocol(BaseCallback):
         def _on_training_start(self) -> None:
@@ -116,6 +120,8 @@ def child_sb3(algo: str, seed: int, threads: int) -> dict:
 
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()  # queued GPU work belongs to training, not to the evaluation
                 while self.next_eval <= self.num_timesteps:
                     self.next_eval += EVAL_EVERY
                 t, cpu = time.perf_counter(), time.process_time()
@@ -154,15 +160,31 @@ def ensure_sb3(python: str | None) -> str:
     return str(py)
 
 
-def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int) -> dict:
-    proc = subprocess.run([python, __file__, "--child", side, "--algos", algo, "--seed", str(seed), "--sb3-threads", str(sb3_threads)],
+def check_device(python: str, device: str, side: str) -> None:
+    """Fail before any run when `device` is not usable by that side's torch, with a message that says why."""
+    if device == "cpu":
+        return
+    probe = ("import sys, torch; d = sys.argv[1]; ok = torch.cuda.is_available() if d.startswith('cuda') else "
+             "d == 'mps' and torch.backends.mps.is_available(); "
+             "print(f'torch {torch.__version__} (CUDA build: {torch.version.cuda or \"none\"}), "
+             "cuda available: {torch.cuda.is_available()}'); sys.exit(0 if ok else 1)")
+    proc = subprocess.run([python, "-c", probe, device], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"--device {device}: not available to the {side} side ({python}): "
+                         f"{(proc.stdout + proc.stderr).strip()[-500:]}. Use --device cpu, or a machine "
+                         f"(and, for SB3, --sb3-python) with a CUDA build of torch.")
+
+
+def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, device: str = "cpu") -> dict:
+    proc = subprocess.run([python, __file__, "--child", side, "--algos", algo, "--seed", str(seed), "--sb3-threads", str(sb3_threads),
+                           "--device", device],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         raise RuntimeError(f"{side} {algo} seed {seed} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     solved = next((e for e in result["evals"] if e[1] >= SOLVED), None)
     result.update(
-        side=side, algo=algo, seed=seed,
+        side=side, algo=algo, seed=seed, device=device,
         solved_step=solved[0] if solved else None,
         solved_wall=solved[2] if solved else None, solved_cpu=solved[3] if solved else None,
         final_eval=result["evals"][-1][1] if result["evals"] else None,
@@ -224,21 +246,28 @@ def main() -> int:
     parser.add_argument("--json-out", help="also write all results as JSON here")
     parser.add_argument("--sb3-threads", type=int, default=1,
                         help="torch threads for SB3 (default 1, as ours: then CPU time equals idle wall time; 0: torch default)")
+    parser.add_argument("--device", default="cpu",
+                        help="where both sides' networks live: cpu (default), cuda, cuda:N (read the wall clock there)")
     parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child_ours(args.algos, args.seed) if args.child == "ours" else child_sb3(args.algos, args.seed, args.sb3_threads)
+        if args.child == "ours":
+            result = child_ours(args.algos, args.seed, args.device)
+        else:
+            result = child_sb3(args.algos, args.seed, args.sb3_threads, args.device)
         print(json.dumps(result))
         return 0
 
     sides = args.sides.split(",")
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
+    for side in sides:
+        check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
             for side in sides:
-                r = run_child(sys.executable if side == "ours" else sb3_python, side, algo, seed, args.sb3_threads)
+                r = run_child(sys.executable if side == "ours" else sb3_python, side, algo, seed, args.sb3_threads, args.device)
                 print(f"{algo} {side} seed {seed}: solved cpu {fmt(r['solved_cpu'])} s / wall {fmt(r['solved_wall'])} s at step "
                       f"{fmt(r['solved_step'], 'd')}, final eval {fmt(r['final_eval'], '.1f')}, train cpu {r['train_cpu_seconds']:.2f} s "
                       f"/ wall {r['train_seconds']:.2f} s", flush=True)

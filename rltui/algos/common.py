@@ -181,10 +181,13 @@ class EvalSchedule:
 
     def run(self) -> float:
         assert self.venv is not None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # queued GPU work belongs to training, not to the evaluation
         t, cpu = time.perf_counter(), time.process_time()
         train_s, train_cpu = self.train_seconds(), self.train_cpu_seconds()
         mean = evaluate(self.venv, self.act, self.recorder, self.counters, self.device)
         self.recorder.log(self.counters.global_step, eval_return=mean, train_time=train_s, train_cpu_time=train_cpu)
+        self.recorder.flush()  # the round's trajectories are written on the evaluation's clock, not training's
         self.eval_seconds += time.perf_counter() - t
         self.eval_cpu_seconds += time.process_time() - cpu
         return mean

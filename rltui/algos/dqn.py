@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from rltui.algos.buffers import ReplayBuffer
 from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, restore_or_start, obs_tensor, save_checkpoint, setup
-from rltui.algos.networks import QNetwork
+from rltui.algos.networks import QNetwork, adam
 from rltui.recorder import Recorder
 
 
@@ -43,7 +43,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     q_target = copy.deepcopy(q_net)
     q_target.requires_grad_(False)
     parameters = list(q_net.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, foreach=True)
+    optimizer = adam(parameters, params.learning_rate)
     replay = ReplayBuffer(params.buffer_size, venv.obs_dim)
     counters = Counters()
     restored = restore_or_start(recorder, counters, rng, env, q_net=q_net, q_target=q_target, optimizer=optimizer)

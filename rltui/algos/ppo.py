@@ -21,8 +21,8 @@ import torch
 
 from rltui.algos.buffers import RolloutBuffer
 from rltui.algos.common import SPS, Counters, clip_grad_norm, EvalSchedule, finish_summary, policy_act, restore_or_start, obs_tensor, save_checkpoint, setup
-from rltui.algos.networks import ActorCritic
-from rltui.algos.returns import gae
+from rltui.algos.networks import ActorCritic, adam
+from rltui.algos.returns import gae, normalize
 from rltui.recorder import Recorder
 
 
@@ -39,7 +39,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch,
                         params.activation, params.log_std_init).to(dev)
     parameters = list(agent.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, eps=1e-5, foreach=True)
+    optimizer = adam(parameters, params.learning_rate, eps=1e-5)
     counters = Counters()
     restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
 
@@ -103,48 +103,55 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         # --- n_epochs of minibatch updates -------------------------------------------------------
         b_obs, b_actions, b_logprobs, b_values = buf.flat("obs", "actions", "logprobs", "values")
         b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
-        clip_fracs, kls = [], []
+        one_minibatch = minibatch == batch
+        if params.normalize_advantage and one_minibatch and batch > 1:
+            b_adv = normalize(b_adv)  # the minibatch is the whole batch: standardise once, not every epoch
+        log_ratios: list[torch.Tensor] = []  # detached, for approx_kl and clip_fraction
         for _epoch in range(params.n_epochs):
-            perm = torch.randperm(batch, device=dev)
-            for start in range(0, batch, minibatch):
-                mb = perm[start : start + minibatch]
-                new_logp, entropy, new_value = agent.evaluate(b_obs[mb], b_actions[mb])
+            # One minibatch: the gradient of a mean does not depend on the order, so no shuffle and no
+            # gather (a slice is a view).
+            minibatches = [slice(None)] if one_minibatch else torch.randperm(batch, device=dev).split(minibatch)
+            for mb in minibatches:
+                adv = b_adv[mb]
+                if params.normalize_advantage and not one_minibatch and len(adv) > 1:
+                    adv = normalize(adv)
+                new_logp, entropy, new_value = agent.evaluate(b_obs[mb], b_actions[mb], with_entropy=params.ent_coef > 0)
                 log_ratio = new_logp - b_logprobs[mb]
                 ratio = log_ratio.exp()
-                with torch.no_grad():
-                    # approx KL(π_old || π_θ) by the (r - 1) - log r estimator (low variance, ≥ 0)
-                    kls.append(((ratio - 1) - log_ratio).mean())
-                    clip_fracs.append(((ratio - 1.0).abs() > clip).float().mean())
-
-                adv = b_adv[mb]
-                if params.normalize_advantage and len(mb) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                log_ratios.append(log_ratio.detach())
                 policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
 
                 if params.clip_range_vf is not None:
-                    v_clipped = b_values[mb] + (new_value - b_values[mb]).clamp(-params.clip_range_vf, params.clip_range_vf)
+                    v_old = b_values[mb]
+                    v_clipped = v_old + (new_value - v_old).clamp(-params.clip_range_vf, params.clip_range_vf)
                     value_loss = torch.max((new_value - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2).mean()
                 else:
                     value_loss = ((new_value - b_returns[mb]) ** 2).mean()
-                entropy_loss = -entropy.mean()
-                loss = policy_loss + params.vf_coef * value_loss + params.ent_coef * entropy_loss
+                loss = policy_loss + params.vf_coef * value_loss
+                if entropy is not None:  # with ent_coef = 0 the entropy stays out of the graph
+                    loss = loss - params.ent_coef * entropy.mean()
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(parameters, params.max_grad_norm)
                 optimizer.step()
             counters.updates += 1
-            if params.target_kl is not None and kls[-1] > 1.5 * params.target_kl:
+            if params.target_kl is not None and approx_kl(log_ratios[-1]) > 1.5 * params.target_kl:
                 break  # the policy moved too far from π_old: stop this iteration's epochs
 
         if counters.log_due(params.log_every):
             with torch.no_grad():
                 var_y = b_returns.var()
                 explained = 0.0 if var_y == 0 else float(1 - (b_returns - b_values).var() / var_y)
+            all_log_ratios = torch.cat(log_ratios)
+            if entropy is None:
+                with torch.no_grad():
+                    entropy = agent.evaluate(b_obs[mb], b_actions[mb])[1]
             stats = dict(
                 loss=loss.item(), policy_loss=policy_loss.item(), value_loss=value_loss.item(),
-                entropy_loss=entropy_loss.item(), entropy=-entropy_loss.item(),
-                approx_kl=float(torch.stack(kls).mean()), clip_fraction=float(torch.stack(clip_fracs).mean()),
+                entropy_loss=-entropy.mean().item(), entropy=entropy.mean().item(),
+                approx_kl=approx_kl(all_log_ratios),
+                clip_fraction=float(((all_log_ratios.exp() - 1.0).abs() > clip).float().mean()),
                 explained_variance=explained, learning_rate=lr, clip_range=clip, sps=sps(counters.global_step),
             )
             if not discrete:
@@ -156,6 +163,11 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
 
     _checkpoint(recorder, counters, rng, agent, optimizer)
     return finish_summary(counters, evals, {"updates": counters.updates})
+
+
+def approx_kl(log_ratio: torch.Tensor) -> float:
+    """approx KL(π_old || π_θ) by the (r − 1) − log r estimator (low variance, ≥ 0), r = π_θ / π_old."""
+    return float(((log_ratio.exp() - 1) - log_ratio).mean())
 
 
 def _checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, agent: ActorCritic, optimizer: torch.optim.Optimizer) -> None:

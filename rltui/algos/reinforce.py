@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, policy_act, restore_or_start, obs_tensor, save_checkpoint, setup
-from rltui.algos.networks import ActorCritic
+from rltui.algos.networks import ActorCritic, adam
 from rltui.algos.returns import discounted_returns, normalize
 from rltui.recorder import Recorder
 
@@ -36,7 +36,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch, params.activation,
                         params.log_std_init, critic=params.baseline).to(dev)
     parameters = list(agent.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate, foreach=True)
+    optimizer = adam(parameters, params.learning_rate)
     counters = Counters()
     restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
 
