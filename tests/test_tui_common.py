@@ -112,7 +112,7 @@ def _keep_demo_runs_as_they_are(monkeypatch) -> None:
     from rltui.runner import lifecycle
 
     monkeypatch.setenv("RLTUI_HEARTBEAT_TIMEOUT", "1e12")
-    monkeypatch.setattr(lifecycle, "kick_stalled_queue", lambda store, crashed_now=False: 0)
+    monkeypatch.setattr(lifecycle, "kick_stalled_queue", lambda store, **options: 0)
 
 
 @pytest.fixture

@@ -64,12 +64,13 @@ def test_huge_step_span_is_sampled_by_index_seeks(store):
 
 def test_run_rows_returns_and_fingerprint(demo_store):
     store, ids = demo_store, demo_store.demo_ids
-    with store.read() as s:
-        rows = run_rows(s)
-        count, max_id = runs_fingerprint(s)
-        returns = run_returns(s)
-        newer = run_rows(s, after_id=ids["lm"])
-        some = run_rows(s, ids=[ids["vi"], ids["ppo"]])
+    with store.sql.read() as tx:
+        rows = run_rows(tx)
+        count, max_id = runs_fingerprint(tx)
+        returns = run_returns(tx)
+        newer = run_rows(tx, after_id=ids["lm"])
+        some = run_rows(tx, ids=[ids["vi"], ids["ppo"]])
+        assert run_returns(tx, [ids["q0"]]) == {ids["q0"]: returns[ids["q0"]]} and run_rows(tx, ids=[]) == []
     assert count == len(rows) == len(ids) and max_id == max(ids.values())
     assert [r["id"] for r in newer] == sorted((i for i in ids.values() if i > ids["lm"]), reverse=True)
     assert {r["id"] for r in some} == {ids["vi"], ids["ppo"]}

@@ -88,18 +88,23 @@ def test_active_statuses_agree_with_the_store():
 
 
 def test_run_rows_reads_what_sqlalchemy_reads(demo_store):
-    """run_rows decodes datetimes and JSON itself: the same values SQLAlchemy's types give."""
+    """run_rows (plain SQL) decodes datetimes and JSON itself: the same values the ORM's types give,
+    on SQLite's own driver and through SQLAlchemy text() (the route other backends take)."""
     from sqlalchemy import select
 
     from rltui.store.models import Run
-    from rltui.store.queries import RUN_ROW_COLUMNS, run_rows
+    from rltui.store.runs_table import RUN_ROW_KEYS, run_rows
+    from rltui.store.sql import AlchemyDatabase
 
     with demo_store.read() as session:
-        expected = [dict(r._mapping) for r in session.execute(select(*RUN_ROW_COLUMNS).order_by(Run.id.desc()))]
-        got = run_rows(session)
-        pages = run_rows(session, limit=3) + run_rows(session, limit=1000, before_id=run_rows(session, limit=3)[-1]["id"])
+        expected = [{key: getattr(run, {"env": "env_id", "algo": "algo_id"}.get(key, key)) for key in RUN_ROW_KEYS}
+                    for run in session.scalars(select(Run).order_by(Run.id.desc()))]
+    with demo_store.sql.read() as tx:
+        got = run_rows(tx)
+        pages = run_rows(tx, limit=3) + run_rows(tx, limit=1000, before_id=run_rows(tx, limit=3)[-1]["id"])
+    with AlchemyDatabase(demo_store.engine).read() as tx:
+        assert run_rows(tx) == got
     for row in expected:
-        row["env"], row["algo"] = row.pop("env_id"), row.pop("algo_id")
         row["summary"], row["tags"] = row["summary"] or {}, row["tags"] or []
     assert got == expected and len(got) > 3
     assert any(r["started_at"] is not None for r in got) and any(r["summary"] for r in got)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
+from rltui.store.runs_table import run_returns, run_rows, runs_fingerprint  # noqa: F401 (re-exported)
 
 
 def decode_artifact(kind: str, data: bytes) -> Any:
@@ -127,107 +127,6 @@ def count_runs(session: Session) -> int:
 # --- the TUI's reads: incremental and downsampled ------------------------------------------------
 # Everything below returns plain tuples/dicts (no ORM objects escape the short read transaction), so
 # the TUI can run these in worker threads and hand the results to widgets.
-
-RUN_ROW_COLUMNS = (
-    Run.id, Run.name, Run.env_id, Run.algo_id, Run.status, Run.progress, Run.seed, Run.device,
-    Run.device_used, Run.created_at, Run.started_at, Run.finished_at, Run.heartbeat_at, Run.summary,
-    Run.tags, Run.notes,
-)
-_RUN_ROW_TIMES = ("created_at", "started_at", "finished_at", "heartbeat_at")
-_RUN_ROW_JSON = ("summary", "tags")
-
-
-def _raw(column):  # noqa: ANN001, ANN202
-    """The column read as the driver returns it, without SQLAlchemy's per-value result processing.
-
-    SQLAlchemy parses SQLite's datetime text with a regular expression in Python, value by value; for
-    the 10,000-row runs table that was 5x the cost of the query itself. run_rows decodes these itself.
-    """
-    return type_coerce(column, String).label(column.key)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):  # PostgreSQL's driver already gives datetimes
-        return value
-    return datetime.fromisoformat(value)
-
-
-def _as_json(value: Any) -> Any:
-    if value == "{}" or value == "[]":  # most tags and many summaries: skip the decoder
-        return {} if value == "{}" else []
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def run_rows(
-    session: Session, ids: list[int] | None = None, after_id: int | None = None, limit: int | None = None,
-    before_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """Light run rows (no config, no traceback) for the runs table, newest first.
-
-    `ids` reads just those runs (the live ones being polled); `after_id` only runs created since;
-    `limit` the newest few (the first screenful, before the rest arrives); `before_id` with `limit`
-    the next few older ones (the whole table read a chunk at a time).
-    """
-    columns = [_raw(c) if c.key in _RUN_ROW_TIMES or c.key in _RUN_ROW_JSON else c for c in RUN_ROW_COLUMNS]
-    query = select(*columns)
-    if ids is not None:
-        if not ids:
-            return []
-        query = query.where(Run.id.in_(ids))
-    if after_id is not None:
-        query = query.where(Run.id > after_id)
-    if before_id is not None:
-        query = query.where(Run.id < before_id)
-    query = query.order_by(Run.id.desc())
-    if limit:
-        query = query.limit(limit)
-    keys = [c.key for c in RUN_ROW_COLUMNS]
-    rows = []
-    for values in session.execute(query):
-        row = dict(zip(keys, values))
-        for key in _RUN_ROW_TIMES:
-            row[key] = _as_datetime(row[key])
-        row["env"], row["algo"] = row.pop("env_id"), row.pop("algo_id")
-        row["summary"] = _as_json(row["summary"]) or {}
-        row["tags"] = _as_json(row["tags"]) or []
-        rows.append(row)
-    return rows
-
-
-def run_returns(session: Session, ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
-    """Per run: last and best training return, episode count and steps (max global step).
-
-    One grouped read over the episodes index; `ids` limits it to the runs being refreshed.
-    """
-    last_id = (
-        select(Episode.run_id, func.max(Episode.id).label("last_id"), func.max(Episode.return_).label("best"),
-               func.count(Episode.id).label("n"), func.max(Episode.step).label("steps"),
-               func.sum(Episode.length).label("length_sum"))
-        .where(Episode.phase == "train")
-        .group_by(Episode.run_id)
-    )
-    if ids is not None:
-        if not ids:
-            return {}
-        last_id = last_id.where(Episode.run_id.in_(ids))
-    sub = last_id.subquery()
-    query = select(sub, Episode.return_).join(Episode, Episode.id == sub.c.last_id)
-    out: dict[int, dict[str, Any]] = {}
-    for r in session.execute(query):
-        out[r.run_id] = {
-            "last_return": r.return_,
-            "best_return": r.best,
-            "episodes": r.n,
-            "steps": r.steps if r.steps is not None else r.length_sum,
-        }
-    return out
-
-
-def runs_fingerprint(session: Session) -> tuple[int, int]:
-    """(count, max id) of runs: a cheap check for rows created or deleted by another process."""
-    row = session.execute(select(func.count(Run.id), func.max(Run.id))).one()
-    return int(row[0] or 0), int(row[1] or 0)
-
 
 def metric_count(session: Session, run_id: int, key: str) -> int:
     return session.scalar(

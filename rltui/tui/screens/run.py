@@ -194,12 +194,13 @@ class RunScreen(LabScreen):
 
     def _read_poll(self, width: int, force: bool) -> None:
         store = self.lab.store
-        with store.read() as session:
-            rows = run_rows(session, ids=[self.run_id])
+        with store.sql.read() as tx:
+            rows = run_rows(tx, ids=[self.run_id])
             if not rows:
                 return
             row = rows[0]
-            row.update(run_returns(session, [self.run_id]).get(self.run_id, {}))
+            row.update(run_returns(tx, [self.run_id]).get(self.run_id, {}))
+        with store.read() as session:
             new_returns = episode_returns(session, self.run_id, self.last_episode_id)
             new_episodes = episode_rows(session, self.run_id, self.episode_list_last)
             keys = metric_keys(session, self.run_id)

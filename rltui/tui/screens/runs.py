@@ -103,11 +103,11 @@ class RunsScreen(LabScreen):
         except Exception as exc:  # noqa: BLE001 — StoreError, a missing driver: the app leaves and says why
             self.post(self.lab.fail_to_open, exc)
             return
-        from rltui.store.queries import run_returns, run_rows
+        from rltui.store.runs_table import run_returns, run_rows
 
-        with store.read() as session:
-            rows = run_rows(session, limit=PAGE)
-            returns = run_returns(session, [r["id"] for r in rows])
+        with store.sql.read() as tx:  # plain SQL: the first rows need no SQLAlchemy
+            rows = run_rows(tx, limit=PAGE)
+            returns = run_returns(tx, [r["id"] for r in rows])
         self.post(self._apply_first_page, rows, returns)
 
     def _apply_first_page(self, rows: list[dict[str, Any]], returns: dict[int, dict[str, Any]]) -> None:
@@ -128,18 +128,18 @@ class RunsScreen(LabScreen):
         Turning rows into Python objects holds the GIL; between chunks this thread sleeps so the UI
         thread runs, and the screen stays responsive while tens of thousands of runs load.
         """
-        from rltui.store.queries import run_returns, run_rows
+        from rltui.store.runs_table import run_returns, run_rows
 
         worker = get_current_worker()
         rows: list[dict[str, Any]] = []
         returns: dict[int, dict[str, Any]] = {}
-        with self.lab.store.read() as session:
+        with self.lab.store.sql.read() as tx:
             before = None
             while not worker.is_cancelled:
-                chunk = run_rows(session, limit=LOAD_CHUNK, before_id=before)
+                chunk = run_rows(tx, limit=LOAD_CHUNK, before_id=before)
                 if chunk:
                     rows += chunk
-                    returns.update(run_returns(session, [r["id"] for r in chunk]))
+                    returns.update(run_returns(tx, [r["id"] for r in chunk]))
                 if len(chunk) < LOAD_CHUNK:
                     break
                 before = chunk[-1]["id"]
@@ -149,16 +149,16 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
-        from rltui.store.queries import run_returns, run_rows, runs_fingerprint
+        from rltui.store.runs_table import run_returns, run_rows, runs_fingerprint
 
         store = self.lab.store
         queue = launching.liveness(store) if liveness else None
-        with store.read() as session:
-            count, max_id = runs_fingerprint(session)
-            new = run_rows(session, after_id=after_id) if max_id > after_id else []
-            live = run_rows(session, ids=live_ids) if live_ids else []
+        with store.sql.read() as tx:
+            count, max_id = runs_fingerprint(tx)
+            new = run_rows(tx, after_id=after_id) if max_id > after_id else []
+            live = run_rows(tx, ids=live_ids) if live_ids else []
             ids = [r["id"] for r in new + live]
-            returns = run_returns(session, ids) if ids else {}
+            returns = run_returns(tx, ids) if ids else {}
         self.post(self._apply_poll, new, live, returns, count, queue)
 
     def poll(self) -> None:
