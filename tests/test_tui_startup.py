@@ -80,13 +80,6 @@ async def test_a_store_that_cannot_be_opened_ends_the_app_with_its_message(tmp_p
     assert not_a_store.read_bytes() == before
 
 
-def test_active_statuses_agree_with_the_store():
-    from rltui.store.models import ACTIVE_STATUSES
-    from rltui.tui.format import ACTIVE_STATUSES as shown_live
-
-    assert tuple(shown_live) == tuple(ACTIVE_STATUSES)
-
-
 def test_run_rows_reads_what_sqlalchemy_reads(demo_store):
     """run_rows (plain SQL) decodes datetimes and JSON itself: the same values the ORM's types give,
     on SQLite's own driver and through SQLAlchemy text() (the route other backends take)."""

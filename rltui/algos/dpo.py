@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rltui.algos.lm_common import (
-    Clock, EpisodeLog, StageCheckpoint, cpu_threads, evaluate, load_policy, make_scorer, pair_batch, save_model,
+    Clock, EpisodeLog, StageCheckpoint, cpu_threads, epoch_minibatch, evaluate, load_policy, make_scorer, pair_batch, save_model,
     sequence_logprob,
 )
 from rltui.algos.lm_ppo import lift_summary
@@ -43,8 +43,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     pairs = env.preference_pairs(params.n_pairs, "train", seed)
     rng = random.Random(seed)
     log, clock = EpisodeLog(recorder, tok), Clock(recorder, params.time_limit_s)
-    n_batches = -(-len(pairs) // params.batch_size)
-    total = params.epochs * n_batches
+    total = params.epochs * -(-len(pairs) // params.batch_size)
     episodes, step = 0, 0
 
     def run_eval() -> dict[str, float]:
@@ -65,12 +64,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         first_eval, last_eval = resumed["first_eval"], resumed["last_eval"]
         log.count.update(resumed["episode_count"])
     while step < total:
-        batch_in_epoch = step % n_batches
-        if batch_in_epoch == 0:
-            order = list(range(len(pairs)))
-            rng.shuffle(order)
-        start = batch_in_epoch * params.batch_size
-        batch = [pairs[j] for j in order[start : start + params.batch_size]]
+        batch, order = epoch_minibatch(pairs, step, params.batch_size, order, rng)
         n = len(batch)
         query, query_mask, response, response_mask = pair_batch(tok, batch, device)
         logps = sequence_logprob(policy, query, query_mask, response, response_mask)

@@ -405,6 +405,19 @@ def evaluate(policy: TinyLM, ref: TinyLM | None, env: Any, tok: CharTokenizer, s
     return metrics
 
 
+def epoch_minibatch(items: list, step: int, batch_size: int, order: list[int], rng) -> tuple[list, list[int]]:
+    """The `step`-th minibatch of passes over `items`, reshuffled (with `rng`) at the start of every
+    pass. `order` is the current pass's shuffled indices: checkpointed, so a resumed stage continues
+    mid-pass with the same batches. Returns (minibatch, order)."""
+    batches_per_pass = -(-len(items) // batch_size)
+    batch_in_pass = step % batches_per_pass
+    if batch_in_pass == 0:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+    start = batch_in_pass * batch_size
+    return [items[j] for j in order[start : start + batch_size]], order
+
+
 class StageCheckpoint:
     """Resume for a stage (`rltui resume`): every `every` updates, and when the run is asked to stop,
     the stage's stateful objects (weights, optimizer, RNGs) and counters are checkpointed at the

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rltui.algos.lm_common import (
-    Clock, StageCheckpoint, cpu_threads, load_payload_checked, pair_batch, resolve_run, save_model, set_parent,
+    Clock, StageCheckpoint, cpu_threads, epoch_minibatch, load_payload_checked, pair_batch, resolve_run, save_model, set_parent,
 )
 from rltui.lm.model import ScalarModel, build_model
 from rltui.lm.tokenizer import CharTokenizer
@@ -57,8 +57,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=0.01)
     rng = random.Random(seed)
     clock = Clock(recorder, params.time_limit_s)
-    steps_per_epoch = -(-len(train_pairs) // params.batch_size)
-    total = params.epochs * steps_per_epoch
+    total = params.epochs * -(-len(train_pairs) // params.batch_size)
     checkpoint = StageCheckpoint(recorder, params.checkpoint_every, total, model=model, optimizer=optimizer, rng=rng)
     resumed = checkpoint.restore()
     order: list[int] = []  # this epoch's shuffled pair indices
@@ -70,12 +69,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
     else:
         step, acc0, order = resumed["step"], resumed["acc0"], resumed["order"]
     while step < total:
-        batch_in_epoch = step % steps_per_epoch
-        if batch_in_epoch == 0:
-            order = list(range(len(train_pairs)))
-            rng.shuffle(order)
-        start = batch_in_epoch * params.batch_size
-        batch = [train_pairs[j] for j in order[start : start + params.batch_size]]
+        batch, order = epoch_minibatch(train_pairs, step, params.batch_size, order, rng)
         r_w, r_l = pair_scores(model, tok, batch, device)
         loss = -F.logsigmoid(r_w - r_l).mean()  # Bradley–Terry negative log-likelihood
         optimizer.zero_grad(set_to_none=True)

@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 from rich.text import Text
 
+from rltui.store.status import ACTIVE_STATUSES  # noqa: F401 (no SQLAlchemy: the runs screen paints before it)
+
 Clock = Callable[[], datetime]
 
 
@@ -16,9 +18,6 @@ def utc_clock() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-# rltui.store.models.ACTIVE_STATUSES, restated so the runs screen needs no SQLAlchemy to tell a live
-# run (tests/test_tui_common.py checks the two agree).
-ACTIVE_STATUSES = ("queued", "running")
 
 # Theme variable per status, so colours follow the dark or light theme in use.
 STATUS_VARS = {
