@@ -213,6 +213,144 @@ async def test_run_screen_plot_is_downsampled_to_its_columns(store):
             assert series.xs[-1] == 29_990.0
 
 
+async def test_run_plots_fill_a_wide_terminal(demo_store):
+    """plotext caps a plot at the terminal's size (80 columns headless); ours are drawn at the widget's."""
+    from rltui.tui.screens.run import RunScreen
+
+    app = make_app(demo_store)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        app.push_screen(RunScreen(demo_store.demo_ids["q_fast"]))
+        await settle(pilot, 3)
+        plot = app.screen.query_one("#plot-return")
+        lines = plot.text.splitlines()
+        assert len(lines) == plot.size.height
+        assert max(len(line) for line in lines) == plot.size.width > 140
+        assert "episode return G (300 episodes)" in lines[0]
+
+
+async def test_episodes_tab_holds_the_newest_page_and_pages_in_older_ones(demo_store):
+    from rltui.tui.screens.run import EPISODE_PAGE, RunScreen
+
+    app = make_app(demo_store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.push_screen(RunScreen(demo_store.demo_ids["q_fast"]))
+        await settle(pilot, 3)
+        screen = app.screen
+        table = screen.episodes_table
+        assert len(screen.episodes) == 300 and table.row_count == 0  # nothing drawn while the tab is closed
+        await pilot.press("3")
+        await settle(pilot)
+        assert table.row_count == EPISODE_PAGE
+        assert screen._episode_under_cursor() == screen.episodes[-1]["id"]  # on the newest, like tail -f
+        oldest_shown = screen.episodes[300 - EPISODE_PAGE]["id"]
+        assert "300 episodes · showing 200 (up at the top" in text_of(screen.episodes_status)
+        table.move_cursor(row=0, animate=False)  # the top: a page of older ones comes in above
+        await settle(pilot)
+        assert table.row_count == 300
+        assert screen._episode_under_cursor() == oldest_shown  # the cursor stays on its episode
+        assert [int(k.value) for k in table.rows] == [e["id"] for e in screen.episodes]
+        assert "showing 300 ·" in text_of(screen.episodes_status)
+
+
+async def test_live_episodes_append_below_and_the_cursor_follows(live_store):
+    from rltui.tui.screens.run import RunScreen
+
+    ids = live_store.demo_ids
+    app = make_app(live_store, poll_interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.push_screen(RunScreen(ids["live"]))
+        await settle(pilot, 3)
+        screen = app.screen
+        await pilot.press("3")
+        await settle(pilot)
+        table = screen.episodes_table
+        assert table.row_count == 20 and table.cursor_row == 19
+        rec = StoreRecorder(live_store, ids["live"], flush_every=1e9)
+        for i in range(20, 25):
+            rec.episode(i, 0.95, 6, step=900 + i)
+        rec.close()
+        for _ in range(20):
+            await pilot.pause(0.15)
+            await settle(pilot, 1)
+            if table.row_count == 25:
+                break
+        assert table.row_count == 25 and table.cursor_row == 24
+        assert screen._episode_under_cursor() == screen.episodes[-1]["id"]
+
+
+async def test_only_the_screen_in_front_polls(live_store):
+    """A screen under another keeps still: Textual repaints the screen in front whenever one beneath
+    changes, so a table updating under the run screen cost a full repaint per poll."""
+    from rltui.tui.screens.run import RunScreen
+
+    ids = live_store.demo_ids
+    app = make_app(live_store, poll_interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        runs = app.screen
+        reads = {"runs": 0, "run": 0}
+
+        def counting(name, read):
+            def wrapper(*args):
+                reads[name] += 1
+                return read(*args)
+            return wrapper
+
+        runs.poll_worker = counting("runs", runs.poll_worker)
+        run = RunScreen(ids["live"])
+        app.push_screen(run)
+        await settle(pilot, 3)
+        run.poll_worker = counting("run", run.poll_worker)
+        await pilot.pause(0.5)
+        assert reads["runs"] == 0 and reads["run"] >= 2  # the runs screen is under the run screen
+        await pilot.press("question_mark")  # help, in front of the run screen
+        await settle(pilot)
+        before = dict(reads)
+        await pilot.pause(0.5)
+        assert reads == before
+        await pilot.press("escape")  # the run screen is in front again: it catches up and polls on
+        await settle(pilot)
+        await pilot.pause(0.5)
+        assert reads["run"] >= before["run"] + 2 and reads["runs"] == 0
+        await pilot.press("escape")  # back to the runs screen: it polls again
+        await settle(pilot)
+        await pilot.pause(0.5)
+        assert reads["runs"] >= 2
+
+
+async def test_footer_rebuilds_only_when_its_keys_change(demo_store):
+    from textual.widgets._footer import FooterKey
+
+    from rltui.tui.screens.run import RunScreen
+
+    app = make_app(demo_store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+
+        def footer_keys() -> list[str]:
+            return [k.description for k in app.screen.query(FooterKey)]
+
+        assert "Compare" in footer_keys()
+        app.push_screen(RunScreen(demo_store.demo_ids["ppo"]))
+        await settle(pilot, 3)
+        assert "X axis" in footer_keys() and "Sweep" not in footer_keys()  # no Bellman sweeps here
+        footer = app.screen.query_one("LabFooter")
+        rebuilds = []
+        original = footer.recompose
+        footer.recompose = lambda: (rebuilds.append(1), original())[1]
+        for _ in range(3):
+            app.screen.refresh_bindings()
+            await settle(pilot)
+        assert rebuilds == []  # announced three times, nothing shown changed
+        await pilot.press("escape")
+        app.push_screen(RunScreen(demo_store.demo_ids["vi"]))
+        await settle(pilot, 3)
+        assert "Sweep" in footer_keys()  # the sweep keys appear once the run's sweeps are known
+
+
 async def test_run_screen_tabular_values_and_sweeps(demo_store):
     from rltui.tui.screens.run import RunScreen
 

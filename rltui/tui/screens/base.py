@@ -27,6 +27,20 @@ class LabScreen(Screen):
     def _on_mount(self, event) -> None:  # noqa: ANN001
         _ = self.lab
 
+    @property
+    def is_on_top(self) -> bool:
+        """Whether this screen is the one in front (not under another screen or a dialog).
+
+        Not Textual's `is_current`: that also holds for the screen just beneath the top one, and a
+        screen beneath that keeps redrawing makes Textual repaint the whole screen in front (a full
+        160x48 repaint per poll: the lab's worst UI stalls while runs wrote). Pollers skip their tick
+        unless on top, and catch up in `on_screen_resume`.
+        """
+        try:
+            return self.app.screen is self
+        except Exception:  # noqa: BLE001 — no screen stack (the app is closing)
+            return False
+
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         app = self._lab
         if app is None or not app.is_running:

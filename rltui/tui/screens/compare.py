@@ -11,14 +11,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from rltui.store.models import Run
 from rltui.store.queries import episode_returns
 from rltui.tui import format as fmt
+from rltui.tui.screens.base import LabScreen
+from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.plot import PALETTE, PlotData, PlotView, Series, downsample_xy, ema_debiased
 
 IGNORED_FOR_GROUPING = {"seed", "name"}
@@ -86,7 +85,7 @@ class CompareScreen(LabScreen):
         yield Static("", id="compare-controls", classes="plot-controls")
         yield PlotView(PlotData(title="episode return G", message="loading…"), id="compare-plot")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield LabFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"comparing {len(self.run_ids)} runs"

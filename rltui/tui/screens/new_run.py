@@ -19,14 +19,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Header, Input, Label, Select, Static, Switch
 
 from rltui import registry
 from rltui.config import ConfigError, RecordParams, RunConfig, dump_toml, validate_config
 from rltui.tui import launching
+from rltui.tui.screens.base import LabScreen
+from rltui.tui.widgets.footer import LabFooter
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 SECTIONS = ("env", "algo", "record")
@@ -169,7 +168,7 @@ class NewRunScreen(LabScreen):
             yield Button("Save TOML ^s", id="save", compact=True)
             yield Button("Load TOML ^o", id="load", compact=True)
             yield Button("Back", id="back", compact=True)
-        yield Footer()
+        yield LabFooter()
 
     def row(self, key: str, label: str, widget: Any, help_text: str) -> ComposeResult:
         with Horizontal(classes="form-row"):

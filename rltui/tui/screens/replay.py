@@ -17,14 +17,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from rltui.store.models import Episode, Run
 from rltui.store.queries import latest_artifact, trajectory_dicts
 from rltui.tui import format as fmt
+from rltui.tui.screens.base import LabScreen
+from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.state import action_name, draw_state, state_name
 from rltui.tui.widgets.values import bars
 
@@ -68,7 +67,7 @@ class ReplayScreen(LabScreen):
                 yield Static("", id="replay-state")
                 yield Static("", id="replay-extras")
             yield Static("", id="replay-tokens")
-        yield Footer()
+        yield LabFooter()
 
     def on_mount(self) -> None:
         self.load()

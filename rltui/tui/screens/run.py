@@ -15,11 +15,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.screen import Screen
-
-from rltui.tui.screens.base import LabScreen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.containers import Vertical, VerticalScroll
+from textual.lazy import Lazy
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from rltui.store.models import ACTIVE_STATUSES, Run
 from rltui.store.queries import (
@@ -35,12 +33,15 @@ from rltui.store.queries import (
     run_rows,
 )
 from rltui.tui import format as fmt
+from rltui.tui.screens.base import LabScreen
+from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
 from rltui.tui.widgets.values import chain_strip, q_table, value_grid
 
 X_AXES = ("step", "episode", "wall")
 X_LABEL = {"step": "step", "episode": "episode", "wall": "wall time (s)"}
 LOG_TAIL_LINES = 400
+EPISODE_PAGE = 200  # episodes put in the table at a time
 
 
 class RunScreen(LabScreen):
@@ -77,6 +78,9 @@ class RunScreen(LabScreen):
         self.metric_points: dict[str, list[tuple[float, float]]] = {}
         self.metric_steps: dict[str, int | None] = {}
         self.episode_list_last = 0
+        self.episodes: list[dict[str, Any]] = []  # every episode read so far, oldest first
+        self._episodes_meta: dict[int, dict[str, Any]] = {}
+        self._episodes_window = (0, 0)  # the slice of `episodes` the table holds
         self.state_layout: dict[str, Any] | None = None
         self.tabular: dict[str, Any] | None = None
         self.sweeps = 0
@@ -87,6 +91,18 @@ class RunScreen(LabScreen):
         self._log_size = -1
         self._poll_busy = False
         self._poll_pending = False
+        # The tabs' widgets, made here so they can be filled before their (lazy) mount.
+        self.sweep_slider = Static("", id="sweep-slider")
+        self.values_grid = Static("", id="values-grid")
+        self.q_table = Static("", id="q-table")
+        self.episodes_status = Static("", id="episodes-status", classes="statusline")
+        self.episodes_table = DataTable(id="episodes-table", cursor_type="row", zebra_stripes=True)
+        for key, label in (("index", "Episode"), ("phase", "Phase"), ("return", "Return G"),
+                           ("length", "Length"), ("step", "Step"), ("traj", "Replay")):
+            self.episodes_table.add_column(label, key=key)
+        self.config_text = Static("", id="config-text", classes="pane")
+        self.log_text = Static("", id="log-text", classes="pane")
+        self.traceback_text = Static("", id="traceback-text", classes="pane")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,29 +113,21 @@ class RunScreen(LabScreen):
                 with VerticalScroll(classes="plots", id="plots-scroll"):
                     yield PlotView(PlotData(title="episode return G", message="no episodes yet"),
                                    id="plot-return", classes="main")
+            # The other tabs are mounted just after the first frame (Lazy): opening a live run
+            # composes half the widgets at once, so its longest stall is half as long.
             with TabPane("Values", id="values"):
-                with VerticalScroll():
-                    yield Static("", id="sweep-slider")
-                    yield Static("", id="values-grid")
-                    yield Static("", id="q-table")
+                yield Lazy(VerticalScroll(self.sweep_slider, self.values_grid, self.q_table))
             with TabPane("Episodes", id="episodes"):
-                yield DataTable(id="episodes-table", cursor_type="row", zebra_stripes=True)
+                yield Lazy(Vertical(self.episodes_status, self.episodes_table))
             with TabPane("Config", id="config"):
-                with VerticalScroll(id="config-view"):
-                    yield Static("", id="config-text", classes="pane")
+                yield Lazy(VerticalScroll(self.config_text, id="config-view"))
             with TabPane("Log", id="log"):
-                with VerticalScroll(id="log-view"):
-                    yield Static("", id="log-text", classes="pane")
+                yield Lazy(VerticalScroll(self.log_text, id="log-view"))
             with TabPane("Traceback", id="traceback"):
-                with VerticalScroll(id="traceback-view"):
-                    yield Static("", id="traceback-text", classes="pane")
-        yield Footer()
+                yield Lazy(VerticalScroll(self.traceback_text, id="traceback-view"))
+        yield LabFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one("#episodes-table", DataTable)
-        for key, label in (("index", "Episode"), ("phase", "Phase"), ("return", "Return G"),
-                           ("length", "Length"), ("step", "Step"), ("traj", "Replay")):
-            table.add_column(label, key=key)
         self.update_controls()
         self.load_static()
         self.set_interval(self.lab.poll_interval, self.poll)
@@ -155,22 +163,23 @@ class RunScreen(LabScreen):
         tabs = self.query_one("#run-tabs", TabbedContent)
         if not self.is_tabular:
             tabs.hide_tab("values")
-        self.query_one("#config-text", Static).update(
+        self.config_text.update(
             Syntax(info["config_toml"] or "", "toml", theme="ansi_dark", background_color="default",
                    word_wrap=True))
         tb = info["traceback"] or ""
         err = info["error"] or ""
-        self.query_one("#traceback-text", Static).update(
+        self.traceback_text.update(
             Text(f"{err}\n\n{tb}" if (err or tb) else "No error: this run has no traceback."))
         if not (err or tb):
             tabs.hide_tab("traceback")
         self.log_path = info["log_path"]
         self.update_log()
         self.draw_values()
-        self.refresh_bindings()
+        if self.sweeps:
+            self.refresh_bindings()  # the sweep keys appear (check_action)
 
     def poll(self, force: bool = False) -> None:
-        if not force and (not self.row or self.row.get("status") not in ACTIVE_STATUSES):
+        if not force and (not self.row or self.row.get("status") not in ACTIVE_STATUSES or not self.is_on_top):
             return
         if self._poll_busy:  # one read at a time; a forced one waits for the next tick
             self._poll_pending = self._poll_pending or force
@@ -178,6 +187,11 @@ class RunScreen(LabScreen):
         self._poll_busy = True
         width = self.query_one("#plot-return", PlotView).columns - 2  # room for a scrollbar
         self.poll_worker(width, force)
+
+    def on_screen_resume(self) -> None:
+        """Back in front (a replay or dialog closed): catch up on what the run wrote meanwhile."""
+        if self.row:
+            self.poll()
 
     def _poll_done(self) -> None:
         self._poll_busy = False
@@ -251,12 +265,12 @@ class RunScreen(LabScreen):
             (f" · last G {fmt.num(row.get('last_return'))} · best G {fmt.num(row.get('best_return'))}"
              f" · episodes {fmt.count(row.get('episodes'))}" if row.get("episodes") else "", "dim"),
         )
-        self.query_one("#run-header", Static).update(text)
+        self.query_one("#run-header", Static).update(text, layout=False)  # fixed height: no re-layout
         self.sub_title = f"run {row['id']} {row['name']}"
 
     def update_controls(self) -> None:
         self.query_one("#plot-controls", Static).update(
-            f"x: {X_LABEL[self.x_axis]} (x to change) · EMA α={self.alpha:.2f} (+/-)"
+            f"x: {X_LABEL[self.x_axis]} (x to change) · EMA α={self.alpha:.2f} (+/-)", layout=False
         )
 
     def draw_returns(self) -> None:
@@ -317,17 +331,68 @@ class RunScreen(LabScreen):
             series=[Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)]))
 
     def add_episodes(self, episodes: list[dict[str, Any]]) -> None:
-        table = self.query_one("#episodes-table", DataTable)
+        """Keep the new episodes; the table shows them only while its tab is open (see show_episodes)."""
+        for ep in episodes:
+            self.episodes.append(ep)
+            self._episodes_meta[ep["id"]] = ep
+            self.episode_list_last = max(self.episode_list_last, ep["id"])
+        if self.query_one("#run-tabs", TabbedContent).active == "episodes":
+            self.show_episodes()
+
+    def show_episodes(self, older: bool = False) -> None:
+        """Bring the episodes table up to date: a window of the newest episodes, oldest first.
+
+        A live run can log tens of thousands of episodes, and a DataTable re-measures itself as it
+        grows, so the table holds a window: the newest EPISODE_PAGE when it opens, live episodes
+        appended below (the cursor follows them from the last row, like `tail -f`), a page more of
+        older ones each time the cursor reaches the top (`older`).
+        """
+        table = self.episodes_table
+        total = len(self.episodes)
+        shown_to = self._episodes_window[1]
+        at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        if older or total - shown_to > EPISODE_PAGE or table.row_count == 0:
+            lo = self._episodes_window[0]
+            lo = max(0, lo - EPISODE_PAGE) if older else max(0, total - EPISODE_PAGE)
+            keep = self._episode_under_cursor() if table.row_count else None
+            table.clear()
+            self._add_episode_rows(table, self.episodes[lo:])
+            self._episodes_window = (lo, total)
+            if keep is not None and str(keep) in table.rows:
+                table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
+            elif table.row_count:
+                table.move_cursor(row=table.row_count - 1, animate=False)
+        elif total > shown_to:
+            self._add_episode_rows(table, self.episodes[shown_to:])
+            self._episodes_window = (self._episodes_window[0], total)
+            if at_end:
+                table.move_cursor(row=table.row_count - 1, animate=False)
+        self.episodes_status.update(
+            f"{fmt.count(total)} episodes · showing {fmt.count(table.row_count)}"
+            + (" (up at the top for older ones)" if self._episodes_window[0] else "")
+            + " · enter replays the episode under the cursor", layout=False)
+
+    @staticmethod
+    def _add_episode_rows(table: DataTable, episodes: list[dict[str, Any]]) -> None:
         for ep in episodes:
             table.add_row(
                 Text(str(ep["index"]), justify="right"), ep["phase"], Text(fmt.num(ep["return"]), justify="right"),
                 Text(str(ep["length"]), justify="right"), Text(fmt.count(ep["step"]), justify="right"),
                 "▶ replay" if ep["has_trajectory"] else "", key=str(ep["id"]),
             )
-            self.episode_list_last = max(self.episode_list_last, ep["id"])
-        self._episodes_meta = getattr(self, "_episodes_meta", {})
-        for ep in episodes:
-            self._episodes_meta[ep["id"]] = ep
+
+    def _episode_under_cursor(self) -> int | None:
+        table = self.episodes_table
+        if not table.row_count:
+            return None
+        from textual.coordinate import Coordinate
+
+        return int(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = event.data_table  # its cursor now, not when the event was sent (a refill moves it)
+        if table.id == "episodes-table" and table.row_count and table.cursor_row == 0 and self._episodes_window[0]:
+            self.show_episodes(older=True)
 
     def draw_values(self) -> None:
         if not self.is_tabular:
@@ -344,28 +409,28 @@ class RunScreen(LabScreen):
             width = 30
             pos = int(round(self.sweep / max(1, self.sweeps - 1) * (width - 1)))
             track = "━" * pos + "●" + "─" * (width - 1 - pos)
-            self.query_one("#sweep-slider", Static).update(Text.assemble(
+            self.sweep_slider.update(Text.assemble(
                 ("Bellman sweep ", "bold"), f"{self.sweep}/{self.sweeps - 1} ", track,
                 ("  [ ] step · { } first/last", "dim")))
         else:
-            self.query_one("#sweep-slider", Static).update(Text("final values", style="bold"))
+            self.sweep_slider.update(Text("final values", style="bold"))
         if layout.get("kind") == "grid":
             body = value_grid(layout, V, policy)
             note = "" if policy is not None else "\n(arrows: greedy policy, shown at the final sweep)"
-            self.query_one("#values-grid", Static).update(Text.assemble(body, (note, "dim")))
+            self.values_grid.update(Text.assemble(body, (note, "dim")))
         elif layout.get("kind") == "chain":
-            self.query_one("#values-grid", Static).update(chain_strip(int(layout.get("n", len(V))), V))
+            self.values_grid.update(chain_strip(int(layout.get("n", len(V))), V))
         else:
             states = (tab.get("states") or layout.get("states") or [str(i) for i in range(len(V))])
-            self.query_one("#values-grid", Static).update(
+            self.values_grid.update(
                 Text("\n".join(f"{s:>10}  V={float(v):+.4f}" for s, v in zip(states, V))))
         if tab.get("Q"):
-            self.query_one("#q-table", Static).update(
+            self.q_table.update(
                 q_table(tab.get("states") or [], tab.get("actions") or [], tab["Q"], tab.get("policy"), tab.get("V")))
 
     def update_log(self) -> None:
         path = getattr(self, "log_path", None)
-        widget = self.query_one("#log-text", Static)
+        widget = self.log_text
         if not path:
             widget.update(Text("No log file: this run was not started by the background runner.", style="dim"))
             return
@@ -384,9 +449,10 @@ class RunScreen(LabScreen):
 
     # --- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """Sweep keys only where there are Bellman sweeps to step through (hidden from the footer)."""
+        """Sweep keys only where there are Bellman sweeps to step through (False hides them from the
+        footer; None would show them greyed out, which says nothing to a Q-learning or PPO run)."""
         if action in ("sweep", "sweep_to"):
-            return True if self.sweeps else None
+            return bool(self.sweeps)
         return True
 
     def action_cycle_x(self) -> None:
@@ -407,11 +473,12 @@ class RunScreen(LabScreen):
         except Exception:  # noqa: BLE001 — a hidden tab
             return
         if tab == "episodes":
-            self.query_one("#episodes-table", DataTable).focus()
+            self.episodes_table.focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "episodes":
-            self.query_one("#episodes-table", DataTable).focus()
+            self.show_episodes()
+            self.episodes_table.focus()
 
     def action_sweep(self, delta: int) -> None:
         if self.sweeps:
@@ -439,13 +506,10 @@ class RunScreen(LabScreen):
 
     def action_replay(self) -> None:
         """Replay the episode under the cursor, else the latest one with a trajectory."""
-        meta = getattr(self, "_episodes_meta", {})
-        table = self.query_one("#episodes-table", DataTable)
+        meta = self._episodes_meta
         chosen = None
-        if self.query_one("#run-tabs", TabbedContent).active == "episodes" and table.row_count:
-            from textual.coordinate import Coordinate
-
-            chosen = int(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
+        if self.query_one("#run-tabs", TabbedContent).active == "episodes":
+            chosen = self._episode_under_cursor()
         if chosen is None:
             with_traj = [i for i, ep in meta.items() if ep["has_trajectory"]]
             chosen = max(with_traj) if with_traj else None
@@ -455,7 +519,7 @@ class RunScreen(LabScreen):
         self.open_replay(chosen)
 
     def open_replay(self, episode_id: int) -> None:
-        meta = getattr(self, "_episodes_meta", {}).get(episode_id)
+        meta = self._episodes_meta.get(episode_id)
         if meta is not None and not meta["has_trajectory"]:
             self.notify(f"Episode {meta['index']} kept no trajectory (see [record] in the config).",
                         severity="warning")

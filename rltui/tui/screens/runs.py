@@ -21,12 +21,13 @@ from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from rltui.tui import format as fmt
 from rltui.tui import launching
 from rltui.tui.format import ACTIVE_STATUSES
 from rltui.tui.screens.base import LabScreen
+from rltui.tui.widgets.footer import LabFooter
 
 COLUMNS = [
     ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
@@ -86,7 +87,7 @@ class RunsScreen(LabScreen):
             table.add_column(label, key=key)
         yield table
         yield Static("reading the store …", id="runs-status", classes="statusline")
-        yield Footer()
+        yield LabFooter()
 
     def on_mount(self) -> None:
         self.query_one("#runs-table", DataTable).loading = True
@@ -162,7 +163,7 @@ class RunsScreen(LabScreen):
         self.post(self._apply_poll, new, live, returns, count, queue)
 
     def poll(self) -> None:
-        if not self._loaded or not self.is_current:  # another screen is on top: it polls for itself
+        if not self._loaded or not self.is_on_top:  # another screen is in front: it polls for itself
             return
         live_ids = [i for i, r in self.rows.items() if r["status"] in ACTIVE_STATUSES]
         self._liveness_tick += 1
@@ -338,7 +339,7 @@ class RunsScreen(LabScreen):
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         parts.append(f"sort {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
-        self.query_one("#runs-status", Static).update(" · ".join(parts))
+        self.query_one("#runs-status", Static).update(" · ".join(parts), layout=False)  # one line, always
 
     # --- helpers ---------------------------------------------------------------------------------
     def cursor_id(self) -> int | None:

@@ -1,7 +1,8 @@
 """A plot widget drawing plotext's output itself (no textual-plotext: it breaks on plotext >= 5.3).
 
 The widget is given series of (x, y) points already downsampled by the store query; it draws them
-at its own size, and caches the rendered text until the data or the size changes.
+at its own size in a worker thread, down to the finished lines (Strips), and the UI thread only
+hands those lines out until the data or the size changes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import threading
 from dataclasses import dataclass, field
 
 import plotext as plt
+from rich.console import Console
+from rich.style import Style
 from rich.text import Text
 from textual import events, work
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 
 # plotext keeps one global figure: one drawing at a time, whichever thread draws.
@@ -76,8 +80,25 @@ def render_plot(data: PlotData, width: int, height: int) -> str:
         return _render_plot(data, width, height)
 
 
+def plot_lines(data: PlotData, width: int, height: int) -> list[Strip]:
+    """`data` drawn at width x height, as the lines a widget hands to Textual (safe off the UI thread).
+
+    A Static given the same text turns it into Textual content and lays it out on the UI thread,
+    about 20 ms per plot per redraw; these Strips are built here, where it does not block the UI.
+    """
+    with _PLOTEXT_LOCK:
+        text = Text.from_ansi(_render_plot(data, width, height), no_wrap=True)
+        lines = text.split("\n", allow_blank=True)
+        return [Strip(line.render(_LINE_CONSOLE), line.cell_len).simplify() for line in lines]
+
+
+# Renders Text into segments for plot_lines (only ever under _PLOTEXT_LOCK); never writes anywhere.
+_LINE_CONSOLE = Console(width=1000, color_system="truecolor", force_terminal=True, legacy_windows=False)
+
+
 def _render_plot(data: PlotData, width: int, height: int) -> str:
     plt.clf()
+    plt.limitsize(False, False)  # plotext would cap the size at the terminal's (80 columns when headless)
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("clear")
     plt.frame(True)
@@ -145,7 +166,8 @@ class PlotView(Widget):
     def __init__(self, data: PlotData | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self._data = data or PlotData()
-        self._text: Text = Text()
+        self._lines: list[Strip] = []
+        self._line_cache: dict[tuple[int, int, Style], Strip] = {}
         self._drawn: tuple[int, int, int] | None = None
         self._version = 0
 
@@ -183,17 +205,32 @@ class PlotView(Widget):
 
     @work(thread=True, exclusive=True, group="plot-draw")
     def _draw(self, app, data: PlotData, w: int, h: int, version: int) -> None:  # noqa: ANN001
-        text = Text.from_ansi(render_plot(data, w, h), no_wrap=True)
+        lines = plot_lines(data, w, h)
         try:
-            app.call_from_thread(self._show, text, (w, h, version))
+            app.call_from_thread(self._show, lines, (w, h, version))
         except RuntimeError:  # the app has closed
             pass
 
-    def _show(self, text: Text, key: tuple[int, int, int]) -> None:
+    def _show(self, lines: list[Strip], key: tuple[int, int, int]) -> None:
         if key[2] < self._version and self._drawn is not None and self._drawn[2] > key[2]:
             return  # an older drawing finishing late
-        self._text, self._drawn = text, key
+        self._lines, self._drawn = lines, key
+        self._line_cache.clear()
         self.refresh()
 
-    def render(self) -> Text:
-        return self._text
+    @property
+    def text(self) -> str:
+        """What the plot shows, as plain text (for tests and the curious)."""
+        return "\n".join(line.text for line in self._lines)
+
+    def render_line(self, y: int) -> Strip:
+        width, style = self.size.width, self.rich_style
+        key = (y, width, style)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            if y >= len(self._lines):
+                strip = Strip.blank(width, style)
+            else:  # the widget's colours beneath the plot's own, cropped or padded to the width
+                strip = self._lines[y].apply_style(style).crop_extend(0, width, style)
+            self._line_cache[key] = strip
+        return strip
