@@ -771,3 +771,44 @@ async def test_new_run_form_opens_on_the_maze_with_value_iteration(demo_store, t
         assert isinstance(screen, NewRunScreen)
         assert screen.query_one("#f-env-id").value == "maze"
         assert screen.query_one("#f-algo-id").value == "value_iteration"
+
+
+async def test_live_table_rerenders_only_the_row_that_changed():
+    """DataTable.update_cell re-renders every visible cell; LiveTable.update_row only the changed row's."""
+    from textual.app import App
+
+    from rltui.tui.widgets.live_table import LiveTable
+
+    class TableApp(App):
+        def compose(self):
+            table = LiveTable()
+            table.add_column("Name", key="name")
+            table.add_column("G", key="g", width=6)
+            for i in range(15):
+                table.add_row(f"run-{i}", "0.5", key=str(i))
+            yield table
+
+    app = TableApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        table = app.query_one(LiveTable)
+        await pilot.pause()
+        rendered = []
+        original = table._render_cell
+        table._render_cell = lambda row_index, column_index, *a, **k: (
+            rendered.append((row_index, column_index)), original(row_index, column_index, *a, **k))[1]
+
+        def line(row: int) -> str:
+            return table.render_line(row + 1).text  # below the header
+
+        table.update_row("3", {"name": "run-3", "g": "0.75"})  # the name unchanged: only G is set
+        await pilot.pause()
+        assert "0.75" in line(3) and table.get_row("3") == ["run-3", "0.75"]
+        assert rendered and {r for r, _ in rendered} == {3}  # no other row was drawn again
+        rendered.clear()
+        table.update_row("3", {"name": "run-3", "g": "0.75"})  # nothing changed: nothing drawn
+        await pilot.pause()
+        assert rendered == []
+        table.update_row("4", {"name": "a-much-longer-name"})  # wider than its column: the table re-lays out
+        await pilot.pause()
+        assert "a-much-longer-name" in line(4)
+        assert len({r for r, _ in rendered}) > 1

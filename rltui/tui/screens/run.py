@@ -129,7 +129,9 @@ class RunScreen(LabScreen):
 
     def on_mount(self) -> None:
         self.update_controls()
-        self.load_static()
+        # Reads start once the screen is painted: a reader thread beside the first layout and render
+        # (tens of ms of CSS and compositing) only takes the GIL from them and lengthens the stall.
+        self.call_after_refresh(self.load_static)
         self.set_interval(self.lab.poll_interval, self.poll)
 
     # --- loading ---------------------------------------------------------------------------------

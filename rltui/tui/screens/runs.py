@@ -28,6 +28,7 @@ from rltui.tui import launching
 from rltui.tui.format import ACTIVE_STATUSES
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
+from rltui.tui.widgets.live_table import LiveTable
 
 COLUMNS = [
     ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
@@ -37,6 +38,9 @@ COLUMNS = [
 PAGE = 200  # rows put in the table at a time
 LOAD_CHUNK = 500  # runs read per step of the full load (about 10 ms of Python each)
 LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chunks
+# Columns a live run changes every poll get the width of their widest value up front: a column that
+# widens re-renders the whole table (hundreds of ms with a screenful of runs while runs write).
+LIVE_WIDTHS = {"progress": 13, "last": 9, "best": 9, "steps": 5, "duration": 8}
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -82,9 +86,9 @@ class RunsScreen(LabScreen):
         yield Header()
         yield Input(placeholder="filter: name, env, algo, tag or status — enter to keep, escape to clear", id="filter")
         yield Static(id="welcome")
-        table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = LiveTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=LIVE_WIDTHS.get(key))
         yield table
         yield Static("reading the store …", id="runs-status", classes="statusline")
         yield LabFooter()
@@ -293,15 +297,13 @@ class RunsScreen(LabScreen):
             self.update_status()
 
     def update_rows(self, ids: list[int]) -> None:
-        table = self.query_one("#runs-table", DataTable)
+        table = self.query_one("#runs-table", LiveTable)
         theme_vars = self.lab.theme_variables
         for run_id in ids:
             key = str(run_id)
-            if key not in table.rows:
-                continue
-            c = self.cells(self.rows[run_id], theme_vars)
-            for col, _ in COLUMNS:
-                table.update_cell(key, col, c[col])
+            if key in table.rows:
+                c = self.cells(self.rows[run_id], theme_vars)
+                table.update_row(key, {col: c[col] for col, _ in COLUMNS})
 
     def update_welcome(self) -> None:
         welcome = self.query_one("#welcome", Static)
