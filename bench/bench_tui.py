@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import pty
 import select
 import statistics
 import struct
@@ -211,7 +210,7 @@ def bench_big_metric() -> None:
     import numpy as np
 
     from rltui.store.queries import metric_downsampled, metric_series
-    from rltui.tui.widgets.plot import PlotData, Series, downsample_xy, render_plot
+    from rltui.tui.widgets.plot import PlotData, Series, downsample_xy, plot_lines
 
     with tempfile.TemporaryDirectory() as d:
         store = open_store(f"{d}/big.db")
@@ -233,14 +232,14 @@ def bench_big_metric() -> None:
             with store.read() as s:
                 pts = metric_downsampled(s, run_id, "loss", columns)
             t1 = time.perf_counter()
-            render_plot(PlotData(title="loss", series=[Series("", [p[0] for p in pts], [p[1] for p in pts])]), columns + 8, 14)
+            plot_lines(PlotData(title="loss", series=[Series("", [p[0] for p in pts], [p[1] for p in pts])]), columns + 8, 14)
             t2 = time.perf_counter()
             fast.append((t2 - t0, t1 - t0, t2 - t1))
         t0 = time.perf_counter()
         with store.read() as s:
             rows = metric_series(s, run_id, "loss")
         xs, ys = downsample_xy([r[0] for r in rows], [r[1] for r in rows], columns)
-        render_plot(PlotData(title="loss", series=[Series("", xs, ys)]), columns + 8, 14)
+        plot_lines(PlotData(title="loss", series=[Series("", xs, ys)]), columns + 8, 14)
         naive = time.perf_counter() - t0
         store.dispose()
     best = min(fast)

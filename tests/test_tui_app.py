@@ -6,16 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from rltui.config import load_config_file, validate_config
-from rltui.recorder import StepRecord, StoreRecorder
+from rltui.recorder import StoreRecorder
 from rltui.store.models import Run
-from rltui.tui.demo import add_run, write_q_learning
+from rltui.tui.demo import add_run
 from test_tui_common import demo_store, live_store, make_app, settle, test_registry, text_of  # noqa: F401 — fixtures
 
 REPO = Path(__file__).resolve().parents[1]

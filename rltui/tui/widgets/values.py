@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
