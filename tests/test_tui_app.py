@@ -25,6 +25,24 @@ def table_ids(app) -> list[int]:
     return [int(k.value) for k in table.rows]
 
 
+async def wait_until(pilot, condition, tries: int = 20) -> None:
+    """Let polls run until `condition()` holds (or the tries run out; the caller asserts)."""
+    for _ in range(tries):
+        await pilot.pause(0.15)
+        await settle(pilot, 1)
+        if condition():
+            return
+
+
+async def open_run_screen(app, pilot, run_id: int):
+    from rltui.tui.screens.run import RunScreen
+
+    await settle(pilot)
+    app.push_screen(RunScreen(run_id))
+    await settle(pilot, 3)
+    return app.screen
+
+
 def cursor_to(app, run_id: int) -> None:
     table = app.screen.query_one("#runs-table")
     table.move_cursor(row=table.get_row_index(str(run_id)), animate=False)
@@ -137,12 +155,7 @@ async def test_runs_go_live_incrementally(live_store):
         rec.progress(0.5)
         rec.close()
         new_id = add_run(live_store, "fresh-run", {"id": "maze"}, {"id": "q_learning"}, status="running", progress=0.1)
-        for _ in range(20):
-            await pilot.pause(0.15)
-            await settle(pilot, 1)
-            row = screen.rows.get(ids["live"], {})
-            if row.get("episodes") == 30 and new_id in screen.rows:
-                break
+        await wait_until(pilot, lambda: screen.rows.get(ids["live"], {}).get("episodes") == 30 and new_id in screen.rows)
         row = screen.rows[ids["live"]]
         assert row["episodes"] == 30 and row["progress"] == 0.5 and row["last_return"] == 0.9
         assert new_id in table_ids(app)
@@ -153,14 +166,9 @@ async def test_runs_go_live_incrementally(live_store):
 
 async def test_run_screen_plots_go_live(live_store):
     ids = live_store.demo_ids
-    from rltui.tui.screens.run import RunScreen
-
     app = make_app(live_store, poll_interval=0.1)
     async with app.run_test(size=(100, 40)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(ids["live"]))
-        await settle(pilot, 3)
-        screen = app.screen
+        screen = await open_run_screen(app, pilot, ids["live"])
         assert len(screen.returns) == 20
         plot = screen.query_one("#plot-return")
         assert "20 episodes" in plot.data.title
@@ -170,11 +178,7 @@ async def test_run_screen_plots_go_live(live_store):
             rec.episode(i, 0.95, 6, step=900 + i)
         rec.log(925, td_error=0.01, epsilon=0.2, loss=1.5)
         rec.close()
-        for _ in range(20):
-            await pilot.pause(0.15)
-            await settle(pilot, 1)
-            if len(screen.returns) == 25 and "loss" in screen.metric_points:
-                break
+        await wait_until(pilot, lambda: len(screen.returns) == 25 and "loss" in screen.metric_points)
         assert len(screen.returns) == 25
         assert "25 episodes" in plot.data.title
         assert screen.metric_points["td_error"][-1] == (925.0, 0.01)
@@ -254,15 +258,10 @@ async def test_episodes_tab_holds_the_newest_page_and_pages_in_older_ones(demo_s
 
 
 async def test_live_episodes_append_below_and_the_cursor_follows(live_store):
-    from rltui.tui.screens.run import RunScreen
-
     ids = live_store.demo_ids
     app = make_app(live_store, poll_interval=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(ids["live"]))
-        await settle(pilot, 3)
-        screen = app.screen
+        screen = await open_run_screen(app, pilot, ids["live"])
         await pilot.press("3")
         await settle(pilot)
         table = screen.episodes_table
@@ -271,11 +270,7 @@ async def test_live_episodes_append_below_and_the_cursor_follows(live_store):
         for i in range(20, 25):
             rec.episode(i, 0.95, 6, step=900 + i)
         rec.close()
-        for _ in range(20):
-            await pilot.pause(0.15)
-            await settle(pilot, 1)
-            if table.row_count == 25:
-                break
+        await wait_until(pilot, lambda: table.row_count == 25)
         assert table.row_count == 25 and table.cursor_row == 24
         assert screen._episode_under_cursor() == screen.episodes[-1]["id"]
 
