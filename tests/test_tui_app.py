@@ -218,14 +218,10 @@ async def test_run_screen_plot_is_downsampled_to_its_columns(store):
 
 async def test_run_plots_fill_a_wide_terminal(demo_store):
     """plotext caps a plot at the terminal's size (80 columns headless); ours are drawn at the widget's."""
-    from rltui.tui.screens.run import RunScreen
-
     app = make_app(demo_store)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(demo_store.demo_ids["q_fast"]))
-        await settle(pilot, 3)
-        plot = app.screen.query_one("#plot-return")
+        screen = await open_run_screen(app, pilot, demo_store.demo_ids["q_fast"])
+        plot = screen.query_one("#plot-return")
         lines = plot.text.splitlines()
         assert len(lines) == plot.size.height
         assert max(len(line) for line in lines) == plot.size.width > 140
@@ -233,14 +229,11 @@ async def test_run_plots_fill_a_wide_terminal(demo_store):
 
 
 async def test_episodes_tab_holds_the_newest_page_and_pages_in_older_ones(demo_store):
-    from rltui.tui.screens.run import EPISODE_PAGE, RunScreen
+    from rltui.tui.screens.run import EPISODE_PAGE
 
     app = make_app(demo_store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(demo_store.demo_ids["q_fast"]))
-        await settle(pilot, 3)
-        screen = app.screen
+        screen = await open_run_screen(app, pilot, demo_store.demo_ids["q_fast"])
         table = screen.episodes_table
         assert len(screen.episodes) == 300 and table.row_count == 0  # nothing drawn while the tab is closed
         await pilot.press("3")

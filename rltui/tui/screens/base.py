@@ -36,9 +36,11 @@ class LabScreen(Screen):
         160x48 repaint per poll: the lab's worst UI stalls while runs wrote). Pollers skip their tick
         unless on top, and catch up in `on_screen_resume`.
         """
+        from textual.app import ScreenStackError
+
         try:
             return self.app.screen is self
-        except Exception:  # noqa: BLE001 — no screen stack (the app is closing)
+        except ScreenStackError:  # the app is closing
             return False
 
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

@@ -113,8 +113,8 @@ class RunScreen(LabScreen):
                 with VerticalScroll(classes="plots", id="plots-scroll"):
                     yield PlotView(PlotData(title="episode return G", message="no episodes yet"),
                                    id="plot-return", classes="main")
-            # The other tabs are mounted just after the first frame (Lazy): opening a live run
-            # composes half the widgets at once, so its longest stall is half as long.
+            # The other tabs mount just after the first frame (Lazy): opening a run composes only
+            # the Plots tab at once, and the rest follows a frame later instead of in one block.
             with TabPane("Values", id="values"):
                 yield Lazy(VerticalScroll(self.sweep_slider, self.values_grid, self.q_table))
             with TabPane("Episodes", id="episodes"):
