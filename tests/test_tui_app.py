@@ -192,8 +192,6 @@ async def test_run_screen_plots_go_live(live_store):
 
 
 async def test_run_screen_plot_is_downsampled_to_its_columns(store):
-    from rltui.tui.screens.run import RunScreen
-
     run_id = add_run(store, "long", {"id": "cartpole"}, {"id": "ppo"})
     rec = StoreRecorder(store, run_id, flush_every=1e9)
     rec.log_many("loss", range(0, 50_000), [float(i % 97) for i in range(50_000)])
@@ -202,9 +200,7 @@ async def test_run_screen_plot_is_downsampled_to_its_columns(store):
     rec.close()
     app = make_app(store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(run_id))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, run_id)
         screen = app.screen
         loss = screen.query_one("#metric-loss")
         pts = screen.metric_points["loss"]
@@ -271,8 +267,6 @@ async def test_live_episodes_append_below_and_the_cursor_follows(live_store):
 async def test_only_the_screen_in_front_polls(live_store):
     """A screen under another keeps still: Textual repaints the screen in front whenever one beneath
     changes, so a table updating under the run screen cost a full repaint per poll."""
-    from rltui.tui.screens.run import RunScreen
-
     ids = live_store.demo_ids
     app = make_app(live_store, poll_interval=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -286,10 +280,8 @@ async def test_only_the_screen_in_front_polls(live_store):
                 return read(*args)
             return wrapper
 
+        run = await open_run_screen(app, pilot, ids["live"])
         runs.poll_worker = counting("runs", runs.poll_worker)
-        run = RunScreen(ids["live"])
-        app.push_screen(run)
-        await settle(pilot, 3)
         run.poll_worker = counting("run", run.poll_worker)
         await pilot.pause(0.5)
         assert reads["runs"] == 0 and reads["run"] >= 2  # the runs screen is under the run screen
@@ -311,8 +303,6 @@ async def test_only_the_screen_in_front_polls(live_store):
 async def test_footer_rebuilds_only_when_its_keys_change(demo_store):
     from textual.widgets._footer import FooterKey
 
-    from rltui.tui.screens.run import RunScreen
-
     app = make_app(demo_store)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -321,8 +311,7 @@ async def test_footer_rebuilds_only_when_its_keys_change(demo_store):
             return [k.description for k in app.screen.query(FooterKey)]
 
         assert "Compare" in footer_keys()
-        app.push_screen(RunScreen(demo_store.demo_ids["ppo"]))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, demo_store.demo_ids["ppo"])
         assert "X axis" in footer_keys() and "Sweep" not in footer_keys()  # no Bellman sweeps here
         footer = app.screen.query_one("LabFooter")
         rebuilds = []
@@ -333,8 +322,7 @@ async def test_footer_rebuilds_only_when_its_keys_change(demo_store):
             await settle(pilot)
         assert rebuilds == []  # announced three times, nothing shown changed
         await pilot.press("escape")
-        app.push_screen(RunScreen(demo_store.demo_ids["vi"]))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, demo_store.demo_ids["vi"])
         assert "Sweep" in footer_keys()  # the sweep keys appear once the run's sweeps are known
 
 
@@ -374,13 +362,9 @@ async def test_run_screen_tabular_values_and_sweeps(demo_store):
 
 
 async def test_failed_run_shows_its_traceback(demo_store):
-    from rltui.tui.screens.run import RunScreen
-
     app = make_app(demo_store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(demo_store.demo_ids["failed"]))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, demo_store.demo_ids["failed"])
         await pilot.press("6")
         text = text_of(app.screen.query_one("#traceback-text"))
         assert "FloatingPointError" in text and "sarsa.py" in text
@@ -389,14 +373,10 @@ async def test_failed_run_shows_its_traceback(demo_store):
 # --- replay ----------------------------------------------------------------------------------------
 async def test_replay_steps_through_a_maze_episode(demo_store):
     from rltui.tui.screens.replay import ReplayScreen
-    from rltui.tui.screens.run import RunScreen
-
     ids = demo_store.demo_ids
     app = make_app(demo_store)
     async with app.run_test(size=(100, 36)) as pilot:
-        await settle(pilot)
-        app.push_screen(RunScreen(ids["vi"]))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, ids["vi"])
         await pilot.press("3")
         await settle(pilot)
         await pilot.press("enter")  # the episode under the cursor
@@ -552,8 +532,6 @@ async def test_rename_tag_note_cancel_delete(demo_store):
 
 async def test_help_lists_the_current_screens_keys(demo_store):
     from rltui.tui.screens.dialogs import HelpScreen
-    from rltui.tui.screens.run import RunScreen
-
     app = make_app(demo_store)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -563,8 +541,7 @@ async def test_help_lists_the_current_screens_keys(demo_store):
         keys = dict(app.screen.keys)
         assert keys["/"] == "Filter" and keys["space"] == "Select" and keys["m"] == "Compare"
         await pilot.press("escape")
-        app.push_screen(RunScreen(demo_store.demo_ids["vi"]))
-        await settle(pilot, 3)
+        await open_run_screen(app, pilot, demo_store.demo_ids["vi"])
         await pilot.press("question_mark")
         await settle(pilot)
         keys = dict(app.screen.keys)
