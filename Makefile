@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(VENV)/bin/rltui
 
 test: $(STAMP)
+	@bash scripts/system-packages.sh
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/pgserver.py
+
 from rltui.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +23,35 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     monkeypatch.delenv("RLTUI_DB", raising=False)
+
+
+_PG = None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL cluster per test process (see tests/pgserver.py)."""
+    global _PG
+    from pgserver import ThrowawayPostgres
+
+    if _PG is None:
+        _PG = ThrowawayPostgres().start()
+    return _PG
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """A fresh, empty PostgreSQL database for one test: its SQLAlchemy URL (with the password)."""
+    name = "t_" + os.urandom(5).hex()
+    return pg_server.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """The same test on a SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

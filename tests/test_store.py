@@ -168,34 +168,6 @@ def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monke
     assert [(p, i) for p, i, *_rest, has, _steps in fast[1] if has] == [("train", 3), ("train", 4), ("eval", 0)]
 
 
-PG_ADMIN_URL = os.environ.get("RLTUI_TEST_PG", "postgresql+psycopg://rltui:rltui@localhost/postgres")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database on a reachable server (RLTUI_TEST_PG), dropped afterwards."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed (PostgreSQL is optional)")
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
-    try:
-        conn = admin.connect()
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL reachable at {make_url(PG_ADMIN_URL).render_as_string()}: {type(exc).__name__}")
-    name = f"rltui_test_{os.getpid()}"
-    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-    conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    conn.close()
-    admin.dispose()
-
-
 def test_postgresql_store_migrates_records_and_exports(pg_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
