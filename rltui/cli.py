@@ -124,8 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
     if args.detach:
-        run_id = launch.submit(store, config, check_device=False, start=False)
-        launch.start_workers(store, waiting=1 if early is not None and early.poll() is None else 0)
+        with launch.store_busy_explained(store):
+            run_id = launch.submit(store, config, check_device=False, start=False)
+            launch.start_workers(store, early=early)
         data = {"id": run_id, "status": run_status(store, run_id),
                 "log_path": str(launch.run_log_path(store, run_id))}
         if args.json:
@@ -134,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"run {run_id} {config.name}: {data['status']} in the background "
                   f"(rltui show {run_id}; log: {data['log_path']})")
         return 0
-    run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
+    with launch.store_busy_explained(store):
+        run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
     sigterm_as_interrupt()
     bar = None if args.json else _ProgressBar(f"run {run_id} {config.name}")
     try:
@@ -143,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.close()
+    launch.start_workers(store, wait=False)  # the slot it held, and runs that waited for it
     return _report_run(store, run_id, args.json, ok=status == "completed")
 
 
@@ -180,11 +183,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet: try `rltui run sample_runs/maze_value_iteration.toml`")
         return 0
-    print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}  {'QUEUE':>5}")
+    print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}  {'QUEUE':>5}  NOTE")
     for r in runs:
         queue = f"#{r['queue_position']}" if r["queue_position"] else ""
         print(f"{r['id']:>5}  {r['name'][:28]:<28} {r['env'][:12]:<12} {r['algo'][:18]:<18} "
-              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%  {queue:>5}")
+              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%  {queue:>5}  {r['status_note'] or ''}".rstrip())
     return 0
 
 
@@ -220,6 +223,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{key:>12}: {data[key]}")
     for key, value in data["summary"].items():
         print(f"{key:>12}: {value}")
+    if data["status_note"]:
+        print(f"{'note':>12}: {data['status_note']}")
     if data["error"]:
         print(f"{'error':>12}: {data['error']}")
     if data["status"] == "failed" and data["log_tail"]:

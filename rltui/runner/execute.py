@@ -20,6 +20,8 @@ from rltui import registry
 from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
+from rltui.runner.hosts import host_id, process_start
+from rltui.runner.wal import keep_wal_small
 from rltui.store.engine import Store
 from rltui.store.sql import Json, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
@@ -35,19 +37,25 @@ def create_run(
     parent_id: int | None = None,
     pid: int | None = None,
     host: str | None = None,
+    waits_for: dict[str, int | str] | None = None,
 ) -> int:
     """Store a validated config as a new run row; returns its id.
 
     A `running` row (the foreground CLI) is created already owned by `pid` on `host`, so no worker
-    draining the queue can claim it in between.
+    draining the queue can claim it in between. `waits_for` ({field: run id or "latest:ALGO"}, see
+    runner/scheduler.py) holds the run queued until those runs completed; the ids bound go into the
+    stored config too, so the run reads exactly the runs it waited for.
     """
     now = utcnow()
+    stored = config.to_dict()
+    if waits_for:
+        stored.setdefault("algo", {}).update({k: v for k, v in waits_for.items() if isinstance(v, int)})
     row = {
         "name": config.name,
         "env_id": config.env_id,
         "algo_id": config.algo_id,
         "config_toml": config.source_text,
-        "config": Json(config.to_dict()),
+        "config": Json(stored),
         "config_path": config.source_path,
         "seed": config.seed,
         "device": config.device,
@@ -57,7 +65,10 @@ def create_run(
         "heartbeat_at": now,
         "started_at": now if status == RUNNING else None,
         "pid": pid,
+        "pid_start": process_start(pid),
         "host": host,
+        "host_id": host_id() if host is not None else None,
+        "waits_for": Json(waits_for) if waits_for else None,
         "summary": Json({}),
         "tags": Json([]),
         "notes": "",
@@ -149,6 +160,7 @@ class Heartbeat(threading.Thread):
                     self.recorder.lose()
                     return
                 self.recorder.flush()
+                keep_wal_small(self.store)
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
                 print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
@@ -161,18 +173,24 @@ def take_run(store: Store, run_id: int, pid: int) -> bool:
     """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
     that; a caller that executes a queued run directly (tests, scripts) takes it here."""
     with store.sql.write() as tx:
-        row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
+        row = tx.first("SELECT status, pid, host_id FROM runs WHERE id = :id", id=run_id)
         if row is None:
             raise KeyError(run_id)
-        status, owner = row
+        status, owner, owner_host = row
         if status == RUNNING and owner == pid:
+            return True
+        if status == RUNNING and owner is None and owner_host == host_id():
+            # Claimed for this worker while it was starting; its launcher may not have said whose yet.
+            tx.run("UPDATE runs SET pid = :pid, pid_start = :start WHERE id = :id AND pid IS NULL",
+                   pid=pid, start=process_start(pid), id=run_id)
             return True
         if status != QUEUED:
             return False
         tx.run(
-            "UPDATE runs SET status = :running, pid = :pid, host = :host, heartbeat_at = :now,"
-            " started_at = coalesce(started_at, :now) WHERE id = :id",
-            running=RUNNING, pid=pid, host=socket.gethostname(), now=utcnow(), id=run_id,
+            "UPDATE runs SET status = :running, pid = :pid, pid_start = :start, host = :host, host_id = :host_id,"
+            " heartbeat_at = :now, started_at = coalesce(started_at, :now) WHERE id = :id",
+            running=RUNNING, pid=pid, start=process_start(pid), host=socket.gethostname(), host_id=host_id(),
+            now=utcnow(), id=run_id,
         )
         return True
 

@@ -1,15 +1,18 @@
-"""The detached worker: `python -m rltui.runner.worker --db URL`.
+"""The detached worker: `python -m rltui.runner.worker --run ID [--db PATH]` (another backend's URL
+comes in $RLTUI_DB, never on the command line).
+
+Started by `launch.start_workers` for a run already claimed for it, holding one of this host's slot
+files (runner/slots.py), in its own session (no controlling terminal: SIGHUP and Ctrl-C of the
+launcher never reach it). It points its stdout/stderr at that run's log, executes it, then claims
+the next queued run that has a free slot on this host, and so on until the queue has nothing for
+it — so the queue drains with no daemon. It imports no torch unless a run's algorithm does.
+
+`--launcher PID` (from `rltui run --detach`): started before its run was queued, it waits while that
+launcher lives for the launcher to claim a run for it (see launch.spawn_waiting_worker).
+Without --run or --launcher it claims its first run itself.
 
 `--cancel RUN_ID` instead waits out a cancel's grace period and forces it (the TUI's cancel, which
 must not block or die with the TUI).
-
-Started by `launch.spawn_worker` in its own session (no controlling terminal: SIGHUP and Ctrl-C of
-the launcher never reach it). It claims the next queued run that has a free slot, points its
-stdout/stderr at that run's log, executes it, and claims again until the queue has nothing for it —
-so the queue drains with no daemon. It imports no torch unless a run's algorithm does.
-
-`--launcher PID` (from `rltui run --detach`): started before its run was queued, it first waits for
-a claimable run while that launcher lives (see launch.spawn_waiting_worker).
 """
 
 from __future__ import annotations
@@ -33,24 +36,32 @@ def _redirect_output(path: str) -> None:
     os.close(fd)
 
 
-LAUNCHER_WAIT_LIMIT = 30.0  # s: a launcher that takes longer has a worker started the usual way too
+LAUNCHER_WAIT_LIMIT = 30.0  # s: a launcher that takes longer starts a worker the usual way
 
 
-def _wait_for_launcher(store: Store, launcher: int, has_claimable, poll: float = 0.005) -> None:  # noqa: ANN001
-    """Until a run is claimable, or the launcher that started us has exited (then this worker is
-    reparented) or gave up on us. Reads only: claiming stays the one IMMEDIATE transaction."""
+def _wait_for_launcher(store: Store, launcher: int, poll: float = 0.005) -> int | None:
+    """The run the launcher that started us claims for us, while it lives. Reads only."""
     import numpy  # noqa: F401 — every run seeds numpy: import it while the launcher is still busy
 
+    from rltui.runner.scheduler import assigned_run
+
+    pid = os.getpid()
     deadline = time.monotonic() + LAUNCHER_WAIT_LIMIT
-    while os.getppid() == launcher and time.monotonic() < deadline:
-        if has_claimable(store):
-            return
+    while True:
+        launcher_gone = os.getppid() != launcher  # looked at first: a claim before its exit is seen below
+        run_id = assigned_run(store, pid)
+        if run_id is not None or launcher_gone or time.monotonic() >= deadline:
+            return run_id
         time.sleep(poll)
+
+
+CLAIM_ATTEMPTS = 4  # each waits up to the store's busy timeout
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rltui.runner.worker")
-    parser.add_argument("--db", required=True, help="the store's SQLAlchemy URL or SQLite path")
+    parser.add_argument("--db", help="the store's SQLite path (another backend's URL: in $RLTUI_DB)")
+    parser.add_argument("--run", type=int, metavar="RUN_ID", help="the run claimed for this worker")
     parser.add_argument("--cancel", type=int, metavar="RUN_ID",
                         help="instead of running the queue: cancel this run (graceful, then forced)")
     parser.add_argument("--grace", type=float, default=None, help="with --cancel: seconds before forcing")
@@ -60,16 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from rltui.runner.execute import execute_run, sigterm_as_interrupt
+    from rltui.runner.hosts import process_start
     from rltui.runner.launch import log_dir, run_log_path
-    from rltui.runner.lifecycle import (
-        claim_next,
-        has_claimable,
-        heartbeat_interval,
-        hostname,
-        last_wall_time,
-        next_needs_torch,
-        refresh_liveness,
-    )
+    from rltui.runner.lifecycle import heartbeat_interval, last_wall_time, refresh_liveness
+    from rltui.runner.scheduler import claim, is_busy
 
     sigterm_as_interrupt()
     # The launcher already opened (and upgraded) this store. On SQLite everything on the way to and
@@ -87,28 +92,40 @@ def main(argv: list[str] | None = None) -> int:
             store.dispose()
         return 0
     log_dir(store).mkdir(parents=True, exist_ok=True, mode=0o700)
-    if args.launcher is not None:
-        _wait_for_launcher(store, args.launcher, has_claimable)
-    pid, host = os.getpid(), hostname()
+    pid, start = os.getpid(), process_start(os.getpid())
     interval = heartbeat_interval()
+
+    def next_run() -> int | None:
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                refresh_liveness(store, kick=False, wait=True)  # free the slots of dead workers first
+                return claim(store, pid=pid, pid_start=start, log_path_for=lambda rid: str(run_log_path(store, rid)))
+            except Exception as exc:  # noqa: BLE001 — a writer frozen inside its transaction holds the store
+                if not is_busy(exc) or attempt == CLAIM_ATTEMPTS - 1:
+                    print(f"rltui worker {pid}: cannot claim the next run ({exc}); leaving it queued", flush=True)
+                    return None
+                time.sleep(1.0)
+        return None
+
     try:
+        run_id = args.run
+        if run_id is None and args.launcher is not None:
+            run_id = _wait_for_launcher(store, args.launcher)
+            if run_id is None:
+                return 0  # the launcher claimed nothing for us (no free slot, a refused config)
         while True:
             try:
-                refresh_liveness(store, kick=False)  # free the slots of dead workers first
-                if "torch" not in sys.modules and next_needs_torch(store):
-                    try:  # slow: done before the claim starts the heartbeat clock
-                        import torch  # noqa: F401
-                    except ImportError:
-                        pass  # the run itself will fail and say why
-                run_id = claim_next(store, pid, host, lambda rid: str(run_log_path(store, rid)))
+                if run_id is None:
+                    run_id = next_run()
             except KeyboardInterrupt:
                 break
             if run_id is None:
                 break
             _redirect_output(str(run_log_path(store, run_id)))
-            print(f"rltui worker {pid} on {host}: run {run_id}", flush=True)
+            print(f"rltui worker {pid} on {os.uname().nodename}: run {run_id}", flush=True)
             status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
             print(f"rltui worker {pid}: run {run_id} {status}", flush=True)
+            run_id = None
     finally:
         store.dispose()
     return 0

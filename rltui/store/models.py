@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -64,8 +65,15 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
     host: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The claiming host's "MACHINE_ID:BOOT_ID" and the worker's start time (/proc/PID/stat field 22):
+    # a pid means this worker only on that host, in that boot, with that start time.
+    host_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    pid_start: Mapped[int | None] = mapped_column(BigInteger, default=None)
     log_path: Mapped[str | None] = mapped_column(Text, default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Runs this one needs completed before it starts (init_run, reward_run): ids, or "latest:ALGO"
+    # while no run of ALGO exists on its env yet.
+    waits_for: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
     progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

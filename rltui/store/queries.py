@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
-from rltui.store.runs_table import run_returns, run_rows, runs_fingerprint  # noqa: F401 (re-exported)
+from rltui.store.runs_table import run_returns, run_rows, run_status_note, runs_fingerprint  # noqa: F401 (re-exported)
 
 
 def decode_artifact(kind: str, data: bytes) -> Any:
@@ -53,6 +53,9 @@ def run_dict(run: Run) -> dict[str, Any]:
         "parent_id": run.parent_id,
         "versions": run.versions or {},
         "error": run.error,
+        "waits_for": run.waits_for,
+        # "stalled: no heartbeat for 42 s" (a live worker gone silent) or "waits for run 12".
+        "status_note": run_status_note(run.status, run.heartbeat_at, run.waits_for, run.env_id),
     }
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import datetime, timezone
+
 from rltui.store.sql import Tx, as_datetime, as_json
+from rltui.store.status import QUEUED, RUNNING, status_note
 
 RUN_ROW_KEYS = ("id", "name", "env", "algo", "status", "progress", "seed", "device", "device_used",
-                "created_at", "started_at", "finished_at", "heartbeat_at", "summary", "tags", "notes")
+                "created_at", "started_at", "finished_at", "heartbeat_at", "summary", "tags", "notes", "waits_for")
 _RUN_ROW_SELECT = ("SELECT id, name, env_id, algo_id, status, progress, seed, device, device_used, created_at, "
-                   "started_at, finished_at, heartbeat_at, summary, tags, notes FROM runs")
+                   "started_at, finished_at, heartbeat_at, summary, tags, notes, waits_for FROM runs")
 _RUN_ROW_TIMES = ("created_at", "started_at", "finished_at", "heartbeat_at")
 
 
@@ -63,8 +66,35 @@ def run_rows(
             row[key] = as_datetime(row[key])
         row["summary"] = _as_json(row["summary"]) or {}
         row["tags"] = _as_json(row["tags"]) or []
+        row["status_note"] = run_status_note(row["status"], row["heartbeat_at"], row.pop("waits_for"), row["env"])
         rows.append(row)
     return rows
+
+
+def run_status_note(status: str, heartbeat_at: datetime | None, waits_for: Any, env_id: str | None = None,
+                    now: datetime | None = None) -> str | None:
+    """ "stalled: no heartbeat for 42 s" or "waits for run 12" (status.status_note), from a run row."""
+    if status not in (RUNNING, QUEUED):
+        return None
+    age = ((now or utcnow()) - heartbeat_at).total_seconds() if heartbeat_at is not None else None
+    return status_note(status, age, waits_text(waits_for, env_id) if status == QUEUED else None)
+
+
+def waits_text(waits_for: Any, env_id: str | None = None) -> str | None:
+    """ "waits for run 12" / "waits for runs 12, 13" / "waits for a lm_pretrain run on lm-reviews"."""
+    waits = as_json(waits_for) or {}
+    ids = sorted({v for v in waits.values() if isinstance(v, int) and not isinstance(v, bool)})
+    latest = sorted({v.split(":", 1)[1] for v in waits.values() if isinstance(v, str) and ":" in v})
+    parts = []
+    if ids:
+        parts.append(("run " if len(ids) == 1 else "runs ") + ", ".join(map(str, ids)))
+    parts += [f"a {algo} run" + (f" on {env_id}" if env_id else "") for algo in latest]
+    return "waits for " + " and ".join(parts) if parts else None
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as the store keeps times (the recorder's utcnow, without importing the recorder)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def run_returns(tx: Tx, ids: list[int] | None = None) -> dict[int, dict[str, Any]]:

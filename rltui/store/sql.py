@@ -174,11 +174,24 @@ class SQLiteDatabase:
         """A write transaction holding the write lock from its first statement; commits on exit."""
         yield from self._transaction("BEGIN IMMEDIATE")
 
-    def _transaction(self, begin: str) -> Iterator[SQLiteTx]:
+    @contextmanager
+    def try_write(self) -> Iterator[SQLiteTx]:
+        """A write transaction that never waits: "database is locked" at once if another holds the lock
+        (readers that would like to mark or kick something, but must not stall behind a writer)."""
+        yield from self._transaction("BEGIN IMMEDIATE", busy_ms=0)
+
+    def _transaction(self, begin: str, busy_ms: int | None = None) -> Iterator[SQLiteTx]:
         conn = self._checkout()
         tx = SQLiteTx(conn)
         try:
-            tx.cursor.execute(begin)
+            if busy_ms is not None:
+                tx.cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+                try:
+                    tx.cursor.execute(begin)
+                finally:
+                    tx.cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT * 1000)}")
+            else:
+                tx.cursor.execute(begin)
             try:
                 yield tx
             except BaseException:
@@ -223,6 +236,14 @@ class AlchemyDatabase:
     def write(self) -> Iterator[AlchemyTx]:
         with self.engine.connect() as conn, conn.begin():
             yield AlchemyTx(conn)
+
+    @contextmanager
+    def try_write(self) -> Iterator[AlchemyTx]:
+        """A write transaction whose row locks wait at most a moment (lock_timeout)."""
+        with self.engine.connect() as conn, conn.begin():
+            tx = AlchemyTx(conn)
+            tx.run("SET LOCAL lock_timeout = '100ms'")
+            yield tx
 
     def close(self) -> None:
         pass
