@@ -6,6 +6,7 @@
     rltui mdp CONFIG.toml [--json]
     rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
     rltui cancel ID      rltui resume ID      rltui db upgrade|current|history
+    rltui worker [--slots N] [--drain]           (this machine joins the store's worker pool)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a crashed, cancelled or failed run (same id)")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("worker", help="make this machine part of the store's worker pool (detached)")
+    p.add_argument("--slots", type=int, default=None, metavar="N",
+                   help="runs at once on this machine (default $RLTUI_MAX_RUNS, else one per core)")
+    p.add_argument("--drain", action="store_true", help="stop once the queue has nothing left for this machine")
+    p.add_argument("--foreground", action="store_true", help="run the pool here instead of detached")
 
     p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
     p.add_argument("action", choices=("upgrade", "current", "history"))
@@ -340,6 +347,24 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A pool of workers on this machine for the store (code: rltui/runner/pool.py)."""
+    import os
+
+    from rltui.runner import pool
+
+    if args.slots is not None and args.slots < 1:
+        raise CliError(f"--slots {args.slots}: must be at least 1")
+    store = _store(args)  # checked (and upgraded) here, so the pool starts on a store at head
+    if args.foreground:
+        if args.slots is not None:
+            os.environ["RLTUI_MAX_RUNS"] = str(args.slots)
+        return pool.run_pool(store, drain=args.drain)
+    proc, log = pool.start_pool(store, args.slots, args.drain)
+    print(f"worker pool {proc.pid} for {pool.display_url(store.url)}: log {log}")
+    return 0
+
+
 def _open_tui(args: argparse.Namespace) -> int:
     from rltui.tui.app import run_app
 
@@ -355,6 +380,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "resume": cmd_resume,
     "db": cmd_db,
+    "worker": cmd_worker,
 }
 
 

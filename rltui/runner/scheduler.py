@@ -228,18 +228,24 @@ def _chain_verdict(tx: Tx, waits: dict[str, int | str]) -> bool | str | None:
 _SLOT_COLUMNS = "SELECT id, device, device_used, algo_id, config, host_id, host FROM runs WHERE status = :status"
 
 
-def claimable(tx: Tx, waiting: set[int] | None = None) -> list[int]:
-    """Queued run ids that would get a slot on this host now, in the order they would start.
+def _candidates(tx: Tx, waiting: set[int] | None) -> tuple[list[tuple[int, str]], Counter]:
+    """Queued runs free to start, in submission order, with their pools; and this host's used slots.
     `waiting`: the queued runs held by their chain (computed here, read-only, when not given)."""
     used = Counter(_pool(d, du, a, c) for _i, d, du, a, c, hid, h in tx.all(_SLOT_COLUMNS, status=RUNNING) if is_mine(hid, h))
     if waiting is None:
         waiting = {run_id for run_id, _e, _c, w in tx.all(_CHAIN_ROWS, queued=QUEUED)
                    if _chain_verdict(tx, as_json(w) or {}) is not True}
+    queued = [(run_id, _pool(device, device_used, algo_id, config))
+              for run_id, device, device_used, algo_id, config, _hid, _h in tx.all(_SLOT_COLUMNS + " ORDER BY id", status=QUEUED)
+              if run_id not in waiting]
+    return queued, used
+
+
+def claimable(tx: Tx, waiting: set[int] | None = None) -> list[int]:
+    """Queued run ids that would get a slot on this host now, in the order they would start."""
+    queued, used = _candidates(tx, waiting)
     out = []
-    for run_id, device, device_used, algo_id, config, _hid, _h in tx.all(_SLOT_COLUMNS + " ORDER BY id", status=QUEUED):
-        if run_id in waiting:
-            continue
-        pool = _pool(device, device_used, algo_id, config)
+    for run_id, pool in queued:
         if used[pool] < capacity(pool):
             used[pool] += 1
             out.append(run_id)
@@ -300,8 +306,10 @@ def claim(
     (readers) a busy store raises ClaimBusy at once instead of waiting.
     """
     with _claim_transaction(store, wait) as tx:
-        waiting = _settle_chains(tx)
-        for run_id in claimable(tx, waiting):
+        queued, used = _candidates(tx, _settle_chains(tx))
+        for run_id, pool in queued:
+            if used[pool] >= capacity(pool):
+                continue
             if not store.is_sqlite and tx.first(
                 "SELECT id FROM runs WHERE id = :id AND status = :queued FOR UPDATE SKIP LOCKED", id=run_id, queued=QUEUED
             ) is None:
