@@ -1,0 +1,118 @@
+"""Chains of runs: a run whose config names another (init_run, reward_run) waits queued until that run
+completed, fails at once if it failed or was cancelled, and "latest:ALGO" follows its own batch
+whatever the order the stages were submitted in. Real workers, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rltui.config import load_config_file, load_config_text
+from rltui.runner import launch
+from rltui.runner.lifecycle import LifecycleError
+from tests.conftest import REPO, SAMPLE_RUNS, rltui_cli
+
+PROBE = ('name = "{name}"\nseed = 0\n[env]\nid = "ticker"\n[algo]\nid = "heartbeat_probe"\nsteps = {steps}\n'
+         'step_seconds = 0.02\nfail_at_step = {fail}\n')
+# A later stage that never gets to start in these tests (its awaited run breaks): no torch is loaded.
+STAGE = 'name = "stage"\nseed = 0\n[env]\nid = "lm-reviews"\n[algo]\nid = "reward_model"\ninit_run = {ref}\n'
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("RLTUI_HEARTBEAT_INTERVAL", "0.3")
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "2")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+
+def probe(steps: int = 40, fail: int = -1, name: str = "dep"):
+    return load_config_text(PROBE.format(name=name, steps=steps, fail=fail))
+
+
+def row(store, run_id: int) -> dict:
+    with store.sql.read() as tx:
+        status, error, config = tx.first("SELECT status, error, config FROM runs WHERE id = :id", id=run_id)
+    return {"status": status, "error": error, "config": json.loads(config)}
+
+
+def wait_status(store, run_id: int, wanted: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while (r := row(store, run_id))["status"] not in wanted:
+        assert time.monotonic() < deadline, r
+        time.sleep(0.05)
+    return r
+
+
+def listed(db) -> dict[int, dict]:
+    return {r["id"]: r for r in json.loads(rltui_cli("ls", "--json", db=db, check=True).stdout)}
+
+
+def test_a_waiting_run_shows_what_it_waits_for_and_fails_at_once_when_that_run_fails(store):
+    dep = launch.submit(store, probe(steps=40, fail=30))
+    stage = launch.submit(store, load_config_text(STAGE.format(ref=dep)))
+    shown = listed(store.path)[stage]
+    assert shown["status"] == "queued" and shown["status_note"] == f"waits for run {dep}"
+    assert f"waits for run {dep}" in rltui_cli("ls", db=store.path, check=True).stdout
+    wait_status(store, dep, {"failed"})
+    failed = wait_status(store, stage, {"failed"}, timeout=5)  # the dep's worker settles it on its way out
+    assert failed["error"] == f"algo.init_run = {dep}: run {dep} (heartbeat_probe) failed; this run cannot start without it"
+
+
+def test_cancelling_the_awaited_run_fails_the_waiting_run_at_once(store, monkeypatch):
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "1")
+    blocker = launch.submit(store, probe(steps=400, name="blocker"))
+    dep = launch.submit(store, probe(steps=5))  # queued behind the blocker
+    stage = launch.submit(store, load_config_text(STAGE.format(ref=dep)))
+    assert launch.request_cancel(store, dep) == "cancelled"
+    failed = row(store, stage)
+    assert failed["status"] == "failed" and f"run {dep} (heartbeat_probe) cancelled" in failed["error"]
+    launch.cancel(store, blocker, wait=True, grace=5)
+
+
+def test_a_run_naming_a_run_that_does_not_exist_is_refused_at_submit(store):
+    with pytest.raises(LifecycleError, match="algo.init_run = 42: there is no run 42"):
+        launch.submit(store, load_config_text(STAGE.format(ref=42)))
+
+
+def test_latest_is_bound_at_submit_to_the_newest_run_of_that_algo_finished_or_not(store):
+    old = launch.submit(store, probe(steps=2, name="old"), start=False)
+    with store.sql.write() as tx:
+        tx.run("UPDATE runs SET status = 'completed', algo_id = 'lm_pretrain', env_id = 'lm-reviews' WHERE id = :id", id=old)
+    new = launch.submit(store, probe(steps=2, name="new"), start=False)
+    with store.sql.write() as tx:  # the newest pretraining run, still queued
+        tx.run("UPDATE runs SET algo_id = 'lm_pretrain', env_id = 'lm-reviews' WHERE id = :id", id=new)
+    stage = launch.submit(store, load_config_text(STAGE.format(ref='"latest:lm_pretrain"')), start=False)
+    stored = row(store, stage)
+    assert stored["config"]["algo"]["init_run"] == new  # not the older completed one
+    assert listed(store.path)[stage]["status_note"] == f"waits for run {new}"
+
+
+LM_TINY = {
+    "lm_reviews_1_pretrain.toml": ["algo.d_model=16", "algo.n_layer=1", "algo.n_head=2", "algo.steps=3",
+                                   "algo.batch_size=4", "algo.corpus_size=40", "algo.eval_every=3", "algo.eval_prompts=2"],
+    "lm_reviews_2_reward_model.toml": ["algo.n_pairs=8", "algo.heldout_pairs=8", "algo.epochs=1", "algo.batch_size=8"],
+    "lm_reviews_3_ppo.toml": ["algo.iterations=1", "algo.batch_size=4", "algo.mini_batch_size=4", "algo.ppo_epochs=1",
+                              "algo.eval_every=1", "algo.eval_prompts=2"],
+}
+
+
+@pytest.mark.slow
+def test_an_rlhf_chain_submitted_in_reverse_order_completes_in_its_own_order(store):
+    ids = {}
+    for name in reversed(list(LM_TINY)):  # PPO first, pretraining last
+        ids[name] = launch.submit(store, load_config_file(SAMPLE_RUNS / name, LM_TINY[name]))
+    pretrain, reward, ppo = (ids[n] for n in LM_TINY)
+    shown = listed(store.path)
+    assert shown[ppo]["status"] == "queued" and "waits for" in shown[ppo]["status_note"]
+    for run_id in (pretrain, reward, ppo):
+        done = wait_status(store, run_id, {"completed", "failed", "crashed", "cancelled"}, timeout=240)
+        assert done["status"] == "completed", done["error"]
+    assert row(store, reward)["config"]["algo"]["init_run"] == pretrain
+    assert row(store, ppo)["config"]["algo"]["init_run"] == pretrain
+    assert row(store, ppo)["config"]["algo"]["reward_run"] == reward
+    with store.sql.read() as tx:
+        started = dict(tx.all("SELECT id, started_at FROM runs"))
+        finished = dict(tx.all("SELECT id, finished_at FROM runs"))
+    assert started[reward] >= finished[pretrain] and started[ppo] >= finished[reward]
