@@ -14,7 +14,18 @@ and a torch run (uses_torch=true), measured on a fresh store in a temporary dire
 
 Goal: a tabular run's first metric within 0.5 s of launch.
 
-    .venv/bin/python bench/bench_launch.py [--repeat 5]
+The burst case (--burst N, default 32; 0 skips it) submits N tabular runs (maze Q-learning) at once,
+through the TUI's path (N launch.submit() calls in one process) and through the CLI (a shell loop of
+N `rltui run --detach`), and samples the store's worker processes every 10 ms from /proc:
+
+  * most workers alive at once, and their summed resident memory at its peak;
+  * the first run's launch → first metric;
+  * drain: launch → the last run finished, against the ideal (the sum of the runs' own times,
+    started_at → finished_at, divided by the slots).
+
+Goals: workers ≤ slots at every sample, first metric ≤ 0.5 s, drain ≤ 1.2× the ideal.
+
+    .venv/bin/python bench/bench_launch.py [--repeat 5] [--burst 32] [--burst-only]
 """
 
 from __future__ import annotations
@@ -48,14 +59,19 @@ def write_config(directory: Path, uses_torch: bool) -> Path:
     return path
 
 
-def wait_first_metric(db: Path, run_id: int, timeout: float = 120.0) -> tuple[float, float]:
+def wait_first_metric(db: Path, run_id: int, timeout: float = 120.0, cpu: bool = True) -> tuple[float, float]:
     """(perf_counter when the first metric was readable, the worker's CPU seconds then)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'metrics'").fetchone():
+                time.sleep(0.002)
+                continue
             if conn.execute("SELECT 1 FROM metrics WHERE run_id = ? LIMIT 1", (run_id,)).fetchone():
                 seen = time.perf_counter()
+                if not cpu:
+                    return seen, float("nan")
                 pid = conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
                 return seen, cpu_seconds(pid)
             time.sleep(0.002)
@@ -131,11 +147,130 @@ def one_submit(db: Path, config: Path, store) -> float:
     return first - t0
 
 
+BURST_RUN = ('name = "burst"\nseed = {seed}\n[env]\nid = "maze"\n[algo]\nid = "q_learning"\n'
+             'episodes = {episodes}\n')
+
+
+class WorkerSampler:
+    """Every 10 ms: the worker processes of one store (their command line names its path) and their RSS."""
+
+    def __init__(self, marker: str) -> None:
+        import threading
+
+        self.marker = marker.encode()
+        self.most, self.peak_rss_mib, self.samples = 0, 0.0, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import glob
+
+        while not self.done.is_set():
+            count, rss = 0, 0.0
+            for path in glob.glob("/proc/[0-9]*/cmdline"):
+                try:
+                    with open(path, "rb") as f:
+                        cmd = f.read()
+                    if b"rltui.runner.worker" not in cmd or self.marker not in cmd:
+                        continue
+                    with open(path[:-7] + "status") as f:
+                        status = f.read()
+                except OSError:
+                    continue
+                if "State:\tZ" in status:
+                    continue
+                count += 1
+                for line in status.splitlines():
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1]) / 1024
+            self.most, self.peak_rss_mib = max(self.most, count), max(self.peak_rss_mib, rss)
+            self.samples += 1
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
+    """N tabular runs submitted at once (`via` "submit": the TUI's path; "cli": a loop of `rltui run --detach`)."""
+    from rltui.config import load_config_text
+    from rltui.runner.scheduler import worker_slots
+
+    db = tmp / f"burst-{via}.db"
+    store = open_store(str(db))
+    configs = []
+    for i in range(n):
+        path = tmp / f"burst-{i}.toml"
+        path.write_text(BURST_RUN.format(seed=i, episodes=episodes))
+        configs.append(path)
+    sampler = WorkerSampler(str(db))
+    import threading
+
+    first_seen: list[float] = []
+    watcher = threading.Thread(target=lambda: first_seen.append(wait_first_metric(db, 1, cpu=False)[0]), daemon=True)
+    t0 = time.perf_counter()
+    watcher.start()  # from the moment of the first launch, while the others are still submitted
+    if via == "submit":
+        for path in configs:
+            launch.submit(store, load_config_text(path.read_text()))
+    else:
+        for path in configs:
+            subprocess.run([sys.executable, "-m", "rltui.cli", "--db", str(db), "run", str(path), "--detach"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=True)
+    watcher.join()
+    first = first_seen[0]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        while conn.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]:
+            time.sleep(0.01)
+        drained = time.perf_counter()
+        rows = conn.execute("SELECT status, started_at, finished_at FROM runs").fetchall()
+    finally:
+        conn.close()
+    sampler.stop()
+    store.dispose()
+    from datetime import datetime
+
+    run_seconds = [(datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() for _st, s, f in rows]
+    slots = worker_slots()
+    ideal = sum(run_seconds) / slots
+    return {"via": via, "runs": n, "slots": slots, "completed": sum(r[0] == "completed" for r in rows),
+            "most_workers": sampler.most, "peak_rss_mib": sampler.peak_rss_mib, "samples": sampler.samples,
+            "first_metric_s": first - t0, "drain_s": drained - t0, "ideal_s": ideal,
+            "mean_run_s": statistics.mean(run_seconds)}
+
+
+def report_burst(results: list[dict]) -> None:
+    print(f"burst: {results[0]['runs']} maze Q-learning runs at once, {results[0]['slots']} slots, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"{'via':<26} {'most workers':>12} {'their RSS':>10} {'1st metric':>11} {'drain':>8} {'ideal':>7} "
+          f"{'drain/ideal':>11} {'mean run':>9} {'completed':>9}")
+    for r in results:
+        via = "launch.submit (TUI)" if r["via"] == "submit" else "rltui run --detach loop"
+        print(f"{via:<26} {r['most_workers']:>12} {r['peak_rss_mib']:>6.0f} MiB {r['first_metric_s']:>9.3f} s "
+              f"{r['drain_s']:>6.2f} s {r['ideal_s']:>5.2f} s {r['drain_s'] / r['ideal_s']:>11.2f} "
+              f"{r['mean_run_s']:>7.2f} s {r['completed']:>9}")
+    ok = all(r["most_workers"] <= r["slots"] for r in results)
+    print(f"goals: workers <= slots {'met' if ok else 'MISSED'}; first metric <= {GOAL_S} s: "
+          + ", ".join(f"{r['via']} {'met' if r['first_metric_s'] <= GOAL_S else 'missed'}" for r in results)
+          + "; drain <= 1.2x ideal: "
+          + ", ".join(f"{r['via']} {'met' if r['drain_s'] <= 1.2 * r['ideal_s'] else 'missed'}" for r in results))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--numpy-only", action="store_true", help="skip the torch run (a quick check of the goal)")
+    parser.add_argument("--burst", type=int, default=32, help="runs in the burst case (0: skip it)")
+    parser.add_argument("--burst-only", action="store_true", help="only the burst case")
+    parser.add_argument("--burst-episodes", type=int, default=2000, help="episodes of each burst run (its length)")
     args = parser.parse_args()
+    if args.burst_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            report_burst([burst(Path(tmp), args.burst, via, args.burst_episodes) for via in ("submit", "cli")])
+        return 0
     if sys.dont_write_bytecode:
         print("bench_launch: note: PYTHONDONTWRITEBYTECODE is set, so every worker compiles rltui's modules "
               "from source (tens of ms of CPU a launch); unset it to measure what an installed rltui does")
@@ -165,6 +300,9 @@ def main() -> int:
     if len(rows) > 1:
         print(f"torch / numpy: launch {statistics.median(rows[1][1]) / numpy_cli:.2f}x, "
           f"RSS {statistics.median(rows[1][4]) / statistics.median(rows[0][4]):.2f}x")
+    if args.burst:
+        with tempfile.TemporaryDirectory() as tmp:
+            report_burst([burst(Path(tmp), args.burst, via, args.burst_episodes) for via in ("submit", "cli")])
     return 0
 
 

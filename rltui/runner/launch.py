@@ -45,7 +45,7 @@ from rltui.runner.lifecycle import (
     request_cancel,
     uses_torch,
 )
-from rltui.runner.slots import slot_folder, take_slot
+from rltui.runner.slots import mark_slot, slot_folder, take_slot
 from rltui.store.engine import DB_ENV_VAR, Store, default_db_path, sqlite_revision
 from rltui.store.migrate import SCHEMA_HEAD
 from rltui.store.sql import SQLITE_TIMEOUT
@@ -158,6 +158,7 @@ def start_workers(store: Store, *, wait: bool = True, early: subprocess.Popen | 
                 if run_id is None:
                     break
                 proc = _spawn_detached(store, ["--run", str(run_id)], log=run_log_path(store, run_id), slot=slot)
+                mark_slot(slot, proc.pid)
             finally:
                 os.close(slot)
             scheduler.set_worker(store, run_id, proc.pid, process_start(proc.pid))
@@ -185,7 +186,9 @@ def spawn_waiting_worker(store: Store) -> subprocess.Popen | None:
     if slot is None:
         return None
     try:
-        return _spawn_detached(store, ["--launcher", str(os.getpid())], slot=slot)
+        proc = _spawn_detached(store, ["--launcher", str(os.getpid())], slot=slot)
+        mark_slot(slot, proc.pid)
+        return proc
     finally:
         os.close(slot)
 

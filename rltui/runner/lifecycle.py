@@ -147,10 +147,16 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
                 raise
             return []  # busy: the next look (or a worker) marks them
     if kick:
-        from rltui.runner.launch import start_workers
-
-        start_workers(store, wait=False)
+        kick_stalled_queue(store)
     return crashed
+
+
+def kick_stalled_queue(store: Store, wait: bool = False) -> list[int]:
+    """Start workers for queued runs that have a free slot on this host but nobody draining them
+    (their worker was killed before it could hand on); never waits for the write lock unless asked."""
+    from rltui.runner.launch import start_workers
+
+    return start_workers(store, wait=wait)
 
 
 def stalled_for(status: str, heartbeat_at) -> float | None:  # noqa: ANN001

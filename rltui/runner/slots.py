@@ -7,7 +7,11 @@ at once, this host never has more workers for a store than slot files. The kerne
 when the worker exits, however it exits.
 
     slot = take_slot(folder, n)     # an fd holding slot-K's lock, or None when all n are taken
-    spawn(..., pass_fds=(slot,)); os.close(slot)
+    proc = spawn(..., pass_fds=(slot,)); mark_slot(slot, proc.pid); os.close(slot)
+
+The kernel releases a dying process's locks a moment before the process is gone (it closes its
+files first), so each slot file names its worker's pid: a slot whose last worker is still exiting
+is taken only once that process has gone.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import time
 from pathlib import Path
 
-from rltui.runner.hosts import host_id
+from rltui.runner.hosts import host_id, process_start
+
+EXIT_WAIT = 0.5  # s: how long a free slot waits for its last worker to finish exiting
 
 
 def slot_folder(logs: Path) -> Path:
@@ -39,8 +46,29 @@ def take_slot(folder: Path, n: int) -> int | None:
         except OSError:
             os.close(fd)
             continue
-        return fd
+        if _last_worker_gone(fd):
+            return fd
+        os.close(fd)
     return None
+
+
+def mark_slot(fd: int, pid: int) -> None:
+    """Name the worker that holds this slot (see _last_worker_gone)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{pid} {process_start(pid) or 0}\n".encode(), 0)
+
+
+def _last_worker_gone(fd: int) -> bool:
+    try:
+        pid, start = (int(v) for v in os.pread(fd, 64, 0).split())
+    except ValueError:
+        return True  # never marked
+    deadline = time.monotonic() + EXIT_WAIT
+    while process_start(pid) == start:  # still exiting (a zombie counts as gone)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 def slots_held(folder: Path, n: int) -> int:

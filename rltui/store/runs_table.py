@@ -66,7 +66,7 @@ def run_rows(
             row[key] = as_datetime(row[key])
         row["summary"] = _as_json(row["summary"]) or {}
         row["tags"] = _as_json(row["tags"]) or []
-        row["status_note"] = run_status_note(row["status"], row["heartbeat_at"], row.pop("waits_for"), row["env"])
+        row["waits_for"] = _as_json(row["waits_for"])
         rows.append(row)
     return rows
 

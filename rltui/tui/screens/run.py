@@ -31,6 +31,7 @@ from rltui.store.queries import (
     metric_last_step,
     run_returns,
     run_rows,
+    run_status_note,
 )
 from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
@@ -259,6 +260,9 @@ class RunScreen(LabScreen):
     def update_header(self) -> None:
         row, now = self.row, self.lab.clock()
         status = fmt.status_text(row["status"], self.lab.theme_variables)
+        note = run_status_note(row["status"], row.get("heartbeat_at"), row.get("waits_for"), row["env"])
+        if note:  # "stalled: no heartbeat for 42 s", "waits for run 12"
+            status.append(f" ({note})")
         text = Text.assemble(
             (f"run {row['id']} ", "bold"), (row["name"], "bold"), "  ", status, "  ",
             f"{fmt.progress_bar(row['progress'], 16)} {row['progress'] * 100:.0f}%",

@@ -222,6 +222,11 @@ class RunsScreen(LabScreen):
         status = fmt.status_text(row["status"], theme_vars)
         if row["status"] == "queued" and row["id"] in self.queue:
             status.append(f" #{self.queue[row['id']]}")
+        from rltui.store.runs_table import run_status_note  # loaded with the first rows already
+
+        note = run_status_note(row["status"], row.get("heartbeat_at"), row.get("waits_for"), row["env"])
+        if note:  # "stalled: no heartbeat for 42 s", "waits for run 12"
+            status.append(f" {note}")
         summary = row.get("summary") or {}
         last = row.get("last_return", summary.get("final_return"))
         best = row.get("best_return", summary.get("best_return"))
