@@ -142,12 +142,17 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
                     )
                     if changed:
                         crashed.append(run_id)
-        except Exception as exc:  # noqa: BLE001
-            if wait or not scheduler.is_busy(exc):
+        except Exception:  # noqa: BLE001
+            if wait:
                 raise
-            return []  # busy: the next look (or a worker) marks them
+            # A reader's marking is best effort: the store is busy (or read-only, or full), and the
+            # next look, or a worker, marks them. Reading goes on regardless.
+            return []
     if kick:
-        kick_stalled_queue(store)
+        try:
+            kick_stalled_queue(store)
+        except Exception:  # noqa: BLE001 — best effort too: a read-only store or folder starts nothing
+            pass
     return crashed
 
 

@@ -55,6 +55,28 @@ def _wait_for_launcher(store: Store, launcher: int, poll: float = 0.005) -> int 
         time.sleep(poll)
 
 
+def _nothing_assigned(db: str | None) -> bool:
+    from rltui.runner.scheduler import assigned_run
+
+    store = Store(resolve_url(db))
+    try:
+        return assigned_run(store, os.getpid()) is None
+    finally:
+        store.dispose()
+
+
+WORKER_NICE_ENV = "RLTUI_WORKER_NICE"  # niceness a worker adds to its own (default 5; 0 keeps it)
+
+
+def _lower_priority() -> None:
+    """Training yields the CPU to the people watching it: with more runs than cores, `rltui ls` and
+    the lab still get a core when they ask for one."""
+    try:
+        os.nice(max(0, int(os.environ.get(WORKER_NICE_ENV) or 5)))
+    except (ValueError, OSError):
+        pass
+
+
 CLAIM_ATTEMPTS = 4  # each waits up to the store's busy timeout
 
 
@@ -70,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.launcher is not None and os.getppid() != args.launcher and _nothing_assigned(args.db):
+        return 0  # the launcher is gone without claiming a run for us (a refused config): no imports
     from rltui.runner.execute import execute_run, sigterm_as_interrupt
     from rltui.runner.hosts import process_start
     from rltui.runner.launch import log_dir, run_log_path
@@ -107,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
         return None
 
+    nice_pending = True
     try:
         run_id = args.run
         if run_id is None and args.launcher is not None:
@@ -121,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if run_id is None:
                 break
+            if nice_pending:
+                _lower_priority()
+                nice_pending = False
             _redirect_output(str(run_log_path(store, run_id)))
             print(f"rltui worker {pid} on {os.uname().nodename}: run {run_id}", flush=True)
             status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
