@@ -205,6 +205,19 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
         path = tmp / f"burst-{i}.toml"
         path.write_text(BURST_RUN.format(seed=i, episodes=episodes))
         configs.append(path)
+    # The peer, measured in the same conditions just before: one run alone, launched the same way.
+    single_db = tmp / f"single-{via}.db"
+    open_store(str(single_db)).dispose()
+    t_single = time.perf_counter()
+    if via == "submit":
+        single_store = open_store(str(single_db))
+        launch.submit(single_store, load_config_text(configs[0].read_text()))
+        single_store.dispose()
+    else:
+        subprocess.Popen([sys.executable, "-m", "rltui.cli", "--db", str(single_db), "run", str(configs[0]), "--detach"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    single_first = wait_first_metric(single_db, 1, cpu=False)[0] - t_single
+    _wait_drained(single_db)
     sampler = WorkerSampler(str(db))
     import threading
 
@@ -221,11 +234,9 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=True)
     watcher.join()
     first = first_seen[0]
+    drained = _wait_drained(db)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        while conn.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]:
-            time.sleep(0.01)
-        drained = time.perf_counter()
         rows = conn.execute("SELECT status, started_at, finished_at FROM runs").fetchall()
     finally:
         conn.close()
@@ -238,18 +249,30 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
     ideal = sum(run_seconds) / slots
     return {"via": via, "runs": n, "slots": slots, "completed": sum(r[0] == "completed" for r in rows),
             "most_workers": sampler.most, "peak_rss_mib": sampler.peak_rss_mib, "samples": sampler.samples,
-            "first_metric_s": first - t0, "drain_s": drained - t0, "ideal_s": ideal,
+            "first_metric_s": first - t0, "single_first_metric_s": single_first, "drain_s": drained - t0, "ideal_s": ideal,
             "mean_run_s": statistics.mean(run_seconds)}
+
+
+def _wait_drained(db: Path) -> float:
+    """perf_counter once no run of the store is queued or running."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        while conn.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]:
+            time.sleep(0.01)
+        return time.perf_counter()
+    finally:
+        conn.close()
 
 
 def report_burst(results: list[dict]) -> None:
     print(f"burst: {results[0]['runs']} maze Q-learning runs at once, {results[0]['slots']} slots, load average "
           f"{os.getloadavg()[0]:.2f}")
-    print(f"{'via':<26} {'most workers':>12} {'their RSS':>10} {'1st metric':>11} {'drain':>8} {'ideal':>7} "
+    print(f"{'via':<26} {'most workers':>12} {'their RSS':>10} {'1st metric':>11} {'alone':>8} {'drain':>8} {'ideal':>7} "
           f"{'drain/ideal':>11} {'mean run':>9} {'completed':>9}")
     for r in results:
         via = "launch.submit (TUI)" if r["via"] == "submit" else "rltui run --detach loop"
         print(f"{via:<26} {r['most_workers']:>12} {r['peak_rss_mib']:>6.0f} MiB {r['first_metric_s']:>9.3f} s "
+              f"{r['single_first_metric_s']:>6.3f} s "
               f"{r['drain_s']:>6.2f} s {r['ideal_s']:>5.2f} s {r['drain_s'] / r['ideal_s']:>11.2f} "
               f"{r['mean_run_s']:>7.2f} s {r['completed']:>9}")
     ok = all(r["most_workers"] <= r["slots"] for r in results)

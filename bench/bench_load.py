@@ -61,9 +61,12 @@ def store_bytes(db: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--debug-wal", action="store_true")
     args = parser.parse_args()
     seconds = args.minutes * 60
     os.environ["RLTUI_MAX_RUNS"] = "8"
+    if args.debug_wal:
+        os.environ["RLTUI_DEBUG_WAL"] = "1"
     os.environ.setdefault("PYTHONPATH", str(REPO))
     from rltui.config import load_config_text
     from rltui.runner import launch
@@ -120,6 +123,8 @@ def main() -> int:
         tui_out, _ = tui.communicate(timeout=120)
         logs = launch.log_dir(store)
         log_text = "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
+        if args.debug_wal:
+            print("\n".join(line for line in log_text.splitlines() if line.startswith("rltui wal"))[-3000:])
         store.dispose()
     false_crashes = [i for i in ids if before_cancel[i] == "crashed" or final[i] == "crashed"]
     not_ours = log_text.count("no longer ours")

@@ -20,7 +20,6 @@ from rltui.recorder import utcnow
 from rltui.runner import launch
 from rltui.runner.hosts import host_id, process_start
 from rltui.runner.lifecycle import refresh_liveness
-from rltui.store import open_store
 from tests.conftest import REPO, rltui_cli
 
 PROBE = 'name = "live"\nseed = 0\n[env]\nid = "ticker"\n[algo]\nid = "heartbeat_probe"\nsteps = 5\nstep_seconds = 0.01\n'

@@ -35,7 +35,6 @@ from rltui.runner.scheduler import (  # noqa: F401 — the lifecycle's settings 
     SchedulerError as LifecycleError,
     capacity,
     claimable,
-    has_claimable,
     max_gpu_runs,
     max_runs,
     slot_of,
@@ -162,18 +161,6 @@ def kick_stalled_queue(store: Store, wait: bool = False) -> list[int]:
     from rltui.runner.launch import start_workers
 
     return start_workers(store, wait=wait)
-
-
-def stalled_for(status: str, heartbeat_at) -> float | None:  # noqa: ANN001
-    """Seconds since a running run's last heartbeat, when that is longer than the timeout (the run
-    is stalled: its worker is alive but silent, stopped or swapping); else None."""
-    if status != RUNNING:
-        return None
-    beat = as_datetime(heartbeat_at)
-    if beat is None:
-        return None
-    age = (utcnow() - beat).total_seconds()
-    return age if age > heartbeat_timeout() else None
 
 
 # --- cancel --------------------------------------------------------------------------------------

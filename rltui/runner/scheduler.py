@@ -336,11 +336,6 @@ def settle_chains(store: Any) -> None:
         pass
 
 
-def has_claimable(store: Any) -> bool:
-    with store.sql.read() as tx:
-        return bool(claimable(tx))
-
-
 def set_worker(store: Any, run_id: int, pid: int, pid_start: int | None) -> bool:
     """Fill in the worker of a run claimed for a worker that was starting (whoever gets there first)."""
     with store.sql.write() as tx:

@@ -69,17 +69,3 @@ def _last_worker_gone(fd: int) -> bool:
             return False
         time.sleep(0.002)
     return True
-
-
-def slots_held(folder: Path, n: int) -> int:
-    """How many of this host's `n` slot files are held right now (by live workers)."""
-    fd = take_slot(folder, n)
-    held = 0
-    taken = []
-    while fd is not None:
-        taken.append(fd)
-        fd = take_slot(folder, n)
-    held = n - len(taken)
-    for fd in taken:
-        os.close(fd)
-    return held

@@ -4,9 +4,9 @@ SQLite's automatic checkpoints are PASSIVE: they copy what they can, but the log
 its beginning only once no reader still uses an old snapshot. With eight writers and readers polling
 all the time, that moment may never come by chance and the WAL grows for as long as the runs last
 (706 MB in 5 minutes). So a worker now and then, when the file has grown past WAL_LIMIT, asks for a
-TRUNCATE checkpoint: it waits a moment (CHECKPOINT_WAIT_MS, not the store's busy timeout) for the
-readers of old snapshots to finish, copies every frame back and empties the log. If it cannot, it
-simply tries again later; it never fails a run.
+TRUNCATE checkpoint: it waits a moment (CHECKPOINT_WAIT_MS, not the store's busy timeout; longer
+past WAL_URGENT) for the readers of old snapshots to finish, copies every frame back and empties the
+log. If it cannot, it simply tries again a second later; it never fails a run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import time
 from typing import Any
 
 WAL_LIMIT = 32 * 1024 * 1024  # bytes: past this a worker truncates the log
-CHECK_EVERY = 2.0  # seconds between looks, per process
+WAL_URGENT = 96 * 1024 * 1024  # past this it waits longer for the readers, holding writers back a moment
+CHECK_EVERY = 1.0  # seconds between looks, per process
 CHECKPOINT_WAIT_MS = 250
+URGENT_WAIT_MS = 1500
 
 _last_look = 0.0
 _lock = threading.Lock()
@@ -56,5 +58,8 @@ def keep_wal_small(store: Any) -> None:
         if now - _last_look < CHECK_EVERY:
             return
         _last_look = now
-    if wal_size(path) > WAL_LIMIT:
-        checkpoint(path)
+    size = wal_size(path)
+    if size > WAL_LIMIT:
+        result = checkpoint(path, wait_ms=URGENT_WAIT_MS if size > WAL_URGENT else CHECKPOINT_WAIT_MS)
+        if os.environ.get("RLTUI_DEBUG_WAL"):
+            print(f"rltui wal: {size / 2**20:.0f} MB, checkpoint {result}, now {wal_size(path) / 2**20:.0f} MB", flush=True)
