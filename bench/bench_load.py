@@ -54,6 +54,30 @@ asyncio.run(main())
 """
 
 
+class WalSampler:
+    """The largest size of the store's WAL file, sampled every 0.1 s in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path, self.largest, self.done = path, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.largest = max(self.largest, self.path.stat().st_size)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.largest
+
+
 def store_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
 
@@ -75,7 +99,7 @@ def main() -> int:
     from rltui.store.queries import list_runs, run_dict
 
     load_at_start = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         db = Path(tmp) / "load.db"
         store = open_store(str(db))
         configs = ([FLOOD.format(i=i) for i in range(3)] + [TD.format(i=i) for i in range(3)]
@@ -85,7 +109,8 @@ def main() -> int:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         t0 = time.monotonic()
         size0 = store_bytes(db)
-        ls_times, ls_cpu, read_times, locked, ls_failures, largest_wal = [], [], [], 0, 0, 0
+        ls_times, ls_cpu, read_times, locked, ls_failures = [], [], [], 0, 0
+        wal = WalSampler(Path(f"{db}-wal"))
         while time.monotonic() - t0 < seconds:
             start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
             ls = subprocess.run([sys.executable, "-m", "rltui.cli", "--db", str(db), "ls"],
@@ -100,18 +125,15 @@ def main() -> int:
             read_times.append(time.monotonic() - start)
             locked += "locked" in ls.stderr + ls.stdout
             ls_failures += ls.returncode != 0
-            try:
-                largest_wal = max(largest_wal, Path(f"{db}-wal").stat().st_size)
-            except FileNotFoundError:
-                pass
             time.sleep(0.2)
         elapsed = time.monotonic() - t0
+        largest_wal = wal.stop()
         grown = store_bytes(db) - size0
         with store.sql.read() as tx:
             before_cancel = dict(tx.all("SELECT id, status FROM runs"))
         for run_id in ids:
             launch.cancel(store, run_id, grace=10)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # cancels end at a safe point, or are forced after 10 s
         while time.monotonic() < deadline:
             with store.sql.read() as tx:
                 if not tx.scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')"):

@@ -21,7 +21,7 @@ WAL_LIMIT = 32 * 1024 * 1024  # bytes: past this a worker truncates the log
 WAL_URGENT = 96 * 1024 * 1024  # past this it waits longer for the readers, holding writers back a moment
 CHECK_EVERY = 1.0  # seconds between looks, per process
 CHECKPOINT_WAIT_MS = 250
-URGENT_WAIT_MS = 1500
+URGENT_WAIT_MS = 4000
 
 _last_look = 0.0
 _lock = threading.Lock()
