@@ -29,7 +29,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltui import registry
-from rltui.errors import ConfigError  # noqa: F401 — its home for everyone who imports it from here
+from rltui.errors import ConfigError, read_regular_text  # noqa: F401 — ConfigError: its home for everyone who imports it from here
 from rltui.recorder import RecordPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -134,12 +134,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config_file(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "no such file") from None
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+    text = read_regular_text(path, "config file")  # a FIFO, a device or a folder: refused, never read
     return load_config_text(text, source=str(path), base_dir=path.parent, overrides=overrides)
 
 
