@@ -34,7 +34,7 @@ def read_regular_text(path: str | os.PathLike, what: str = "file", encoding: str
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
                     else "not a plain file")
             raise ConfigError(src, "", f"not a regular file (it is {kind}); the {what} must be a regular file")
