@@ -47,9 +47,14 @@ class RecordParams(Params):
     last: int = Field(5, ge=0, description="keep the trajectories of the last K training episodes")
     eval: bool = Field(True, description="keep the trajectory of every evaluation episode")
     max_steps: int = Field(10_000, ge=1, description="longest trajectory stored, in steps")
+    max_metric_points: int = Field(
+        1_000_000, ge=100, description="rows kept per metric; past it older points are thinned into min/max/mean buckets")
+    max_episodes: int = Field(
+        1_000_000, ge=100, description="episode rows kept per phase; past it older ones are thinned into buckets")
 
     def policy(self) -> RecordPolicy:
-        return RecordPolicy(every=self.every, last=self.last, eval=self.eval, max_steps=self.max_steps)
+        return RecordPolicy(every=self.every, last=self.last, eval=self.eval, max_steps=self.max_steps,
+                            max_metric_points=self.max_metric_points, max_episodes=self.max_episodes)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
 from rltui.store.sql import Json, SQLiteTx, Tx, as_json
+from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
@@ -46,6 +47,8 @@ class RecordPolicy:
     last: int = 5  # keep the last K training episodes (older ones are pruned)
     eval: bool = True  # keep every evaluation episode
     max_steps: int = 10_000  # never store more than this many steps of one episode
+    max_metric_points: int = 1_000_000  # rows per metric key; older ones are thinned past it
+    max_episodes: int = 1_000_000  # episode rows per phase; older ones are thinned past it
 
     def wants(self, index: int, phase: str) -> bool:
         if phase != "train":
@@ -242,6 +245,7 @@ class StoreRecorder(Recorder):
         self._stop = False
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first
         self.fault: StoreFault | None = None  # set when the store stopped taking writes (disk full, ...)
+        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes)
 
     # --- reports -------------------------------------------------------------------------------
     def wall_time(self) -> float:
@@ -370,6 +374,7 @@ class StoreRecorder(Recorder):
             self._drop_doomed_trajectories(pending.episodes)
             try:
                 self._write(pending)
+                self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
             except Exception as exc:
                 raise self._fatal(exc) from exc
 
