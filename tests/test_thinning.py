@@ -84,6 +84,17 @@ def test_metrics_past_the_bound_become_buckets_that_keep_their_true_shape(store,
             prev = step
         # The envelope over all rows is the raw series' min and max (spikes included).
         finite = [v for v in expect.values() if not math.isnan(v)]
+        from rltui.store.queries import metric_downsampled, metric_envelope
+
+        with store.read() as session:
+            (x, mean, low, high), = metric_envelope(session, run_id, key, max_points=1)
+            assert (x, low, high) == (n - 1, min(finite), max(finite))
+            assert mean == pytest.approx(sum(finite) / len(finite))  # buckets weigh what they stand for
+            columns = metric_envelope(session, run_id, key, max_points=80)
+            assert 40 <= len(columns) <= 80 and columns[-1][0] == n - 1
+            assert all(lo <= m <= hi for _, m, lo, hi in columns)
+            line = metric_downsampled(session, run_id, key, max_points=80)
+            assert line[-1] == (n - 1, expect[n - 1])
         assert min(r[3] if r[2] else r[1] for r in rows if r[1] is not None or r[2]) == min(finite)
         assert max(r[4] if r[2] else r[1] for r in rows if r[1] is not None or r[2]) == max(finite)
 
@@ -108,6 +119,12 @@ def test_episodes_past_the_bound_are_thinned_and_trajectories_kept(store, db_pat
                              f'return_max, return_mean, length_mean FROM episodes WHERE run_id = {run_id} '
                              f'ORDER BY "index"')
     assert len(rows) <= bound + 300 and sum(r[4] or 1 for r in rows) == n
+    from rltui.store.runs_table import run_returns
+
+    with store.sql.read() as tx:
+        figures = run_returns(tx, [run_id])[run_id]
+    assert (figures["episodes"], figures["best_return"]) == (n, max(returns))
+    assert figures["steps"] == sum(i % 17 + 1 for i in range(n))  # no step column: the lengths add up
     kept = [r[0] for r in rows if r[3]]
     assert kept == [0, 1000, 2000, 3000, 4000, n - 3, n - 2, n - 1]  # every=1000 and last=3, never merged
     assert all(r[4] is None for r in rows if r[3])
