@@ -141,3 +141,38 @@ def test_episodes_past_the_bound_are_thinned_and_trajectories_kept(store, db_pat
             assert mean == pytest.approx(sum(returns[i] for i in eps) / len(eps))
             assert length_mean == pytest.approx(sum(i % 17 + 1 for i in eps) / len(eps))
         prev = index
+
+
+def test_thinning_runs_the_same_statements_on_postgresql_and_sqlite(store_url, monkeypatch):
+    from conftest import SAMPLE_RUNS
+    from rltui.config import load_config_file
+    from rltui.runner.execute import create_run
+    from rltui.store import open_store
+    from rltui.store.queries import metric_envelope
+
+    monkeypatch.setattr(thinning, "CHUNK", 400)
+    store = open_store(store_url)
+    try:
+        run_id = create_run(store, load_config_file(SAMPLE_RUNS / "maze_q_learning.toml"))
+        n = 3_000
+        values = [float((s * 37) % 1000) for s in range(n)]
+        rec = StoreRecorder(store, run_id, RecordPolicy(max_metric_points=300, max_episodes=100),
+                            flush_every=1e9, max_pending=10**9)
+        for s in range(n):
+            rec.log(s, loss=values[s])
+            rec.episode(s, values[s], length=1)
+            if s % 500 == 0:
+                rec.flush()
+        rec.close()
+        with store.sql.read() as tx:
+            metrics = tx.all("SELECT count(*), sum(coalesce(bucket_size, 1)), min(coalesce(value_min, value)),"
+                             " max(coalesce(value_max, value)) FROM metrics WHERE run_id = :r", r=run_id)[0]
+            episodes = tx.all('SELECT count(*), sum(coalesce(bucket_size, 1)), max(coalesce(return_max, "return"))'
+                              " FROM episodes WHERE run_id = :r", r=run_id)[0]
+        assert metrics[0] <= 300 + 500 and tuple(metrics[1:]) == (n, 0.0, 999.0)
+        assert episodes[0] <= 100 + 500 and tuple(episodes[1:]) == (n, 999.0)
+        with store.read() as session:
+            (_x, mean, low, high), = metric_envelope(session, run_id, "loss", max_points=1)
+        assert (low, high) == (0.0, 999.0) and mean == pytest.approx(sum(values) / n)
+    finally:
+        store.dispose()
