@@ -247,3 +247,30 @@ def test_a_fifo_a_device_or_a_folder_as_config_or_mdp_path_is_refused(tmp_path, 
     assert f"{fifo}: not a regular file (it is a FIFO); the MDP file must be a regular file" in line
     line = _one_line_error(_main(capsys, "mdp", custom, "--set", f"env.path={tmp_path}"))
     assert "not a regular file (it is a directory)" in line
+
+
+def test_db_check_on_postgresql_reads_every_table_and_hides_the_password(pg_url, capsys):
+    from sqlalchemy.engine import make_url
+
+    proc = _main(capsys, "--db", pg_url, "db", "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (every table read found no problem)" in proc.stdout
+    password = make_url(pg_url).password
+    assert password and password not in proc.stdout + proc.stderr
+
+
+async def test_the_lab_reads_a_read_only_store(tmp_path):
+    from rltui.tui.app import RlTuiApp
+    from test_tui_common import settle
+
+    db = tmp_path / "lab.db"
+    _store_with_a_run(db)
+    before = _digest(db)
+    app = RlTuiApp(db=f"{db}?mode=ro", poll_interval=0.1)
+    async with app.run_test(size=(100, 24)) as pilot:
+        for _ in range(5):  # first page, full load, and polls (liveness is not tried on it)
+            await settle(pilot)
+            await pilot.pause(0.15)
+        assert app.store_error is None and app.store.read_only
+        assert 1 in app.screen.rows and app.screen.rows[1]["status"] == "completed"
+    assert _digest(db) == before and sorted(os.listdir(tmp_path)) == ["lab.db"]
