@@ -176,3 +176,14 @@ def test_thinning_runs_the_same_statements_on_postgresql_and_sqlite(store_url, m
         assert (low, high) == (0.0, 999.0) and mean == pytest.approx(sum(values) / n)
     finally:
         store.dispose()
+
+
+def test_record_bounds_are_checked_like_every_record_key():
+    base = '[env]\nid = "maze"\n[algo]\nid = "q_learning"\n[record]\n'
+    cfg = load_config_text(base + "max_metric_points = 5000\nmax_episodes = 300\n", source="x.toml")
+    assert (cfg.record.policy().max_metric_points, cfg.record.policy().max_episodes) == (5000, 300)
+    assert load_config_text(base, source="x.toml").record.max_metric_points == 1_000_000
+    with pytest.raises(ConfigError, match=r"^x\.toml: record\.max_metric_points: .*100"):
+        load_config_text(base + "max_metric_points = 10\n", source="x.toml")
+    with pytest.raises(ConfigError, match=r"^x\.toml: record\.max_episode: unknown key.*Did you mean 'max_episodes'"):
+        load_config_text(base + "max_episode = 10\n", source="x.toml")

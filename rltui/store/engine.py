@@ -16,7 +16,7 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from typing import TYPE_CHECKING, Any
 
