@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable
 
-from rltui.store.sql import in_list
+from rltui.store.sql import SQLiteTx, in_list
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
     from rltui.store.sql import Tx
 
-CHUNK = 5_000  # rows read per transaction: a chunk holds the write lock for tens of milliseconds
+CHUNK = 2_000  # rows read per transaction: a chunk holds the write lock for tens of milliseconds
 WORK_FACTOR = 3  # a flush reads up to this many times the rows it wrote (at least one chunk)
 
 
@@ -185,8 +185,10 @@ class Thinner:
         columns = [f"{prefix}_min", f"{prefix}_max", f"{prefix}_mean"] + [f"{c}_mean" for c in table.extra]
         select = (
             f"SELECT id, {x}, {value}, bucket_size, {', '.join(columns)}, {', '.join(table.extra) or 'NULL'} "
-            f"FROM {table.name} WHERE {self._where(table)} AND {x} < :cutoff "
-            f"AND ({x} > :x0 OR ({x} = :x0 AND id > :id0)) ORDER BY {x}, id LIMIT :chunk"
+            # `x >= :x0` alone lets the (run, series, x) index seek to where the pass is; the OR
+            # then skips the rows at x0 already done.
+            f"FROM {table.name} WHERE {self._where(table)} AND {x} >= :x0 AND {x} < :cutoff "
+            f"AND ({x} > :x0 OR id > :id0) ORDER BY {x}, id LIMIT :chunk"
         )
         with self.store.sql.write() as tx:
             rows = tx.all(select, **self._params(table, name), cutoff=series.cutoff,
@@ -204,10 +206,9 @@ class Thinner:
             cut = full and len(groups) > 1
             if cut:
                 groups.pop()  # the bucket the chunk's end cut through: merged whole by the next chunk
-            gone = 0
-            for group in groups:
-                if len(group) > 1:
-                    gone += self._write_bucket(tx, table, columns, merge(group), [p.id for p in group[:-1]])
+            merged = [g for g in groups if len(g) > 1]
+            gone = self._write_buckets(tx, table, columns, [merge(g) for g in merged],
+                                       [p.id for g in merged for p in g[:-1]])
         series.count -= gone
         if not full:
             series.cursor, series.done_below = None, series.cutoff  # the pass is over
@@ -218,19 +219,30 @@ class Thinner:
             series.cursor = (last.x, last.id) if cut else (last.x, last.id - 1)
         return len(rows), gone
 
-    def _write_bucket(self, tx: Tx, table: Table, columns: list[str], bucket: Point, drop: list[int]) -> int:
-        values = [bucket.low, bucket.high, bucket.mean] + bucket.extra_means
-        params = {f"c{i}": v for i, v in enumerate(values)}
-        tx.run(
-            f"UPDATE {table.name} SET bucket_size = :size, "
-            + ", ".join(f"{c} = :c{i}" for i, c in enumerate(columns)) + " WHERE id = :id",
-            size=bucket.size, id=bucket.id, **params,
-        )
+    def _write_buckets(self, tx: Tx, table: Table, columns: list[str], buckets: list[Point], drop: list[int]) -> int:
+        """Each bucket into its last row (one executemany), the rows it absorbed deleted; rows deleted."""
+        if buckets:
+            update = (f"UPDATE {table.name} SET bucket_size = :size, "
+                      + ", ".join(f"{c} = :c{i}" for i, c in enumerate(columns)) + " WHERE id = :id")
+            _run_many(tx, update, [
+                {"size": b.size, "id": b.id, **{f"c{i}": v for i, v in enumerate([b.low, b.high, b.mean] + b.extra_means)}}
+                for b in buckets
+            ])
         gone = 0
         for start in range(0, len(drop), 500):
             placeholders, ids = in_list("id", drop[start:start + 500])
             gone += tx.run(f"DELETE FROM {table.name} WHERE id IN ({placeholders})", **ids)
         return gone
+
+
+def _run_many(tx: Tx, sql: str, rows: list[dict[str, Any]]) -> None:
+    """One statement over many parameter sets: raw executemany on SQLite, Core's elsewhere."""
+    if isinstance(tx, SQLiteTx):
+        tx.cursor.executemany(sql, rows)
+    else:
+        from sqlalchemy import text
+
+        tx.conn.execute(text(sql), rows)
 
 
 def _point(row: tuple, extras: int) -> Point:
