@@ -5,7 +5,7 @@
     rltui ls [--json]    rltui show ID [--json]    rltui export ID --format json|csv [-o FILE]
     rltui mdp CONFIG.toml [--json]
     rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
-    rltui cancel ID      rltui resume ID      rltui db upgrade|current|history
+    rltui cancel ID      rltui resume ID      rltui db upgrade|current|history|check
     rltui worker [--slots N] [--drain]           (this machine joins the store's worker pool)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", action="store_true", help="stop once the queue has nothing left for this machine")
     p.add_argument("--foreground", action="store_true", help="run the pool here instead of detached")
 
-    p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
-    p.add_argument("action", choices=("upgrade", "current", "history"))
+    p = sub.add_parser("db", help="the store's schema: upgrade, current, history; check: is the file sound")
+    p.add_argument("action", choices=("upgrade", "current", "history", "check"))
     return parser
 
 
@@ -95,6 +95,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a full disk, a read-only or damaged store, met mid-command: one line
+        from rltui.store.faults import fault_message
+
+        message = fault_message(exc, _store_location(args.db))
+        if message is None:
+            raise
+        print(f"rltui: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _store_location(db: str | None) -> str:
+    from rltui.store.engine import resolve_url, store_location
+
+    try:
+        return store_location(resolve_url(db))
+    except Exception:  # noqa: BLE001 — only for a message
+        return db or "the store"
 
 
 # --- verbs -------------------------------------------------------------------------------------
@@ -102,6 +119,21 @@ def _store(args: argparse.Namespace):  # noqa: ANN202
     from rltui.store import open_store
 
     return open_store(args.db)
+
+
+def _refresh(refresh_liveness, store) -> None:  # noqa: ANN001
+    """Readers mark dead runs crashed when they can; a store that cannot be written is still read."""
+    from rltui.store.faults import fault_message
+
+    if store.read_only:
+        return
+    try:
+        refresh_liveness(store)
+    except Exception as exc:  # noqa: BLE001 — a full disk must not stop `ls` from listing
+        message = fault_message(exc, store.where)
+        if message is None:
+            raise
+        print(f"rltui: warning: {message}", file=sys.stderr)
 
 
 def _print_json(data: Any) -> None:
@@ -120,7 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rltui.store import Store, resolve_url
 
     # The worker starts first, so that its start-up overlaps ours (checking the config costs pydantic).
-    early = launch.spawn_waiting_worker(Store(resolve_url(args.db))) if args.detach else None
+    target = Store(resolve_url(args.db))
+    target.refuse_writes()  # a read-only store: one line, before any worker or log file
+    early = launch.spawn_waiting_worker(target) if args.detach else None
 
     from rltui.config import load_config_file
     from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
@@ -178,7 +212,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rltui.store.queries import list_runs, run_dict
 
     store = _store(args)
-    refresh_liveness(store)  # what the store says about a run must be true: dead workers → crashed
+    _refresh(refresh_liveness, store)  # what the store says about a run must be true: dead workers → crashed
     positions = queue_positions(store)
     with store.read() as session:
         runs = [run_dict(r) for r in list_runs(session)]
@@ -205,7 +239,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rltui.store.queries import latest_artifact, run_dict
 
     store = _store(args)
-    refresh_liveness(store)
+    _refresh(refresh_liveness, store)
     with store.read() as session:
         run = session.get(Run, args.id)
         if run is None:
@@ -256,6 +290,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             export_json(store, args.id, sys.stdout)
     except ExportError as exc:
         raise CliError(str(exc)) from exc
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         raise CliError(f"cannot write {exc.filename or args.output}: {exc.strerror}") from exc
     finally:
@@ -321,6 +357,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = resolve_url(args.db)
     path = sqlite_path(url)
     where = str(path) if path is not None else url
+    if args.action == "check":
+        return _db_check(args, path)
     head = head_revision()
     if args.action == "current" and path is not None and not path.exists():
         print(f"{where}: no store yet (`rltui db upgrade` or any other command creates it at {head})")
@@ -338,6 +376,13 @@ def cmd_db(args: argparse.Namespace) -> int:
             current = current_revision(conn)
     finally:
         store.dispose()
+    if path is not None:  # a damaged store is not reported healthy: SQLite reads every page
+        from rltui.store.check import quick_check
+        from rltui.store.faults import DAMAGED, StoreFault, describe
+
+        problems = quick_check(path)
+        if problems:
+            raise StoreFault(describe(DAMAGED, where, f" (quick_check: {problems[0]})"), DAMAGED)
     if args.action == "upgrade" and store.backup is not None:
         print(f"{where}: upgraded to {current}; the previous file was copied to {store.backup}")
     elif current == head:
@@ -363,6 +408,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     proc, log = pool.start_pool(store, args.slots, args.drain)
     print(f"worker pool {proc.pid} for {pool.display_url(store.url)}: log {log}")
     return 0
+def _db_check(args: argparse.Namespace, path) -> int:  # noqa: ANN001
+    """Exit 0 when the store is sound, 2 when damaged (each problem listed)."""
+    from rltui.store.check import check_server, check_sqlite, format_report
+
+    if path is not None:
+        report = check_sqlite(path)
+    else:
+        store = _store(args)
+        try:
+            report = check_server(store)
+        finally:
+            store.dispose()
+    print(format_report(report), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else EXIT_BAD_INPUT
 
 
 def _open_tui(args: argparse.Namespace) -> int:

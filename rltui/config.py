@@ -29,7 +29,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltui import registry
-from rltui.errors import ConfigError  # noqa: F401 — its home for everyone who imports it from here
+from rltui.errors import ConfigError, read_regular_text  # noqa: F401 — ConfigError: its home for everyone who imports it from here
 from rltui.recorder import RecordPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -47,9 +47,14 @@ class RecordParams(Params):
     last: int = Field(5, ge=0, description="keep the trajectories of the last K training episodes")
     eval: bool = Field(True, description="keep the trajectory of every evaluation episode")
     max_steps: int = Field(10_000, ge=1, description="longest trajectory stored, in steps")
+    max_metric_points: int = Field(
+        1_000_000, ge=100, description="rows kept per metric; past it older points are thinned into min/max/mean buckets")
+    max_episodes: int = Field(
+        1_000_000, ge=100, description="episode rows kept per phase; past it older ones are thinned into buckets")
 
     def policy(self) -> RecordPolicy:
-        return RecordPolicy(every=self.every, last=self.last, eval=self.eval, max_steps=self.max_steps)
+        return RecordPolicy(every=self.every, last=self.last, eval=self.eval, max_steps=self.max_steps,
+                            max_metric_points=self.max_metric_points, max_episodes=self.max_episodes)
 
 
 @dataclass(frozen=True)
@@ -134,12 +139,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config_file(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "no such file") from None
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+    text = read_regular_text(path, "config file")  # a FIFO, a device or a folder: refused, never read
     return load_config_text(text, source=str(path), base_dir=path.parent, overrides=overrides)
 
 

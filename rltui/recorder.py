@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from rltui.store.faults import BUSY, StoreFault, as_fault
 from rltui.store.sql import Json, SQLiteTx, Tx, as_json
+from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
@@ -45,6 +47,8 @@ class RecordPolicy:
     last: int = 5  # keep the last K training episodes (older ones are pruned)
     eval: bool = True  # keep every evaluation episode
     max_steps: int = 10_000  # never store more than this many steps of one episode
+    max_metric_points: int = 1_000_000  # rows per metric key; older ones are thinned past it
+    max_episodes: int = 1_000_000  # episode rows per phase; older ones are thinned past it
 
     def wants(self, index: int, phase: str) -> bool:
         if phase != "train":
@@ -240,6 +244,8 @@ class StoreRecorder(Recorder):
         self._stop_checked_at = 0.0
         self._stop = False
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first
+        self.fault: StoreFault | None = None  # set when the store stopped taking writes (disk full, ...)
+        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes)
 
     # --- reports -------------------------------------------------------------------------------
     def wall_time(self) -> float:
@@ -340,6 +346,8 @@ class StoreRecorder(Recorder):
 
     def should_stop(self) -> bool:
         """True once someone asked this run to stop (checked in the store at most every 0.25 s)."""
+        if self.fault is not None:
+            raise self.fault
         now = time.monotonic()
         if not self._stop and now - self._stop_checked_at > 0.25:
             self._stop_checked_at = now
@@ -361,17 +369,37 @@ class StoreRecorder(Recorder):
                 self._last_flush = time.monotonic()
             if not len(pending) and not pending.summary and pending.progress is None:
                 return
+            if self.fault is not None:
+                raise self.fault  # the store cannot take more: nothing is tried again
             self._drop_doomed_trajectories(pending.episodes)
-            if self.store.is_sqlite:
-                with self.store.sql.write() as tx:
-                    self._write_sqlite(tx, pending)
-                    self._write_run_row(tx, pending)
-            else:
-                from rltui.store.sql import AlchemyTx
+            try:
+                self._write(pending)
+                self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
+            except Exception as exc:
+                raise self._fatal(exc) from exc
 
-                with self.store.write_connection() as conn, conn.begin():
-                    self._write_core(conn, pending)
-                    self._write_run_row(AlchemyTx(conn), pending)
+    def _write(self, pending: _Pending) -> None:
+        if self.store.is_sqlite:
+            with self.store.sql.write() as tx:
+                self._write_sqlite(tx, pending)
+                self._write_run_row(tx, pending)
+        else:
+            from rltui.store.sql import AlchemyTx
+
+            with self.store.write_connection() as conn, conn.begin():
+                self._write_core(conn, pending)
+                self._write_run_row(AlchemyTx(conn), pending)
+
+    def _fatal(self, exc: Exception) -> Exception:
+        """A full disk, a read-only or damaged store: said at once in the run's log, and from then on
+        every flush and should_stop() raises it, so the run ends `failed` with this one line."""
+        if self.fault is None:
+            fault = as_fault(exc, self.store.where)
+            if fault is None or fault.kind == BUSY:
+                return exc  # not a fault of the store itself: raised as it came
+            self.fault = fault
+            print(f"rltui: run {self.run_id}: {fault}; the run stops and ends failed", file=sys.stderr, flush=True)
+        return self.fault
 
     def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> None:
         """Within one flush, trajectories the last-K rule would prune before it ends are not written."""

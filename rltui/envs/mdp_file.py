@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rltui.config import ConfigError
+from rltui.errors import read_regular_text
 from rltui.envs.tabular import TabularMDP, from_outcomes
 
 KEYS = ("gamma", "states", "actions", "start", "terminal", "transitions")
@@ -45,12 +46,7 @@ def read_mdp_data(path: str | Path) -> dict[str, Any]:
     """Parse the file (TOML by default, JSON for *.json) into a dict; errors name the file."""
     path = Path(path)
     src = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(src, "", "MDP file not found") from None
-    except OSError as exc:
-        raise ConfigError(src, "", f"cannot read the MDP file: {exc.strerror}") from None
+    text = read_regular_text(path, "MDP file", encoding="utf-8", not_found="MDP file not found")  # a FIFO, a device, a folder: refused
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

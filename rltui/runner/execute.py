@@ -241,7 +241,7 @@ def execute_run(
     except BaseException as exc:  # noqa: BLE001 — record every way a run can end
         tb = traceback.format_exc()
         cancelled = isinstance(exc, KeyboardInterrupt)
-        if not cancelled:
+        if not cancelled and not (recorder is not None and exc is recorder.fault):  # a fault: said in one line
             sys.stderr.write(tb)
             sys.stderr.flush()
         try:
@@ -257,7 +257,7 @@ def execute_run(
         if cancelled:
             finish_run(store, run_id, CANCELLED, error="cancelled: interrupted (SIGTERM or Ctrl-C)", pid=pid)
             return CANCELLED
-        finish_run(store, run_id, FAILED, error=f"{type(exc).__name__}: {exc}", tb=tb, pid=pid)
+        finish_failed(store, run_id, exc, tb, pid)
         return FAILED
     heartbeat.stop()
     if recorder.lost:
@@ -292,6 +292,29 @@ def finish_run(
         condition, params = condition + " AND pid = :pid AND status = :running", {**params, "pid": pid, "running": RUNNING}
     with store.sql.write() as tx:
         tx.run(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE {condition}", **values, **params)
+
+
+FULL_DISK_WAIT = 600.0  # s a worker keeps trying to record its failure on a full disk
+
+
+def finish_failed(store: Store, run_id: int, exc: BaseException, tb: str, pid: int) -> None:
+    """Record a failed run even on a full disk: as soon as its one row can be written."""
+    import time
+
+    from rltui.store.faults import FULL, StoreFault, fault_kind
+
+    error = str(exc) if isinstance(exc, StoreFault) else f"{type(exc).__name__}: {exc}"
+    deadline = time.monotonic() + FULL_DISK_WAIT
+    while True:
+        try:
+            return finish_run(store, run_id, FAILED, error=error, tb=tb, pid=pid)
+        except Exception as again:
+            if fault_kind(again) != FULL or time.monotonic() > deadline:
+                raise
+            if tb is not None:
+                tb = None  # the traceback may be what does not fit; the log has it
+                continue
+            time.sleep(1.0)
 
 
 def _status(store: Store, run_id: int) -> str | None:

@@ -111,7 +111,7 @@ class CustomParams(Params):
 
         from rltui.envs.mdp_file import load_mdp
 
-        if not os.path.isfile(path):
+        if not os.path.exists(path):  # a FIFO, a device or a folder: load_mdp says "not a regular file"
             raise PydanticCustomError("mdp_file", "MDP file not found: {path}", {"path": path})
         # A bad file raises ConfigError naming the MDP file and the entry; pydantic lets it through.
         load_mdp(path)

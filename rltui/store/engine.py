@@ -16,12 +16,13 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote
+from urllib.parse import parse_qsl
 
 from typing import TYPE_CHECKING, Any
 
+from rltui.store.faults import DAMAGED, READ_ONLY, StoreError, StoreFault, describe
 from rltui.store.migrate import SCHEMA_HEAD, upgrade_to_head
-from rltui.store.sql import AlchemyDatabase, SQLiteDatabase, tune_sqlite_connection
+from rltui.store.sql import AlchemyDatabase, SQLiteDatabase, sqlite_uri, tune_sqlite_connection
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 DB_ENV_VAR = "RLTUI_DB"
 
 
-class StoreError(Exception):
-    """A store that cannot be opened as asked; the message says why and what to do."""
+__all__ = ["Store", "StoreError", "StoreFault", "open_store", "resolve_url"]
+
+# The query options a SQLite store URL or path may carry; anything else would be silently ignored
+# by the raw sqlite3 connections a worker uses, so it is refused.
+SQLITE_OPTIONS = {"mode": ("ro", "rw", "rwc"), "immutable": ("1",)}
 
 
 def default_db_path() -> Path:
@@ -43,23 +47,92 @@ def default_db_path() -> Path:
 
 
 def resolve_url(db: str | None = None) -> str:
-    """--db beats $RLTUI_DB beats the default path. Returns a SQLAlchemy URL."""
+    """--db beats $RLTUI_DB beats the default path. Returns a SQLAlchemy URL.
+
+    An empty --db, an in-memory SQLite URL, a `~user` that names nobody and query options the store
+    would not honour are refused with StoreError; `?mode=ro` (or `?immutable=1`) after a path or a
+    sqlite:// URL opens the store read-only.
+    """
+    if db is not None and not db.strip():
+        raise StoreError(
+            f"--db {db!r} is empty; give a SQLite file path or a database URL, or leave --db out for "
+            f"$RLTUI_DB or the default {default_db_path()}"
+        )
     target = db or os.environ.get(DB_ENV_VAR) or str(default_db_path())
     if "://" in target:
+        if target.startswith("sqlite"):
+            _check_sqlite_url(target)
         return target
-    return f"sqlite:///{Path(target).expanduser().resolve()}"
+    path_text, _, query = target.partition("?")
+    try:
+        path = Path(path_text).expanduser().resolve()
+    except RuntimeError as exc:  # "~nosuchuser/x": no such user to expand
+        raise StoreError(f"{target}: no such user for {path_text.split('/')[0]!r} (~NAME is that user's home folder)") from None
+    url = f"sqlite:///{path}" + (f"?{query}" if query else "")
+    if query:
+        _check_sqlite_url(url)
+    return url
+
+
+def _check_sqlite_url(url: str) -> None:
+    database, _, query = url.partition(":///")[2].partition("?") if ":///" in url else ("", "", "")
+    if not database or database == ":memory:" or database.startswith("file::memory:") or \
+            dict(parse_qsl(query)).get("mode") == "memory":
+        raise StoreError(
+            f"{url}: an in-memory SQLite database would vanish when this command ends, and workers "
+            f"could not share it; give a file path (e.g. --db ~/experiments/lab.db)"
+        )
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in SQLITE_OPTIONS or value not in SQLITE_OPTIONS[key]:
+            allowed = ", ".join(f"{k}={v}" for k, vs in SQLITE_OPTIONS.items() for v in vs)
+            raise StoreError(f"{url}: option {key}={value!r} is not understood for a SQLite store; allowed: {allowed}")
+
+
+def sqlite_options(url: str) -> dict[str, str]:
+    return dict(parse_qsl(url.partition("?")[2])) if url.startswith("sqlite") and "?" in url else {}
 
 
 def sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///") and "?" not in url:  # what resolve_url makes; no import needed
-        database = url[len("sqlite:///"):]
+    if url.startswith("sqlite:///"):  # what resolve_url makes; no import needed
+        database = url[len("sqlite:///"):].partition("?")[0]
         return None if not database or database == ":memory:" else Path(database)
+    if url.startswith("sqlite:"):
+        return None
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
+
+
+def read_only_reason(path: Path, options: dict[str, str] | None = None) -> str | None:
+    """Why the SQLite store at `path` can only be read (None: it can be written).
+
+    Writing needs the file writable and, for the -wal/-shm files beside it, its folder too (unless
+    both already exist and are writable). A read-only filesystem fails these checks as well.
+    """
+    options = options or {}
+    if options.get("mode") == "ro" or options.get("immutable") == "1":
+        return "opened with ?" + ("mode=ro" if options.get("mode") == "ro" else "immutable=1")
+    target = path if path.exists() else path.parent
+    if target.exists() and _read_only_fs(target):
+        return "it is on a read-only filesystem"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    folder = path.parent
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        sides = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
+        if not (path.exists() and all(p.exists() and os.access(p, os.W_OK) for p in sides)):
+            return f"its folder {folder} is not writable"
+    return None
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 # Every engine this process made. A forked child must never use its parent's pooled connections
@@ -76,13 +149,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_dispose_after_fork)
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, read_only: bool = False) -> None:
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own handling defers it).
-        tune_sqlite_connection(dbapi_conn)
+        tune_sqlite_connection(dbapi_conn, read_only)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
@@ -93,19 +166,13 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 def _connect_untouched(path: Path) -> sqlite3.Connection:
-    """A read-only look at `path` that creates and changes nothing on disk.
-
-    `mode=ro` alone still creates -wal/-shm files next to a WAL database. When no -wal file exists
-    the main file holds every committed page, so `immutable=1` reads it exactly without any lock or
-    side file; when one exists (a writer has the store open) a plain read-only connection is used.
-    """
-    uri = f"file:{quote(str(path))}"
-    wal = path.with_name(path.name + "-wal")
-    uri += "?mode=ro" if wal.exists() else "?immutable=1"
-    return sqlite3.connect(uri, uri=True)
+    """A read-only look at `path` that creates and changes nothing on disk (see sql.sqlite_uri)."""
+    return sqlite3.connect(sqlite_uri(str(path), read_only=True), uri=True)
 
 
 def _not_a_store(path: Path, exc: Exception) -> StoreError:
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == 11:  # SQLITE_CORRUPT: a store, damaged
+        return StoreFault(describe(DAMAGED, str(path), f" (SQLite says: {exc})"), DAMAGED)
     return StoreError(
         f"{path} is not an rltui store (SQLite says: {exc}). Point --db or $RLTUI_DB at an rltui "
         f"store, or at a new file name to create one."
@@ -142,6 +209,9 @@ class Store:
     def __init__(self, url: str, engine: Engine | None = None, backup: Path | None = None) -> None:
         self.url = url
         self.backup = backup  # where opening copied an older-revision file aside, if it did
+        path = self.path
+        # Why this store can only be read (a read-only file, folder or filesystem, or ?mode=ro), or None.
+        self.read_only = read_only_reason(path, sqlite_options(url)) if path is not None else None
         self._engine = engine
         self._sessions: tuple[Any, Any, Any] | None = None
         self._sql: SQLiteDatabase | AlchemyDatabase | None = None
@@ -153,8 +223,17 @@ class Store:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_store_engine(self.url)
+            self._engine = create_store_engine(self.url, read_only=bool(self.read_only))
         return self._engine
+
+    @property
+    def where(self) -> str:
+        """The store as messages name it: its file, or its URL without a password."""
+        return store_location(self.url)
+
+    def refuse_writes(self) -> None:
+        if self.read_only:
+            raise StoreFault(describe(READ_ONLY, self.where, f" ({self.read_only})"), READ_ONLY)
 
     @property
     def sql(self) -> SQLiteDatabase | AlchemyDatabase:
@@ -163,7 +242,8 @@ class Store:
             with self._sql_lock:
                 if self._sql is None:
                     path = self.path
-                    self._sql = SQLiteDatabase(str(path)) if path is not None else AlchemyDatabase(self.engine)
+                    self._sql = (SQLiteDatabase(str(path), read_only=self.read_only) if path is not None
+                                 else AlchemyDatabase(self.engine))
         return self._sql
 
     def _sessionmakers(self) -> tuple[Any, Any, Any]:
@@ -195,11 +275,13 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction that holds the write lock from its first statement; commits on exit."""
+        self.refuse_writes()
         with self._sessionmakers()[2]() as session, session.begin():
             yield session
 
     def write_connection(self):  # noqa: ANN201
         """A Core connection whose transactions begin IMMEDIATE (for the recorder's bulk inserts)."""
+        self.refuse_writes()
         return self._sessionmakers()[0].connect()
 
     def dispose(self) -> None:
@@ -209,12 +291,26 @@ class Store:
             self._engine.dispose()
 
 
-def create_store_engine(url: str) -> Engine:
+def store_location(url: str) -> str:
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    if url.startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string()  # the password as ***
+
+
+def create_store_engine(url: str, read_only: bool = False) -> Engine:
     from sqlalchemy import create_engine
 
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:  # options were checked by resolve_url; read-only connects as sql.sqlite_uri
+            url = f"sqlite:///{sqlite_uri(str(path), True)}&uri=true" if read_only else f"sqlite:///{path}"
         engine = create_engine(url, connect_args={"timeout": 15})
-        _tune_sqlite(engine)
+        _tune_sqlite(engine, read_only)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     _ENGINES.add(engine)
@@ -228,7 +324,8 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
         path = sqlite_path(url)
     except Exception as exc:  # a malformed URL
         raise StoreError(f"{url!r} is neither a file path nor a database URL ({exc})") from exc
-    backup = _prepare_sqlite_file(path, upgrade=upgrade) if path is not None else None
+    backup = (_prepare_sqlite_file(path, upgrade=upgrade, read_only=read_only_reason(path, sqlite_options(url)))
+              if path is not None else None)
     if path is not None:
         return Store(url=url, backup=backup)  # the engine comes when a session is first asked for
     try:
@@ -301,8 +398,10 @@ def sqlite_revision(path: Path) -> str | None:
     return _read_sqlite_revision(path)[0]
 
 
-def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> Path | None:
+def _prepare_sqlite_file(path: Path, *, upgrade: bool, read_only: str | None = None) -> Path | None:
     """Check, back up and upgrade an existing file, or create a new one; returns the backup path."""
+    if read_only and not path.exists():
+        raise StoreError(f"{path}: no store there, and none can be created ({read_only})")
     if path.exists():
         revision, has_tables = _read_sqlite_revision(path)
         _refuse_unknown(str(path), revision)
@@ -313,6 +412,12 @@ def _prepare_sqlite_file(path: Path, *, upgrade: bool) -> Path | None:
             )
         if not upgrade or revision == SCHEMA_HEAD:
             return None
+        if read_only:
+            raise StoreError(
+                f"{path}: this store's schema is at revision {revision or 'none'}, older than this rltui's "
+                f"{SCHEMA_HEAD}, and it cannot be upgraded: it is read-only ({read_only}). Open it with a "
+                f"writable copy, or with the rltui that wrote it"
+            )
         backup = backup_sqlite(path, revision) if revision is not None else None
         engine = create_store_engine(f"sqlite:///{path}")
         try:

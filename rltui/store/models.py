@@ -108,6 +108,12 @@ class Metric(Base):
     # NULL stands for NaN: SQLite stores a NaN REAL as NULL (a diverged loss is worth keeping).
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)  # seconds since the run started
+    # A bucket of thinned points (rltui/store/thinning.py): how many it stands for, their min, max
+    # and mean; `value`, `step` and `wall_time` are its last point's. NULL: a raw point.
+    bucket_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    value_min: Mapped[float | None] = mapped_column(Float, default=None)
+    value_max: Mapped[float | None] = mapped_column(Float, default=None)
+    value_mean: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Episode(Base):
@@ -126,6 +132,13 @@ class Episode(Base):
     step: Mapped[int | None] = mapped_column(Integer, default=None)  # global step at its end
     wall_time: Mapped[float] = mapped_column(Float, default=0.0)
     has_trajectory: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A bucket of thinned episodes, as for metrics: the last episode's row, standing for
+    # `bucket_size` episodes with these return and length figures. NULL: one episode.
+    bucket_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    return_min: Mapped[float | None] = mapped_column(Float, default=None)
+    return_max: Mapped[float | None] = mapped_column(Float, default=None)
+    return_mean: Mapped[float | None] = mapped_column(Float, default=None)
+    length_mean: Mapped[float | None] = mapped_column(Float, default=None)
 
     run: Mapped[Run] = relationship(back_populates="episodes")
     steps: Mapped[list[Step]] = relationship(

@@ -110,13 +110,16 @@ def run_returns(tx: Tx, ids: list[int] | None = None) -> dict[int, dict[str, Any
         where += f" AND run_id IN {placeholders}"
     sql = (
         "SELECT agg.run_id, e.\"return\", agg.best, agg.n, agg.steps, agg.length_sum FROM "
-        "(SELECT run_id, max(id) AS last_id, max(\"return\") AS best, count(id) AS n, max(step) AS steps, "
-        f"sum(length) AS length_sum FROM episodes WHERE {where} GROUP BY run_id) AS agg "
+        # A thinned row stands for bucket_size episodes (rltui/store/thinning.py).
+        "(SELECT run_id, max(id) AS last_id, max(coalesce(return_max, \"return\")) AS best, "
+        "sum(coalesce(bucket_size, 1)) AS n, max(step) AS steps, "
+        "sum(coalesce(length_mean * bucket_size, length)) AS length_sum "
+        f"FROM episodes WHERE {where} GROUP BY run_id) AS agg "
         "JOIN episodes AS e ON e.id = agg.last_id"
     )
     return {
         run_id: {"last_return": last, "best_return": best, "episodes": n,
-                 "steps": steps if steps is not None else length_sum}
+                 "steps": steps if steps is not None else (None if length_sum is None else round(length_sum))}
         for run_id, last, best, n, steps, length_sum in tx.all(sql, **params)
     }
 

@@ -21,6 +21,9 @@ import weakref
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
+
+from rltui.store.faults import READ_ONLY, StoreFault, describe
 
 # Every connection runs with these (see README, "The experiment store"); engine.py applies the same.
 SQLITE_PRAGMAS = (
@@ -61,13 +64,37 @@ def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def tune_sqlite_connection(conn: Any) -> None:
+# A test hook, and a way to cap a store's size: SQLite's max_page_count on every connection this
+# process opens. Past it, writes fail exactly as on a full disk ("database or disk is full").
+MAX_PAGE_COUNT_ENV = "RLTUI_SQLITE_MAX_PAGE_COUNT"
+
+
+def tune_sqlite_connection(conn: Any, read_only: bool = False) -> None:
     """Autocommit mode (we issue BEGIN ourselves, IMMEDIATE for writers) and the store's PRAGMAs."""
     conn.isolation_level = None
     cur = conn.cursor()
     for pragma in SQLITE_PRAGMAS:
+        if read_only and ("journal_mode" in pragma or "journal_size_limit" in pragma):
+            continue  # these would write the file; a WAL store stays WAL regardless
         cur.execute(pragma)
+    max_pages = os.environ.get(MAX_PAGE_COUNT_ENV)
+    if max_pages and not read_only:
+        cur.execute(f"PRAGMA max_page_count={int(max_pages)}")
     cur.close()
+
+
+def sqlite_uri(path: str, read_only: bool = False) -> str:
+    """The URI to connect to `path`; read-only ones create and change nothing on disk.
+
+    `mode=ro` alone still creates -wal/-shm files next to a WAL database (and fails where its folder
+    is read-only). When no -wal file exists the main file holds every committed page, so
+    `immutable=1` reads it exactly without any lock or side file; when one exists (a writer has the
+    store open) a plain read-only connection is used.
+    """
+    uri = f"file:{quote(str(path))}"
+    if not read_only:
+        return uri
+    return uri + ("?mode=ro" if os.path.exists(str(path) + "-wal") else "?immutable=1")
 
 
 def _sqlite_param(value: Any) -> Any:
@@ -143,8 +170,9 @@ class SQLiteDatabase:
 
     MAX_IDLE = 4
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: str | None = None) -> None:
         self.path = path
+        self.read_only = read_only  # why this store can only be read, or None
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         _DATABASES.add(self)
@@ -153,8 +181,9 @@ class SQLiteDatabase:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        conn = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, check_same_thread=False)
-        tune_sqlite_connection(conn)
+        conn = sqlite3.connect(sqlite_uri(self.path, bool(self.read_only)), uri=True, timeout=SQLITE_TIMEOUT,
+                               check_same_thread=False)
+        tune_sqlite_connection(conn, read_only=bool(self.read_only))
         return conn
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
@@ -172,6 +201,8 @@ class SQLiteDatabase:
     @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
         """A write transaction holding the write lock from its first statement; commits on exit."""
+        if self.read_only:
+            raise StoreFault(describe(READ_ONLY, self.path, f" ({self.read_only})"), READ_ONLY)
         yield from self._transaction("BEGIN IMMEDIATE")
 
     @contextmanager

@@ -54,7 +54,14 @@ def liveness(store: Store) -> dict[int, int]:
     """Mark dead workers' runs crashed (restarting a stalled queue) and return queue positions."""
     from rltui.runner import launch as runner
 
-    runner.refresh_liveness(store)
+    from rltui.store.faults import fault_kind
+
+    if not store.read_only:  # a store that cannot be written (read-only, full) is still shown
+        try:
+            runner.refresh_liveness(store)
+        except Exception as exc:  # noqa: BLE001
+            if fault_kind(exc) is None:
+                raise
     return dict(runner.queue_positions(store))
 
 

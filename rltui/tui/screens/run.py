@@ -27,6 +27,7 @@ from rltui.store.queries import (
     episode_rows,
     latest_artifact,
     metric_downsampled,
+    metric_envelope,
     metric_keys,
     metric_last_step,
     run_returns,
@@ -77,6 +78,7 @@ class RunScreen(LabScreen):
         self.returns: list[tuple] = []  # (id, index, step, wall, return, length)
         self.last_episode_id = 0
         self.metric_points: dict[str, list[tuple[float, float]]] = {}
+        self.metric_bands: dict[str, list[tuple[float, float, float, float]]] = {}  # thinned series only
         self.metric_steps: dict[str, int | None] = {}
         self.episode_list_last = 0
         self.episodes: list[dict[str, Any]] = []  # every episode read so far, oldest first
@@ -222,6 +224,7 @@ class RunScreen(LabScreen):
             new_episodes = episode_rows(session, self.run_id, self.episode_list_last)
             keys = metric_keys(session, self.run_id)
             updates: dict[str, list[tuple[float, float]]] = {}
+            bands: dict[str, list[tuple[float, float, float, float]]] = {}  # thinned series: min–max
             steps: dict[str, int | None] = {}
             x = "wall" if self.x_axis == "wall" else "step"
             for key in keys:
@@ -229,11 +232,12 @@ class RunScreen(LabScreen):
                 steps[key] = last
                 if force or last != self.metric_steps.get(key) or key not in self.metric_points:
                     updates[key] = metric_downsampled(session, self.run_id, key, width, x=x)
-        self.post(self._apply_poll, row, new_returns, new_episodes, updates, steps, keys)
+                    bands[key] = metric_envelope(session, self.run_id, key, width, x=x)
+        self.post(self._apply_poll, row, new_returns, new_episodes, updates, steps, keys, bands)
 
     def _apply_poll(self, row: dict[str, Any], new_returns: list[tuple], new_episodes: list[dict[str, Any]],
                     updates: dict[str, list[tuple[float, float]]], steps: dict[str, int | None],
-                    keys: list[str]) -> None:
+                    keys: list[str], bands: dict[str, list[tuple]] | None = None) -> None:
         was_live = self.row.get("status") in ACTIVE_STATUSES if self.row else True
         self.row = row
         self.update_header()
@@ -249,6 +253,7 @@ class RunScreen(LabScreen):
             self.add_episodes(new_episodes)
         self.metric_steps.update(steps)
         self.metric_points.update(updates)
+        self.metric_bands.update(bands or {})
         self.ensure_metric_plots(keys)
         for key in updates:
             self.draw_metric(key)
@@ -332,9 +337,14 @@ class RunScreen(LabScreen):
             pts = list(zip(xs, ys))
         xlabel = "wall time (s)" if self.x_axis == "wall" else "step"
         color = ["orange", "green", "magenta", "cyan", "red"][sorted(self.metric_points).index(key) % 5]
+        band = self.metric_bands.get(key)
+        if band:  # thinned rows: the mean per column inside the true min–max envelope
+            series = Series("", [b[0] for b in band], [b[1] for b in band], color=color,
+                            lower=[b[2] for b in band], upper=[b[3] for b in band])
+        else:
+            series = Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)
         plot.set_data(PlotData(
-            title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel,
-            series=[Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)]))
+            title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel, series=[series]))
 
     def add_episodes(self, episodes: list[dict[str, Any]]) -> None:
         """Keep the new episodes; the table shows them only while its tab is open (see show_episodes)."""

@@ -103,16 +103,16 @@ class RunsScreen(LabScreen):
     @work(thread=True, exclusive=True, group="runs-read")
     def load_first_page(self) -> None:
         """Open the store, then the newest screenful, so rows paint at once however many runs there are."""
-        try:
-            store = self.lab.store
-        except Exception as exc:  # noqa: BLE001 — StoreError, a missing driver: the app leaves and says why
-            self.post(self.lab.fail_to_open, exc)
-            return
         from rltui.store.runs_table import run_returns, run_rows
 
-        with store.sql.read() as tx:  # plain SQL: the first rows need no SQLAlchemy
-            rows = run_rows(tx, limit=PAGE)
-            returns = run_returns(tx, [r["id"] for r in rows])
+        try:
+            store = self.lab.store
+            with store.sql.read() as tx:  # plain SQL: the first rows need no SQLAlchemy
+                rows = run_rows(tx, limit=PAGE)
+                returns = run_returns(tx, [r["id"] for r in rows])
+        except Exception as exc:  # noqa: BLE001 — StoreError, a damaged file, a missing driver: the app
+            self.post(self.lab.fail_to_open, exc)  # leaves, and the CLI prints why in one line
+            return
         self.post(self._apply_first_page, rows, returns)
 
     def _apply_first_page(self, rows: list[dict[str, Any]], returns: dict[int, dict[str, Any]]) -> None:
