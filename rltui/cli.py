@@ -6,6 +6,7 @@
     rltui mdp CONFIG.toml [--json]
     rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
     rltui cancel ID      rltui resume ID      rltui db upgrade|current|history
+    rltui sweep SWEEP.toml [--detach]    rltui sweep ls|show|resume|cancel ID   (see cli_sweep.py)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
     p.add_argument("action", choices=("upgrade", "current", "history"))
+
+    from rltui.cli_sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -350,6 +355,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "resume": cmd_resume,
     "db": cmd_db,
+    "sweep": lambda args: __import__("rltui.cli_sweep", fromlist=["cmd_sweep"]).cmd_sweep(args),
 }
 
 
