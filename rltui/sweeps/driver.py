@@ -128,14 +128,23 @@ class LocalEngine:
 
     name = "local"
 
+    EARLY_WORKER_LIFE = 25.0  # s: a waiting worker gives up at 30 s (worker.LAUNCHER_WAIT_LIMIT)
+
     def __init__(self, store: Store, spec: SweepSpec) -> None:
         self.store = store
-        self.default_parallel = None
+        self.early: Any = None
+        self.early_since = 0.0
 
     def dispatch(self, run_ids: list[int]) -> None:
+        """Start workers for the runs, counting the worker that already waits for them: on a SQLite
+        store one is started ahead of each trial, so its start-up overlaps the trial before."""
         from rltui.runner import launch
 
-        launch.start_workers(self.store)
+        fresh = self.early is not None and self.early.poll() is None and (
+            time.monotonic() - self.early_since < self.EARLY_WORKER_LIFE)
+        launch.start_workers(self.store, waiting=1 if fresh else 0)
+        self.early = launch.spawn_waiting_worker(self.store)
+        self.early_since = time.monotonic()
 
     def poll(self, statuses: dict[int, str]) -> None:
         pass
