@@ -124,10 +124,14 @@ def make_sampler(spec: SweepSpec, trials: list[Trial]) -> GridSampler | OptunaSa
 
 # --- engines ---------------------------------------------------------------------------------------
 class LocalEngine:
-    """Trials' runs go to rltui's own queue; local detached workers drain it."""
+    """Trials' runs go to rltui's own queue; local detached workers drain it.
+
+    On a SQLite store a worker is started ahead of each trial (launch.spawn_waiting_worker): it waits
+    while this driver lives, and claims the next trial's run at once instead of after a Python
+    start-up, if it has had a trial's time to start.
+    """
 
     name = "local"
-
     EARLY_WORKER_LIFE = 25.0  # s: a waiting worker gives up at 30 s (worker.LAUNCHER_WAIT_LIMIT)
 
     def __init__(self, store: Store, spec: SweepSpec) -> None:
@@ -135,15 +139,21 @@ class LocalEngine:
         self.early: Any = None
         self.early_since = 0.0
 
+    def _early_waiting(self) -> bool:
+        """Whether our early worker still waits (alive, not too old, owning no run)."""
+        if self.early is None or self.early.poll() is not None:
+            return False
+        if time.monotonic() - self.early_since > self.EARLY_WORKER_LIFE:
+            return False
+        with self.store.sql.read() as tx:
+            return not tx.scalar("SELECT count(*) FROM runs WHERE pid = :pid AND status = :running",
+                                 pid=self.early.pid, running=RUNNING)
+
     def dispatch(self, run_ids: list[int]) -> None:
-        """Start workers for the runs, counting the worker that already waits for them: on a SQLite
-        store one is started ahead of each trial, so its start-up overlaps the trial before."""
         from rltui.runner import launch
 
-        fresh = self.early is not None and self.early.poll() is None and (
-            time.monotonic() - self.early_since < self.EARLY_WORKER_LIFE)
-        launch.start_workers(self.store, waiting=1 if fresh else 0)
-        self.early = launch.spawn_waiting_worker(self.store)
+        launch.start_workers(self.store, waiting=1 if self._early_waiting() else 0)
+        self.early = launch.spawn_waiting_worker(self.store)  # for the next trial
         self.early_since = time.monotonic()
 
     def poll(self, statuses: dict[int, str]) -> None:
@@ -185,7 +195,9 @@ class Driver:
                      finished_at=None, error=None, cancel_requested=False)
         sweep = get_sweep(self.store, self.sweep_id)
         trials = load_trials(self.store, sweep)
+        t = time.monotonic()
         self.engine = make_engine(self.store, self.spec)
+        self.engine_seconds = time.monotonic() - t  # ray.init takes seconds; the local queue nothing
         in_flight: set[int] = set()
         try:
             sampler = make_sampler(self.spec, trials)
