@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 VERBS = ("ls", "show", "resume", "cancel")
@@ -68,7 +69,7 @@ def _start(args: argparse.Namespace) -> int:
     from rltui.sweeps.trials import create_sweep
 
     spec = load_sweep_file(args.target)  # every problem: one line, exit 2, nothing stored
-    check_launch_device(validate_config(spec.base, source=spec.base_path))
+    check_launch_device(validate_config(spec.base, source=spec.base_path, base_dir=Path(spec.base_path).parent))
     if spec.engine == "ray":
         _check_ray(spec, args.target)
     store = _store(args)

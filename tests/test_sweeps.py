@@ -283,3 +283,35 @@ def test_the_median_rule_prunes_below_the_completed_trials_median_at_the_same_st
     assert not should_prune(_trial(3, [(10, 0.0)], "running"), done[:2], objective)
     # min mode: above the median is worse.
     assert should_prune(_trial(3, [(10, 2.5)], "running"), done, {"use": "last", "mode": "min"})
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_stopped_through_the_graceful_cancel(tmp_path):
+    from rltui.sweeps.driver import Driver, LocalEngine
+    from rltui.sweeps.trials import create_sweep
+
+    body = RANDOM_PROBE.replace('"algo.step_seconds" = { uniform = [0.02, 0.04] }', '"algo.step_seconds" = [0.1]')
+    body = 'prune = "median"\n' + body.replace('"algo.steps" = { int = [8, 30] }', '"algo.steps" = [200]')
+    path = write_sweep(tmp_path, body, base=PROBE_BASE)
+    store = open_store(str(tmp_path / "s.db"))
+    try:
+        sweep_id = create_sweep(store, load_sweep_file(path))
+        driver = Driver(store, sweep_id)
+        driver.engine = LocalEngine(store, driver.spec)
+        driver._submit(0, {"algo.steps": 200, "algo.step_seconds": 0.1})
+        deadline = time.monotonic() + 30
+        while (t := load_trials(store, get_sweep(store, sweep_id))[0]).status != "running" or not t.series[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        driver._prune(t)
+        deadline = time.monotonic() + 20
+        while (t := load_trials(store, get_sweep(store, sweep_id))[0]).statuses != ["cancelled"]:
+            assert time.monotonic() < deadline, t.statuses
+            time.sleep(0.1)
+        assert t.status == "pruned" and get_sweep(store, sweep_id).pruned == [0]
+        with store.sql.read() as tx:
+            error, count = tx.first("SELECT error, (SELECT max(value) FROM metrics WHERE run_id = runs.id AND key = 'count')"
+                                    " FROM runs WHERE id = :id", id=t.run_ids[0])
+        assert error == "cancelled at a safe point" and 0 < count < 200  # stopped early, what it did kept
+    finally:
+        store.dispose()

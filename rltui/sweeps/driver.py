@@ -379,13 +379,14 @@ def spawn_driver(store: Store, sweep_id: int) -> tuple[Any, str]:
     log_path = sweep_log_path(store, sweep_id)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    update_sweep(store, sweep_id, log_path=log_path)
     with open(fd, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rltui.sweeps.driver", str(sweep_id)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
             env={**os.environ, "RLTUI_DB": store.url},
         )
+    # Owned by that process from now on: if it dies before it starts driving, the sweep shows crashed.
+    update_sweep(store, sweep_id, log_path=log_path, pid=proc.pid, host=this_host()[1])
     return proc, log_path
 
 

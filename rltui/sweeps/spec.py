@@ -337,7 +337,8 @@ def _check_parameters(table: Any, method: str, base_data: dict[str, Any], base_s
             if param.kind == "int":
                 probe = int(probe)
             try:
-                validate_config(apply_params(base_data, {key: probe}), source=base_source)
+                validate_config(apply_params(base_data, {key: probe}), source=base_source,
+                                base_dir=Path(base_source).parent)
             except ConfigError as exc:
                 fail(where, f"{probe!r} is not allowed: {exc.message}")
         out.append(param)
