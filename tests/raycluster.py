@@ -48,29 +48,29 @@ class TwoNodeRay:
         }
         self.groups: dict[str, int] = {}  # node name → its process group
 
-    def _start(self, name: str, *args: str) -> None:
-        temp = self.root / name
-        temp.mkdir()
-        proc = subprocess.run(
-            [_ray_bin(), "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
-             "--temp-dir", str(temp), "--disable-usage-stats"],
-            env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
-            start_new_session=True,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"ray start {name} failed:\n{proc.stdout}\n{proc.stderr}")
-        # The node's daemons stay in the process group `ray start` led.
-        self.groups[name] = self._group_of(temp)
-
-    def _group_of(self, temp: Path) -> int:
-        for pid in _pids():
+    def _start(self, name: str, *args: str, attempts: int = 3) -> None:
+        """`ray start` for one node, in its own session. Ray gives a node 30 s to register with the
+        GCS; on a loaded machine that can run out, so a failed attempt's processes are killed and it
+        is tried again."""
+        for attempt in range(1, attempts + 1):
+            temp = self.root / f"{name}-{attempt}"
+            temp.mkdir()
+            proc = subprocess.Popen(
+                [_ray_bin(), "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
+                 "--temp-dir", str(temp), "--disable-usage-stats"],
+                env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True,
+            )
+            out, _ = proc.communicate(timeout=180)
+            if proc.returncode == 0:
+                self.groups[name] = proc.pid  # the node's daemons stay in the group `ray start` led
+                return
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-                if "raylet" in cmd and str(temp) in cmd:
-                    return os.getpgid(pid)
-            except (OSError, ProcessLookupError):
-                continue
-        raise RuntimeError(f"no raylet started under {temp}")
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if attempt == attempts:
+                raise RuntimeError(f"ray start {name} failed {attempts} times; the last:\n{out[-3000:]}")
 
     def start(self) -> TwoNodeRay:
         try:
