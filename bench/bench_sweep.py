@@ -15,7 +15,7 @@ finished_at − started_at; for the peer, Σ of the objective calls), and the ov
 which is everything a trial costs on top of training: sampling, queueing, starting or reaching a
 worker, claiming, the store's writes, noticing the end. Goals: ≤ 0.5 s per trial locally, ≤ 1 s on Ray.
 
-    .venv/bin/python bench/bench_sweep.py [--trials 16] [--skip-ray] [--skip-pg]
+    .venv/bin/python bench/bench_sweep.py [--trials 16] [--skip-sqlite] [--skip-pg] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def report(name: str, r: dict, goal: float | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
@@ -147,9 +148,10 @@ def main() -> int:
         root = Path(tmp)
         os.environ["XDG_DATA_HOME"] = str(root / "xdg")  # run logs of the PostgreSQL stores go here
         report("optuna study.optimize", run_peer(args.trials), None)
-        (root / "sqlite").mkdir()
-        report("rltui local, SQLite", run_sweep(str(root / "sqlite" / "s.db"), root / "sqlite", args.trials),
-               GOALS["local"])
+        if not args.skip_sqlite:
+            (root / "sqlite").mkdir()
+            report("rltui local, SQLite", run_sweep(str(root / "sqlite" / "s.db"), root / "sqlite", args.trials),
+                   GOALS["local"])
         pg = cluster = None
         try:
             if not args.skip_pg or not args.skip_ray:

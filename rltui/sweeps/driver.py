@@ -25,6 +25,7 @@ from rltui.sweeps.trials import (
     PRUNED,
     SWEEP_CANCELLED,
     SWEEP_COMPLETED,
+    SWEEP_CRASHED,
     SWEEP_RUNNING,
     SweepRow,
     Trial,
@@ -252,10 +253,16 @@ class Driver:
                 time.sleep(self.poll)
             update_sweep(self.store, self.sweep_id, status=SWEEP_COMPLETED, finished_at=utcnow())
             return SWEEP_COMPLETED
-        except BaseException:
-            # Ctrl-C or SIGTERM of a foreground sweep: its runs are cancelled, and it can be resumed.
-            if sys.exc_info()[0] is KeyboardInterrupt:
-                return self._cancel(in_flight)
+        except KeyboardInterrupt:
+            # Ctrl-C of a foreground sweep: its runs are cancelled, and it can be resumed.
+            return self._cancel(in_flight)
+        except Exception as exc:
+            # The driver itself broke (the store went away...): say so; `sweep resume` can continue it.
+            try:
+                update_sweep(self.store, self.sweep_id, status=SWEEP_CRASHED,
+                             error=f"driver: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 — the store itself is what failed: the sweep shows crashed anyway
+                pass
             raise
         finally:
             self.engine.close()
