@@ -7,6 +7,7 @@
     rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
     rltui cancel ID      rltui resume ID      rltui db upgrade|current|history|check
     rltui worker [--slots N] [--drain]           (this machine joins the store's worker pool)
+    rltui sweep SWEEP.toml [--detach]    rltui sweep ls|show|resume|cancel ID   (see cli_sweep.py)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="the store's schema: upgrade, current, history; check: is the file sound")
     p.add_argument("action", choices=("upgrade", "current", "history", "check"))
+
+    from rltui.cli_sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -440,6 +445,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "db": cmd_db,
     "worker": cmd_worker,
+    "sweep": lambda args: __import__("rltui.cli_sweep", fromlist=["cmd_sweep"]).cmd_sweep(args),
 }
 
 

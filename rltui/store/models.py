@@ -44,6 +44,7 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_sweep_id_trial", "sweep_id", "trial"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -86,6 +87,13 @@ class Run(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("runs.id", ondelete="SET NULL"), default=None
     )
+
+    # A sweep's trial: one run per seed shares (sweep_id, trial). `node`: the Ray node it ran on.
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL", name="fk_runs_sweep_id_sweeps"), default=None
+    )
+    trial: Mapped[int | None] = mapped_column(Integer, default=None)
+    node: Mapped[str | None] = mapped_column(String(64), default=None)
 
     episodes: Mapped[list[Episode]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True
@@ -190,3 +198,31 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     run: Mapped[Run] = relationship(back_populates="artifacts")
+
+
+class Sweep(Base):
+    """A hyperparameter sweep: its checked spec, and the driver process that submits its trials.
+
+    The trials themselves are ordinary runs (runs.sweep_id, runs.trial); their parameters are read
+    back from the runs' configs, their values from the runs' metrics. `pruned` lists the trial
+    numbers the driver stopped early (their runs end `cancelled`).
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec_toml: Mapped[str] = mapped_column(Text)  # the sweep file as submitted
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # its checked form
+    spec_path: Mapped[str | None] = mapped_column(Text, default=None)
+    base_toml: Mapped[str] = mapped_column(Text)  # the base run config, as read
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | completed | cancelled | crashed | failed
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)  # the driver's
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    log_path: Mapped[str | None] = mapped_column(Text, default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pruned: Mapped[list[int]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -51,6 +51,9 @@ def run_dict(run: Run) -> dict[str, Any]:
         "tags": run.tags or [],
         "notes": run.notes or "",
         "parent_id": run.parent_id,
+        "sweep_id": run.sweep_id,  # a sweep's trial: its sweep, trial number and Ray node (if any)
+        "trial": run.trial,
+        "node": run.node,
         "versions": run.versions or {},
         "error": run.error,
         "waits_for": run.waits_for,

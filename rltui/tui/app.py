@@ -101,6 +101,18 @@ class RlTuiApp(App):
         title = getattr(screen, "HELP_TITLE", type(screen).__name__)
         self.push_screen(HelpScreen(title, getattr(screen, "HELP_ABOUT", ""), keys))
 
+    def action_sweeps(self) -> None:
+        from rltui.tui.screens.sweeps import SweepsScreen
+
+        if not isinstance(self.screen, SweepsScreen):
+            self.push_screen(SweepsScreen())
+
+    def get_system_commands(self, screen):  # noqa: ANN001, ANN201 — the palette's commands
+        from textual.app import SystemCommand
+
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Sweeps", "Every sweep in the store, and its trials ranked by objective", self.action_sweeps)
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 

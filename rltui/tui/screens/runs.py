@@ -55,6 +55,7 @@ class RunsScreen(LabScreen):
         Binding("c", "clone", "Clone"),
         Binding("space", "toggle_select", "Select", show=False),
         Binding("m", "compare", "Compare"),
+        Binding("w", "app.sweeps", "Sweeps", show=False),
         Binding("x", "cancel_run", "Cancel"),
         Binding("d", "delete", "Delete"),
         Binding("r", "rename", "Rename", show=False),

@@ -37,6 +37,7 @@ class Series:
     lower: list[float] | None = None
     upper: list[float] | None = None
     marker: str = "braille"
+    scatter: bool = False  # points alone (a parameter against the objective), not a line
 
 
 @dataclass
@@ -108,6 +109,10 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
             continue
         colour = s.color or PALETTE[i % len(PALETTE)]
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if s.scatter:
+            plt.scatter(xs, ys, label=s.label or None, color=colour, marker=s.marker)
+            drawn = True
+            continue
         # Never more points than columns, whatever the caller sent (the last point is kept).
         xs, ys = downsample_xy(xs, ys, max(20, width - 8))
         if s.lower is not None and s.upper is not None:
