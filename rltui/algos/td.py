@@ -134,7 +134,7 @@ def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Ta
         alpha = linear(p.alpha, p.alpha_end, done_frac) if p.alpha_schedule == "linear" else p.alpha
         keep = keeps_trajectory(recorder, episode, p.episodes)
         steps: list[StepRecord] = []
-        abs_td = 0.0
+        abs_td, alpha_sum = 0.0, 0.0
         ret, t = 0.0, 0
 
         s = env.reset(rng)
@@ -161,6 +161,7 @@ def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Ta
             step_size = p.alpha / N[s][a] ** p.alpha_power if p.alpha_schedule == "visits" else alpha
             Q[s][a] += step_size * td_error
 
+            alpha_sum += step_size
             abs_td += abs(td_error)
             ret += r
             t += 1
@@ -171,7 +172,9 @@ def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Ta
         returns.append(ret)
         recorder.episode(episode, ret, t, phase="train", steps=steps if keep else None, step=global_step)
         explore = {"temperature": p.temperature} if p.temperature is not None else {"epsilon": behaviour.epsilon}
-        recorder.log(global_step, td_error=abs_td / max(t, 1), alpha=alpha, **explore)
+        # alpha: the mean step size this episode's updates used (under "visits" it differs per (s, a))
+        alpha_used = alpha_sum / t if t else (p.alpha if p.alpha_schedule == "visits" else alpha)
+        recorder.log(global_step, td_error=abs_td / max(t, 1), alpha=alpha_used, **explore)
         recorder.progress((episode + 1) / p.episodes)
         if p.eval_every and (episode + 1) % p.eval_every == 0 and episode + 1 < p.episodes:
             evals.append(greedy_eval(env, Q, behaviour, recorder, eval_rng, p, len(evals), global_step))

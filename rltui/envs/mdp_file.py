@@ -80,7 +80,7 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
             raise fail(key, f"unknown key. Allowed: {', '.join(KEYS)}." + _suggest(key, list(KEYS)))
 
     file_gamma = data.get("gamma", 0.9)
-    if not _is_number(file_gamma) or not 0.0 <= file_gamma <= 1.0:
+    if not _is_finite(file_gamma) or not 0.0 <= file_gamma <= 1.0:
         raise fail("gamma", f"the discount γ must be a number in [0, 1], got {file_gamma!r}")
     if gamma is not None and not 0.0 <= gamma <= 1.0:
         raise fail("gamma", f"the discount γ must be in [0, 1], got {gamma!r}")
@@ -108,8 +108,8 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
         start[state(raw_start, "start", "start state")] = 1.0
     elif isinstance(raw_start, dict) and raw_start:
         for name, p in raw_start.items():
-            if not _is_number(p) or p < 0:
-                raise fail(f"start.{name}", f"a start probability must be a number ≥ 0, got {p!r}")
+            if not _is_finite(p) or not 0 <= p <= 1 + PROB_TOLERANCE:
+                raise fail(f"start.{name}", f"a start probability must be a number in [0, 1], got {p!r}")
             start[state(name, f"start.{name}", "start state")] = float(p)
         total = float(start.sum())
         if abs(total - 1.0) > PROB_TOLERANCE:
@@ -135,13 +135,13 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
             raise fail(key, f"unknown action {a_name!r}. Known actions: {', '.join(actions)}." + _suggest(str(a_name), actions))
         a = a_index[a_name]
         s2 = state(s2_name, key, "next state")
-        if not _is_number(p):
-            raise fail(key, f"probability must be a number, got {p!r}")
+        if not _is_finite(p):
+            raise fail(key, f"probability must be a finite number in [0, 1], got {p!r}")
         if p < 0:
             raise fail(key, f"negative probability {p!r} for state {s_name!r}, action {a_name!r}, next state {s2_name!r}")
-        if p > 1:
+        if p > 1 + PROB_TOLERANCE:  # the same tolerance as a row's sum: 1.0000000000000002 is 1
             raise fail(key, f"probability {p!r} is greater than 1")
-        if not _is_number(r) or not math.isfinite(r):
+        if not _is_finite(r):
             raise fail(key, f"reward must be a finite number, got {r!r}")
         if terminal[s]:
             raise fail(key, f"state {s_name!r} is terminal; terminal states have no transitions (their value is 0)")
@@ -171,6 +171,16 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """A real number, not NaN or ±inf (and not an integer too big for a float)."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _names(data: dict[str, Any], key: str, fail) -> list[str]:  # noqa: ANN001
