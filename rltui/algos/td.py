@@ -99,6 +99,12 @@ def linear(start: float, end: float, fraction_done: float) -> float:
     return start + (end - start) * min(1.0, fraction_done)
 
 
+def stored_steps_limit(recorder: Recorder) -> int:
+    """Steps of one episode the store keeps ([record] max_steps): no more are built in memory."""
+    policy = getattr(recorder, "policy", None)
+    return getattr(policy, "max_steps", None) or 10_000
+
+
 def keeps_trajectory(recorder: Recorder, episode: int, episodes: int) -> bool:
     """recorder.wants_trajectory, minus the episodes the `last = K` rule would prune anyway (we know
     the total), so per-step extras are built only for trajectories that stay in the store."""
@@ -122,6 +128,7 @@ def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Ta
     Q = [[float(p.q_init) if a in acts_of[s] else 0.0 for a in range(env.n_actions)] for s in range(env.n_states)]
     N = [[0] * env.n_actions for _ in range(env.n_states)]  # visits, for the "visits" α schedule
     returns: list[float] = []
+    stored_steps = stored_steps_limit(recorder)
     global_step = 0
     evals: list[float] = []
 
@@ -151,7 +158,7 @@ def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Ta
             else:
                 y = r + gamma * sum(pb * qb for pb, qb in zip(behaviour.probs(Q[s2], s2), Q[s2]) if pb)
             td_error = y - Q[s][a]
-            if keep:
+            if keep and t < stored_steps:
                 steps.append(StepRecord(t, s, a, r, terminated, {
                     "Q": [Q[s][b] if b in acts_of[s] else None for b in range(env.n_actions)],
                     "pi": behaviour.probs(Q[s], s), "V": max(Q[s][b] for b in acts_of[s]),
@@ -204,6 +211,7 @@ def greedy_eval(env: TabularMDP, Q: list[list[float]], behaviour: Behaviour, rec
     """Mean undiscounted return of `eval_episodes` greedy episodes (phase "eval"), each recorded
     with Q(s,·), π(·|s) (greedy, one-hot), V(s) per step."""
     total = 0.0
+    stored_steps = stored_steps_limit(recorder)
     for i in range(p.eval_episodes):
         index = first_index * p.eval_episodes + i
         keep = recorder.wants_trajectory(index, "eval")
@@ -213,7 +221,7 @@ def greedy_eval(env: TabularMDP, Q: list[list[float]], behaviour: Behaviour, rec
             acts = behaviour.actions[s]
             a = greedy_action(Q[s], acts, rng)
             s2, r, done = env.step(s, a, rng)
-            if keep:
+            if keep and t < stored_steps:
                 pi = [0.0] * env.n_actions
                 pi[a] = 1.0
                 steps.append(StepRecord(t, s, a, r, done, {

@@ -8,7 +8,7 @@ DQN on the maze can be compared with tabular Q-learning on the same maze.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,11 @@ class ControlEnvParams(Params):
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount γ of the MDP")
     num_envs: int = Field(1, ge=1, le=512, description="environments stepped side by side (vectorized)")
     max_episode_steps: int | None = Field(
-        None, ge=1, description="time limit (truncation) in steps; empty: the env's own limit"
+        None, ge=1, le=10_000_000, description="time limit (truncation) in steps; empty: the env's own limit"
     )
+
+    def observation_size(self) -> int:
+        return 8  # the largest Box observation among these envs (LunarLander); discrete ones are one-hot below 500
 
 
 class FrozenLakeParams(ControlEnvParams):
@@ -33,6 +36,16 @@ class FrozenLakeParams(ControlEnvParams):
 
 class LunarLanderParams(ControlEnvParams):
     continuous: bool = Field(False, description="continuous engine throttles instead of 4 discrete actions")
+
+
+Width = Annotated[int, Field(ge=1, le=65_536)]
+NET_ARCH_DOC = "hidden layer widths of the MLP(s), each 1..65536, at most 16 layers"
+
+
+def observation_size(env: Params | None) -> int:
+    """Floats per observation for a network on this env (a tabular env: its one-hot size)."""
+    size = getattr(env, "observation_size", None)
+    return int(size()) if callable(size) else 8
 
 
 _F = "rltui.envs.control:make_"
@@ -60,25 +73,31 @@ ENVS = [
 
 
 class DeepCommon(Params):
-    total_timesteps: int = Field(100_000, ge=1, description="environment steps to train for (all envs together)")
+    total_timesteps: int = Field(100_000, ge=1, le=10**10, description="environment steps to train for (all envs together)")
     learning_rate: float = Field(3e-4, gt=0.0, description="Adam step size")
-    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the MLP(s)")
+    net_arch: list[Width] = Field([64, 64], max_length=16, description=NET_ARCH_DOC)
     activation: Literal["tanh", "relu"] = Field("tanh", description="hidden activation")
     max_grad_norm: float = Field(0.5, gt=0.0, description="clip the global gradient norm to this")
     eval_every: int = Field(10_000, ge=0, description="env steps between evaluation rounds (0: off)")
     eval_episodes: int = Field(5, ge=1, description="deterministic episodes per evaluation round")
     checkpoint_every: int = Field(50_000, ge=0, description="env steps between checkpoints for resume (0: only at the end)")
     log_every: int = Field(1_000, ge=1, description="env steps between metric rows")
-    torch_threads: int = Field(1, ge=0, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+    torch_threads: int = Field(1, ge=0, le=1024, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # weights, gradients and Adam's two moments in float32, for a policy/Q net and a value net
+        widths = [observation_size(env), *self.net_arch, 32]
+        weights = sum(a * b for a, b in zip(widths, widths[1:]))
+        return [("net_arch", 2 * 4 * 4 * weights)]
 
 
 class DQNParams(DeepCommon):
     learning_rate: float = Field(1e-4, gt=0.0, description="Adam step size")
-    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the Q-network")
+    net_arch: list[Width] = Field([64, 64], max_length=16, description="hidden layer widths of the Q-network, each 1..65536")
     activation: Literal["tanh", "relu"] = Field("relu", description="hidden activation")
     max_grad_norm: float = Field(10.0, gt=0.0, description="clip the global gradient norm to this")
-    buffer_size: int = Field(100_000, ge=1, description="replay buffer capacity (transitions)")
-    batch_size: int = Field(64, ge=1, description="transitions per gradient step")
+    buffer_size: int = Field(100_000, ge=1, le=100_000_000, description="replay buffer capacity (transitions)")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="transitions per gradient step")
     learning_starts: int = Field(1_000, ge=0, description="env steps of pure exploration before learning")
     train_freq: int = Field(4, ge=1, description="env steps (all envs together) between training phases")
     gradient_steps: int = Field(1, ge=1, description="gradient steps per training phase")
@@ -89,6 +108,10 @@ class DQNParams(DeepCommon):
     exploration_fraction: float = Field(0.1, ge=0.0, le=1.0, description="fraction of training over which ε decays")
     exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="ε at the start")
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # the replay buffer: s and s' as float32, plus action, reward and terminated
+        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * 4 * observation_size(env) + 16))]
 
 
 class ReinforceParams(DeepCommon):
@@ -103,8 +126,8 @@ class ReinforceParams(DeepCommon):
 
 
 class PPOParams(DeepCommon):
-    n_steps: int = Field(128, ge=1, description="steps per env per rollout")
-    batch_size: int = Field(64, ge=1, description="minibatch size")
+    n_steps: int = Field(128, ge=1, le=10_000_000, description="steps per env per rollout")
+    batch_size: int = Field(64, ge=1, le=10_000_000, description="minibatch size")
     n_epochs: int = Field(10, ge=1, description="passes over each rollout")
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="λ of GAE(λ)")
     clip_range: float = Field(0.2, gt=0.0, description="ε of the clipped surrogate")
@@ -116,6 +139,11 @@ class PPOParams(DeepCommon):
     anneal_clip: bool = Field(False, description="decay the clip range linearly to 0")
     target_kl: float | None = Field(None, gt=0.0, description="stop the epochs early when approx KL passes 1.5x this")
     log_std_init: float = Field(0.0, description="initial log σ of a Gaussian policy (continuous actions)")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # the rollout buffer: n_steps x num_envs observations (float32) and ~8 scalars each
+        num_envs = getattr(env, "num_envs", 1)
+        return [*super().allocations(env), ("n_steps", self.n_steps * num_envs * (4 * observation_size(env) + 64))]
 
 
 _KINDS = frozenset({"control", "tabular"})

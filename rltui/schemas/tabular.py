@@ -12,17 +12,37 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from rltui.config import Params
+from rltui.config import DoorError, Params
 from rltui.registry import AlgoSpec, EnvSpec
+
+MAX_MAP_BYTES = 64 * 2**20  # a map file bigger than this is refused before it is read
+GRID_BYTES_PER_STATE = 1_000  # the compact (s, a, k) arrays of a grid, their action-major copy and the build's temporaries
+
+
+class TabularEnvParams(Params):
+    """An env of the tabular family: it knows (an upper bound of) its number of states, for the
+    memory check at the door and for the one-hot observation of the deep algorithms."""
+
+    def n_states(self) -> int:
+        raise NotImplementedError
+
+    def observation_size(self) -> int:
+        return self.n_states()
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        return [("id", self.n_states() * GRID_BYTES_PER_STATE)]
 
 # --- envs ----------------------------------------------------------------------------------------
 GAMMA_DOC = "discount γ in [0, 1]; part of the MDP M = (S, A, P, r, γ)"
 SLIP_DOC = "probability that a move slips to one of the two perpendicular directions (half each)"
 
 
-class MazeParams(Params):
+class MazeParams(TabularEnvParams):
     gamma: float = Field(0.9, ge=0.0, le=1.0, description=GAMMA_DOC)
     slip: float = Field(0.0, ge=0.0, le=1.0, description=SLIP_DOC)
+
+    def n_states(self) -> int:
+        return 14
 
 
 def _map_error(message: str, source: str = "") -> PydanticCustomError:
@@ -30,7 +50,7 @@ def _map_error(message: str, source: str = "") -> PydanticCustomError:
     return PydanticCustomError("map", "{msg}", {"msg": where + message})
 
 
-class GridworldParams(Params):
+class GridworldParams(TabularEnvParams):
     gamma: float = Field(0.95, ge=0.0, le=1.0, description=GAMMA_DOC)
     map: list[str] | None = Field(
         None,
@@ -64,15 +84,29 @@ class GridworldParams(Params):
             return path
         from rltui.envs.tabular import MapError, read_map_file, validate_map
 
+        import os
+
         try:
+            if os.path.isfile(path) and os.path.getsize(path) > MAX_MAP_BYTES:
+                raise _map_error(f"the file has {os.path.getsize(path):,} bytes; at most {MAX_MAP_BYTES:,}", path)
             validate_map(read_map_file(path))
         except FileNotFoundError:
             raise _map_error("no such file", path) from None
         except OSError as exc:
             raise _map_error(f"cannot read: {exc.strerror}", path) from None
+        except UnicodeDecodeError as exc:
+            raise _map_error(f"not valid UTF-8 text (byte {exc.start})", path) from None
+        except ValueError as exc:  # a NUL byte in the path
+            raise _map_error(f"not a usable path: {exc}", path[:200]) from None
         except MapError as exc:
             raise _map_error(str(exc), path) from None
         return path
+
+    def n_states(self) -> int:
+        from rltui.envs.tabular import read_map_file
+
+        rows = self.map if self.map is not None else read_map_file(self.path or "")
+        return max(1, sum(len(row) - row.count("#") - row.count("C") for row in rows))
 
     @model_validator(mode="after")
     def _map_or_path(self) -> "GridworldParams":
@@ -85,20 +119,26 @@ class GridworldParams(Params):
         return self
 
 
-class CliffParams(Params):
+class CliffParams(TabularEnvParams):
     gamma: float = Field(1.0, ge=0.0, le=1.0, description=GAMMA_DOC)
     slip: float = Field(0.0, ge=0.0, le=1.0, description=SLIP_DOC)
 
+    def n_states(self) -> int:
+        return 38
 
-class ChainParams(Params):
+
+class ChainParams(TabularEnvParams):
     gamma: float = Field(0.9, ge=0.0, le=1.0, description=GAMMA_DOC)
     n: int = Field(7, ge=2, le=100_000, description="number of states; 0 is the start, n-1 the terminal goal")
     slip: float = Field(0.0, ge=0.0, le=1.0, description="probability that a move goes the opposite way")
     step_reward: float = Field(0.0, description="reward of a move that does not reach the goal")
     goal_reward: float = Field(1.0, description="reward of the move that reaches state n-1")
 
+    def n_states(self) -> int:
+        return self.n
 
-class CustomParams(Params):
+
+class CustomParams(TabularEnvParams):
     path: str = Field(..., description="the MDP file (TOML, or JSON for *.json), relative to the config file")
     gamma: float | None = Field(
         None, ge=0.0, le=1.0, description="discount γ in [0, 1]; leave out to use the MDP file's gamma"
@@ -114,8 +154,18 @@ class CustomParams(Params):
         if not os.path.isfile(path):
             raise PydanticCustomError("mdp_file", "MDP file not found: {path}", {"path": path})
         # A bad file raises ConfigError naming the MDP file and the entry; pydantic lets it through.
-        load_mdp(path)
+        _CUSTOM_STATES[path] = load_mdp(path).n_states
         return path
+
+    def n_states(self) -> int:
+        from rltui.envs.mdp_file import load_mdp
+
+        if self.path not in _CUSTOM_STATES:
+            _CUSTOM_STATES[self.path] = load_mdp(self.path).n_states
+        return _CUSTOM_STATES[self.path]
+
+
+_CUSTOM_STATES: dict[str, int] = {}  # states of each custom file checked at the door (read it once)
 
 
 ENVS = [
@@ -137,6 +187,13 @@ class DPParams(Params):
     theta: float = Field(1e-8, gt=0.0, description="stop when the largest change of V in a sweep, max|V_k+1 - V_k|, is below theta")
     max_sweeps: int = Field(1000, ge=1, le=10_000_000, description="give up (converged = false) after this many sweeps")
 
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        from rltui.algos.dynamic_programming import DENSE_LIMIT, V_BUDGET
+
+        S = env.n_states() if isinstance(env, TabularEnvParams) else 0
+        dense = 3 * S * S * 8 if S <= DENSE_LIMIT else 0  # policy iteration's linear solves
+        return [("max_sweeps", min(V_BUDGET, S * self.max_sweeps) * 8 + 64 * S + dense)]
+
 
 class PolicyEvaluationParams(DPParams):
     policy: Literal["uniform"] | dict[str, str | dict[str, float]] = Field(
@@ -144,6 +201,20 @@ class PolicyEvaluationParams(DPParams):
         description='the policy π to evaluate: "uniform" over available actions, or a table state -> action '
         'name or {action = probability}; states left out are uniform',
     )
+
+    def check_with_env(self, env_id: str, env: Params) -> None:
+        """A policy table names states and actions of this env, available there, summing to 1."""
+        if self.policy == "uniform":
+            return
+        from rltui import registry
+        from rltui.algos.dynamic_programming import policy_from_table
+
+        mdp = registry.load_callable(registry.env_spec(env_id).factory)(env)
+        try:
+            policy_from_table(mdp, self.policy)
+        except ValueError as exc:
+            key, _, message = str(exc).partition(": ")
+            raise DoorError(key.removeprefix("algo."), message) from None
 
 
 class ValueIterationParams(DPParams):
@@ -156,7 +227,7 @@ class PolicyIterationParams(DPParams):
 
 class TDParams(Params):
     episodes: int = Field(500, ge=1, le=10_000_000, description="training episodes")
-    max_steps: int = Field(1000, ge=1, description="an episode is cut (truncated, not terminal) after this many steps")
+    max_steps: int = Field(1000, ge=1, le=1_000_000, description="an episode is cut (truncated, not terminal) after this many steps")
     alpha: float = Field(0.1, gt=0.0, le=1.0, description="step size α")
     alpha_schedule: Literal["constant", "linear", "visits"] = Field(
         "constant",
@@ -170,9 +241,14 @@ class TDParams(Params):
     temperature: float | None = Field(
         None, gt=0.0, description="if set, Boltzmann exploration π(a|s) ∝ exp(Q(s,a)/τ) instead of ε-greedy"
     )
-    q_init: float = Field(0.0, description="initial Q(s,a) for every available action (optimistic when high)")
+    q_init: float = Field(0.0, ge=-1e12, le=1e12, description="initial Q(s,a) for every available action (optimistic when high)")
     eval_every: int = Field(0, ge=0, description="play a greedy evaluation episode every N training episodes (0: only at the end)")
     eval_episodes: int = Field(1, ge=1, le=1000, description="greedy episodes per evaluation (their mean is reported)")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # Q and the visit counts N as Python lists of floats/ints: ~80 bytes per (s, a) with their boxes
+        S = env.n_states() if isinstance(env, TabularEnvParams) else 0
+        return [("episodes", S * 4 * 80)]
 
 
 TABULAR = frozenset({"tabular"})
