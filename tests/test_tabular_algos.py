@@ -179,12 +179,12 @@ def test_policy_evaluation_of_a_table_policy_on_the_custom_mdp(store, tmp_path):
     assert out["tabular"]["Q"][1][0] is None
 
 
-def test_bad_policy_table_fails_the_run_with_a_clear_error(store):
-    config = validate_config({"env": {"id": "maze"}, "algo": {"id": "policy_evaluation", "policy": {"(0,0)": "jump"}}})
-    run_id = create_run(store, config)
-    assert execute_run(store, run_id) == "failed"
-    with store.read() as session:
-        assert "unknown action 'jump'" in session.get(Run, run_id).error
+def test_bad_policy_table_is_refused_at_the_door():
+    from rltui.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        validate_config({"env": {"id": "maze"}, "algo": {"id": "policy_evaluation", "policy": {"(0,0)": "jump"}}})
+    assert err.value.key == "algo.policy.(0,0)" and "unknown action 'jump'" in err.value.message
 
 
 def test_gamma_one_with_a_never_ending_policy_reports_not_converged(store):

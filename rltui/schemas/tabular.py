@@ -96,10 +96,10 @@ class GridworldParams(TabularEnvParams):
             raise _map_error(f"cannot read: {exc.strerror}", path) from None
         except UnicodeDecodeError as exc:
             raise _map_error(f"not valid UTF-8 text (byte {exc.start})", path) from None
-        except ValueError as exc:  # a NUL byte in the path
-            raise _map_error(f"not a usable path: {exc}", path[:200]) from None
         except MapError as exc:
             raise _map_error(str(exc), path) from None
+        except ValueError as exc:  # a NUL byte in the path
+            raise _map_error(f"not a usable path: {exc}", path[:200]) from None
         return path
 
     def n_states(self) -> int:
