@@ -57,9 +57,14 @@ class TabularMDP:
     gamma: float
     layout: dict[str, Any] = field(default_factory=dict)
     name: str = "tabular"
+    # Optional, for grids: (dest [D, S] intp, which [A, K] ints, p [K] floats) such that outcome k of
+    # action a from a non-terminal s goes to dest[which[a, k], s] with probability p[k] (before the
+    # merging of equal s'). A sweep then gathers V D times instead of A·K times.
+    stencil: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self._r_sa: np.ndarray | None = None
+        self._terminal_idx: np.ndarray | None = None
         self._sweep: tuple[np.ndarray, ...] | None = None
         self.available = (self.prob.sum(axis=2) > 0) & ~self.terminal[:, None]  # [S, A]
         self._start_states = np.flatnonzero(self.start > 0).tolist() or [0]
@@ -118,6 +123,8 @@ class TabularMDP:
             unavailable = (~self.available & ~self.terminal[:, None]).T
             self._sweep = (next_k, prob_k, r_as, np.where(unavailable, -np.inf, r_as))
         next_k, prob_k, r_as, r_as_masked = self._sweep
+        if self.stencil is not None:
+            return self._q_stencil(V, r_as_masked if masked else r_as)
         # Σ_s' P(s'|s,a) V(s'), one outcome slot k at a time: [A, S] temporaries, not a [K, A, S] gather
         expected_next = np.take(V, next_k[0])
         expected_next *= prob_k[0]
@@ -129,6 +136,25 @@ class TabularMDP:
         expected_next *= self.gamma
         expected_next += r_as_masked if masked else r_as
         return expected_next
+
+    def _q_stencil(self, V: np.ndarray, r_as: np.ndarray) -> np.ndarray:
+        """q_actions_first for a grid: G[d] = V(where a move in direction d lands), then
+        Q[a] = r(s,a) + γ Σ_k p_k G[which[a, k]], terminal columns 0."""
+        dest, which, p = self.stencil
+        G = [np.take(V, dest[d]) for d in range(len(dest))]
+        Q = np.empty_like(r_as)
+        for a in range(len(which)):
+            row = Q[a]
+            np.multiply(G[which[a, 0]], p[0], out=row)
+            for k in range(1, len(p)):
+                if p[k]:
+                    row += p[k] * G[which[a, k]]
+        Q *= self.gamma
+        Q += r_as
+        if self._terminal_idx is None:
+            self._terminal_idx = np.flatnonzero(self.terminal)
+        Q[:, self._terminal_idx] = 0.0
+        return Q
 
     def start_value(self, V: np.ndarray) -> float:
         return float(self.start @ V)
@@ -281,8 +307,9 @@ def grid_mdp(
         "kind": "grid", "rows": R, "cols": C, "map": list(rows), "positions": cells,
         "states": states, "actions": list(GRID_ACTIONS),
     }
+    stencil = (np.ascontiguousarray(dest.T, dtype=np.intp), which, np.array([1.0 - slip, slip / 2, slip / 2]))
     return TabularMDP(states=states, actions=list(GRID_ACTIONS), next_state=next_state, prob=prob, reward=reward,
-                      terminal=terminal, start=start, gamma=float(gamma), layout=layout, name=name)
+                      terminal=terminal, start=start, gamma=float(gamma), layout=layout, name=name, stencil=stencil)
 
 
 _CODE = {ch: ord(ch) for ch in MAP_CHARS}
