@@ -268,11 +268,12 @@ def cmd_mdp(args: argparse.Namespace) -> int:
 
     config = load_config_file(args.config, args.overrides)
     spec = registry.env_spec(config.env_id)
-    if spec.kind != "tabular":
+    if spec.kind not in ("tabular", "toytext"):
         raise CliError(f"{args.config}: env.id {config.env_id!r} is a {spec.kind} env; `mdp` prints tabular MDPs only")
     from rltui.envs.mdp_file import dump_mdp
+    from rltui.envs.tabular import as_tabular
 
-    env = registry.load_callable(spec.factory)(config.env)
+    env = as_tabular(registry.load_callable(spec.factory)(config.env))
     print(dump_mdp(env, "json" if args.json else "toml"), end="")
     return 0
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-EnvKind = Literal["tabular", "control", "text", "diagnostic"]
+EnvKind = Literal["tabular", "control", "toytext", "text", "diagnostic"]  # toytext: Gymnasium env + exact MDP
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rltui.envs.tabular import TabularMDP
+from rltui.envs.tabular import TabularMDP, as_tabular
 from rltui.recorder import Recorder, StepRecord
 
 V_BUDGET = 4_000_000  # floats of V snapshots kept per run (32 MB)
@@ -368,6 +368,7 @@ def optimal_actions(env: TabularMDP, V: np.ndarray, theta: float) -> np.ndarray:
 
 def policy_evaluation(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
     """V^π for a fixed policy π by iterating the Bellman expectation backup."""
+    env = as_tabular(env)
     pi = policy_from_table(env, params.policy)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
@@ -379,6 +380,7 @@ def policy_evaluation(env: TabularMDP, params: Any, recorder: Recorder, *, seed:
 
 def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
     """V* by iterating the Bellman optimality backup; π* is greedy in Q* (proper at γ = 1)."""
+    env = as_tabular(env)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
@@ -403,6 +405,7 @@ def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: 
     Q^π keeping the current action wherever it is among the best, repeat until no action changes.
     Converged means: the stored V is the stored policy's own value and that policy is greedy in it.
     Sweeps count evaluations (a linear solve counts one) plus any iterative evaluation sweeps."""
+    env = as_tabular(env)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rltui.algos.dynamic_programming import tabular_artifact
-from rltui.envs.tabular import TabularMDP
+from rltui.envs.tabular import TabularMDP, as_tabular
 from rltui.recorder import Recorder, StepRecord
 
 Target = Literal["q_learning", "sarsa", "expected_sarsa"]
@@ -119,6 +119,7 @@ def keeps_trajectory(recorder: Recorder, episode: int, episodes: int) -> bool:
 
 # --- the shared loop -----------------------------------------------------------------------------
 def run_td(env: TabularMDP, p: Any, recorder: Recorder, *, seed: int, target: Target) -> dict[str, Any]:
+    env = as_tabular(env)
     rng = np.random.default_rng(seed)
     eval_rng = np.random.default_rng([seed, 1])
     gamma = env.gamma

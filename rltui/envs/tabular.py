@@ -181,6 +181,13 @@ class TabularMDP:
         return list(itertools.accumulate(p for _, p, _ in outs)), [o[0] for o in outs], [o[2] for o in outs]
 
 
+def as_tabular(env: Any) -> TabularMDP:
+    """What the tabular algorithms run on: a TabularMDP as is, a toy-text env's exact MDP
+    (rltui.envs.toy_text: a Gymnasium env that knows its transition table)."""
+    mdp = getattr(env, "tabular_mdp", None)
+    return mdp() if callable(mdp) else env
+
+
 def from_outcomes(
     states: Sequence[str],
     actions: Sequence[str],

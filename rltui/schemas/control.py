@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rltui.config import Params
 from rltui.registry import AlgoSpec, EnvSpec
@@ -31,6 +31,20 @@ class ControlEnvParams(Params):
 
 class FrozenLakeParams(ControlEnvParams):
     map_name: Literal["4x4", "8x8"] = Field("4x4", description="which FrozenLake map")
+    desc: list[str] | None = Field(
+        None, description="your own map instead of map_name: rows of S (start), F (frozen), H (hole), G (goal)")
+
+    @field_validator("desc")
+    @classmethod
+    def _check_desc(cls, rows: list[str] | None) -> list[str] | None:
+        if rows is None:
+            return rows
+        if not rows or len(rows) > 1000 or any(len(r) != len(rows[0]) or not r for r in rows):
+            raise ValueError("rows of equal, non-zero width (at most 1000 rows), e.g. [\"SFF\", \"FHG\"]")
+        cells = "".join(rows)
+        if set(cells) - set("SFHG") or cells.count("S") != 1 or "G" not in cells:
+            raise ValueError("only S, F, H, G cells, exactly one S and at least one G")
+        return rows
     is_slippery: bool = Field(True, description="the ice moves the agent sideways 2 times in 3")
 
 
@@ -49,6 +63,7 @@ def observation_size(env: Params | None) -> int:
 
 
 _F = "rltui.envs.control:make_"
+_T = "rltui.envs.toy_text:make_"  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
 
 ENVS = [
     EnvSpec("CartPole-v1", ControlEnvParams, _F + "cartpole", "control",
@@ -61,11 +76,11 @@ ENVS = [
             "swing a pendulum up and hold it; continuous torque in [-2, 2]"),
     EnvSpec("LunarLander-v3", LunarLanderParams, _F + "lunarlander", "control",
             "land a craft on a pad; needs the Box2D extra: pip install 'rltui[box2d]'"),
-    EnvSpec("FrozenLake-v1", FrozenLakeParams, _F + "frozenlake", "control",
+    EnvSpec("FrozenLake-v1", FrozenLakeParams, _T + "frozenlake", "toytext",
             "Gymnasium's slippery grid; one-hot state for networks"),
-    EnvSpec("CliffWalking-v1", ControlEnvParams, _F + "cliffwalking", "control",
+    EnvSpec("CliffWalking-v1", ControlEnvParams, _T + "cliffwalking", "toytext",
             "Gymnasium's 4x12 cliff; one-hot state for networks"),
-    EnvSpec("Taxi-v4", ControlEnvParams, _F + "taxi", "control",
+    EnvSpec("Taxi-v4", ControlEnvParams, _T + "taxi", "toytext",
             "Gymnasium's taxi (500 states, 6 actions); one-hot state for networks"),
 ]
 
@@ -146,7 +161,7 @@ class PPOParams(DeepCommon):
         return [*super().allocations(env), ("n_steps", self.n_steps * num_envs * (4 * observation_size(env) + 64))]
 
 
-_KINDS = frozenset({"control", "tabular"})
+_KINDS = frozenset({"control", "tabular", "toytext"})
 
 ALGOS = [
     AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS,

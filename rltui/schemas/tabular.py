@@ -209,7 +209,9 @@ class PolicyEvaluationParams(DPParams):
         from rltui import registry
         from rltui.algos.dynamic_programming import policy_from_table
 
-        mdp = registry.load_callable(registry.env_spec(env_id).factory)(env)
+        from rltui.envs.tabular import as_tabular
+
+        mdp = as_tabular(registry.load_callable(registry.env_spec(env_id).factory)(env))
         try:
             policy_from_table(mdp, self.policy)
         except ValueError as exc:
@@ -251,7 +253,7 @@ class TDParams(Params):
         return [("episodes", S * 4 * 80)]
 
 
-TABULAR = frozenset({"tabular"})
+TABULAR = frozenset({"tabular", "toytext"})  # toytext: Gymnasium's FrozenLake, Taxi, CliffWalking as exact MDPs
 ALGOS = [
     AlgoSpec("policy_evaluation", PolicyEvaluationParams, "rltui.algos.dynamic_programming:policy_evaluation", TABULAR,
              "iterative policy evaluation: V^π by repeated Bellman expectation backups", tags=("dp",)),
