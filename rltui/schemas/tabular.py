@@ -168,6 +168,13 @@ class CustomParams(TabularEnvParams):
 _CUSTOM_STATES: dict[str, int] = {}  # states of each custom file checked at the door (read it once)
 
 
+class BanditParams(Params):
+    k: int = Field(10, ge=2, le=1000, description="number of arms")
+    arms: Literal["gaussian", "bernoulli"] = Field(
+        "gaussian", description="gaussian: q*(a) ~ N(mean, 1), R ~ N(q*(a), 1); bernoulli: q*(a) ~ U(0, 1), R ∈ {0, 1}")
+    mean: float = Field(0.0, ge=-1e6, le=1e6, description="mean of the gaussian testbed's q*(a) (Figure 2.5 uses 4)")
+
+
 ENVS = [
     EnvSpec("maze", MazeParams, "rltui.envs.tabular:make_maze", "tabular",
             "the seeds' 4x4 maze: +1 at the goal, -0.01 per step, -1 for bumping"),
@@ -179,6 +186,8 @@ ENVS = [
             "an N-state chain, reward at the right end"),
     EnvSpec("custom", CustomParams, "rltui.envs.tabular:make_custom", "tabular",
             "an MDP read from your TOML or JSON file"),
+    EnvSpec("bandit", BanditParams, "rltui.envs.bandit:make_bandit", "bandit",
+            "the k-armed testbed: one state, k arms, a testbed drawn per run from the seed"),
 ]
 
 
@@ -253,6 +262,37 @@ class TDParams(Params):
         return [("episodes", S * 4 * 80)]
 
 
+class BanditCommon(Params):
+    steps: int = Field(1000, ge=1, le=1_000_000, description="steps (pulls) per run")
+    runs: int = Field(200, ge=1, le=10_000, description="independent testbeds played side by side and averaged")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        k = getattr(env, "k", 10)
+        return [("runs", self.runs * k * 8 * 12)]  # q*, Q, N, noise and temporaries, [runs, k] each
+
+
+class EpsilonGreedyParams(BanditCommon):
+    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="probability of pulling a random arm")
+    q_init: float = Field(0.0, ge=-1e6, le=1e6, description="initial estimate Q_1(a) (optimistic when high, e.g. 5)")
+    alpha: float | None = Field(None, gt=0.0, le=1.0, description="constant step size; empty: sample averages 1/N(a)")
+
+
+class UCBParams(BanditCommon):
+    c: float = Field(2.0, ge=0.0, le=1e6, description="exploration weight c of the bonus c sqrt(ln t / N(a))")
+    q_init: float = Field(0.0, ge=-1e6, le=1e6, description="initial estimate Q_1(a)")
+    alpha: float | None = Field(None, gt=0.0, le=1.0, description="constant step size; empty: sample averages 1/N(a)")
+
+
+class ThompsonParams(BanditCommon):
+    pass
+
+
+class GradientBanditParams(BanditCommon):
+    alpha: float = Field(0.1, gt=0.0, le=100.0, description="step size α of the preferences H(a)")
+    baseline: bool = Field(True, description="subtract the mean reward so far, R̄_t, from R_t")
+
+
+BANDIT = frozenset({"bandit"})
 TABULAR = frozenset({"tabular", "toytext"})  # toytext: Gymnasium's FrozenLake, Taxi, CliffWalking as exact MDPs
 ALGOS = [
     AlgoSpec("policy_evaluation", PolicyEvaluationParams, "rltui.algos.dynamic_programming:policy_evaluation", TABULAR,
@@ -267,4 +307,12 @@ ALGOS = [
              "SARSA: on-policy TD control, bootstraps Q(s',a') of the action taken next", tags=("td",)),
     AlgoSpec("expected_sarsa", TDParams, "rltui.algos.td:expected_sarsa", TABULAR,
              "Expected SARSA: bootstraps Σ π(a'|s') Q(s',a')", tags=("td",)),
+    AlgoSpec("epsilon_greedy", EpsilonGreedyParams, "rltui.algos.bandits:epsilon_greedy", BANDIT,
+             "ε-greedy action values (optimistic with a high q_init)", tags=("bandit",)),
+    AlgoSpec("ucb", UCBParams, "rltui.algos.bandits:ucb", BANDIT,
+             "upper confidence bound: argmax Q(a) + c sqrt(ln t / N(a))", tags=("bandit",)),
+    AlgoSpec("thompson", ThompsonParams, "rltui.algos.bandits:thompson", BANDIT,
+             "Thompson sampling from each arm's posterior", tags=("bandit",)),
+    AlgoSpec("gradient_bandit", GradientBanditParams, "rltui.algos.bandits:gradient_bandit", BANDIT,
+             "softmax preferences H(a) by stochastic gradient ascent, with a reward baseline", tags=("bandit",)),
 ]
