@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from conftest import SAMPLE_RUNS, rltui_json
 from rltui.algos.dynamic_programming import policy_value, proper_greedy
+from rltui.config import ConfigError, validate_config
 from rltui.envs.mdp_file import mdp_from_data
 from rltui.store.models import Metric
 from test_tabular_algos import always, linear_solve, make_env, run
@@ -165,3 +166,22 @@ def test_visits_schedule_logs_the_step_size_used(store, tmp_path):
         alphas = list(session.scalars(select(Metric.value).where(Metric.run_id == out["id"], Metric.key == "alpha")
                                       .order_by(Metric.step)))
     assert alphas == pytest.approx([0.5 / k**0.8 for k in range(1, 6)], abs=1e-15)
+
+
+def test_td_with_a_ucb_bonus_tries_every_action(store, tmp_path):
+    # one state, `low` pays 1 and `high` pays 2, both end the episode. Greedy with Q = 0 sticks to
+    # whichever it pulls first (its Q becomes > 0); UCB pulls the untried one next, so after two
+    # episodes with α = 1 both Q are exact, and then it keeps the better one.
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"gamma": 1.0, "states": ["A", "G"], "actions": ["low", "high"], "start": "A",
+                                "terminal": ["G"], "transitions": [["A", "low", "G", 1.0, 1.0], ["A", "high", "G", 1.0, 2.0]]}))
+    env = {"id": "custom", "path": str(path)}
+    algo = {"id": "q_learning", "episodes": 2, "alpha": 1.0, "epsilon": 0.0}
+    ucb2 = run(store, env, {**algo, "ucb_c": 0.5}, record={"last": 0})
+    assert ucb2["tabular"]["Q"][0] == [1.0, 2.0]
+    greedy = [run(store, env, algo, seed=seed, record={"last": 0})["tabular"]["Q"][0] for seed in range(4)]
+    assert all(0.0 in q for q in greedy)  # one action never tried
+    ucb = run(store, env, {**algo, "ucb_c": 0.5, "episodes": 50}, record={"last": 0})
+    assert ucb["tabular"]["policy"][0] == "high" and ucb["summary"]["greedy_return"] == 2.0
+    with pytest.raises(ConfigError, match="algo.ucb_c"):
+        validate_config({"env": env, "algo": {"id": "sarsa", "ucb_c": 1.0, "temperature": 0.5}})

@@ -252,9 +252,17 @@ class TDParams(Params):
     temperature: float | None = Field(
         None, gt=0.0, description="if set, Boltzmann exploration π(a|s) ∝ exp(Q(s,a)/τ) instead of ε-greedy"
     )
+    ucb_c: float | None = Field(
+        None, ge=0.0, le=1e6, description="if set, explore by a UCB bonus instead: greedy in Q(s,a) + c sqrt(ln N(s) / N(s,a))")
     q_init: float = Field(0.0, ge=-1e12, le=1e12, description="initial Q(s,a) for every available action (optimistic when high)")
     eval_every: int = Field(0, ge=0, description="play a greedy evaluation episode every N training episodes (0: only at the end)")
     eval_episodes: int = Field(1, ge=1, le=1000, description="greedy episodes per evaluation (their mean is reported)")
+
+    @model_validator(mode="after")
+    def _one_exploration(self) -> "TDParams":
+        if self.ucb_c is not None and self.temperature is not None:
+            raise DoorError("ucb_c", "give either `ucb_c` (a UCB bonus) or `temperature` (Boltzmann), not both")
+        return self
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
         # Q and the visit counts N as Python lists of floats/ints: ~80 bytes per (s, a) with their boxes
