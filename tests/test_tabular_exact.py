@@ -185,3 +185,37 @@ def test_td_with_a_ucb_bonus_tries_every_action(store, tmp_path):
     assert ucb["tabular"]["policy"][0] == "high" and ucb["summary"]["greedy_return"] == 2.0
     with pytest.raises(ConfigError, match="algo.ucb_c"):
         validate_config({"env": env, "algo": {"id": "sarsa", "ucb_c": 1.0, "temperature": 0.5}})
+
+
+# --- finite horizon: backward induction ----------------------------------------------------------
+def test_finite_horizon_value_iteration_on_the_maze_by_hand(store):
+    gamma, H = 0.9, 3
+    out = run(store, {"id": "maze", "gamma": gamma}, {"id": "value_iteration", "horizon": H})
+    tab = out["tabular"]
+    V = dict(zip(tab["states"], tab["V"]))
+    # the start is 6 moves from the goal: in 3 steps the best is 3 ordinary moves
+    assert out["summary"]["V_start"] == pytest.approx(-0.01 * (1 + gamma + gamma**2), abs=1e-12)
+    # (1,3) is 2 moves away: -0.01 then +1, as without a horizon
+    assert V["(1,3)"] == pytest.approx(-0.01 + gamma, abs=1e-12)
+    assert out["summary"]["horizon"] == H and out["summary"]["eval_length"] == H
+    with store.read() as session:
+        from rltui.store.queries import artifact_series, latest_artifact
+
+        policy_h = latest_artifact(session, out["id"], "policy_h")
+        series = artifact_series(session, out["id"], "V")
+    # non-stationary: with one step left at (2,3) the move into the goal, as at every h
+    assert len(policy_h["policy"]) == H
+    assert all(p[policy_h["states"].index("(2,3)")] == "down" for p in policy_h["policy"])
+    assert [k for k, _ in series] == [0, 1, 2, 3]
+
+
+def test_finite_horizon_on_the_chain_at_gamma_one(store):
+    # reward 1 only on reaching the end, 4 moves from the start: worth 0 with 3 steps, 1 with 4
+    for H, v in [(3, 0.0), (4, 1.0), (10, 1.0)]:
+        for algo in ("value_iteration", "policy_iteration"):
+            out = run(store, {"id": "chain", "n": 5, "gamma": 1.0}, {"id": algo, "horizon": H})
+            assert out["summary"]["V_start"] == v
+    pe = run(store, {"id": "chain", "n": 3, "gamma": 1.0},
+             {"id": "policy_evaluation", "policy": {"0": {"left": 0.5, "right": 0.5}, "1": "right"}, "horizon": 2})
+    # from 0: right (1/2) then right: 1; left (1/2, stay at 0) then one step left: reaches 1, not 2
+    assert pe["summary"]["V_start"] == pytest.approx(0.5)

@@ -356,6 +356,66 @@ def play_episode(env: TabularMDP, pi: np.ndarray, Q: np.ndarray, V: np.ndarray, 
     return ret, t
 
 
+# --- finite horizon -------------------------------------------------------------------------------
+def backward_induction(env: TabularMDP, horizon: int, recorder: Recorder, seed: int,
+                       pi: np.ndarray | None = None) -> dict[str, Any]:
+    """The H-step problem exactly: V_H = 0 and, for h = H-1 down to 0,
+
+        Q_h(s,a) = Σ_s' P(s'|s,a) [r(s,a,s') + γ V_{h+1}(s')]
+        V_h(s)   = max_a Q_h(s,a), π_h(s) = argmax_a Q_h(s,a)    (pi given: V_h = Σ_a π(a|s) Q_h(s,a))
+
+    The optimal policy is non-stationary: π_h depends on the steps left, H - h. V with k steps left
+    is stored as "V" at step k (the slider steps over h); π_h for every h as "policy_h"; the tabular
+    artifact holds V_0, Q_0 and π_0; the evaluation episode follows π_0, π_1, ... for at most H steps."""
+    V = np.zeros(env.n_states)
+    values = [V]  # values[k] = V with k steps left, V_{H-k}
+    recorder.artifact("V", V.copy(), step=0)
+    stride = max(1, math.ceil(env.n_states * horizon / V_BUDGET))
+    policies: list[np.ndarray] = []
+    for k in range(1, horizon + 1):
+        Q = env.q_from_v(V)  # Q_{H-k}
+        policies.append(greedy(env, Q))
+        V = (pi * Q).sum(axis=1) if pi is not None else np.where(env.available, Q, -np.inf).max(axis=1, initial=-np.inf)
+        V = np.where(env.terminal, 0.0, V)
+        values.append(V)
+        if k % stride == 0 or k == horizon:
+            recorder.artifact("V", V.copy(), step=k)
+        if k % 16 == 0:
+            recorder.progress(k / horizon)
+        if recorder.should_stop():
+            break
+    policies.reverse()  # policies[h] = π_h, with H - h steps left
+    recorder.artifact("policy_h", {"horizon": horizon, "states": list(env.states),
+                                   "policy": [[None if a < 0 else env.actions[a] for a in acts] for acts in policies]})
+    recorder.artifact("tabular", tabular_artifact(env, V, Q, policies[0]))
+    recorder.artifact("layout", env.layout)
+    ret, length = play_nonstationary(env, policies, pi, values, recorder, np.random.default_rng(seed))
+    return {"horizon": horizon, "sweeps": len(policies), "converged": len(policies) == horizon,
+            "V_start": env.start_value(V), "eval_return": ret, "eval_length": length}
+
+
+def play_nonstationary(env: TabularMDP, policies: list[np.ndarray], pi: np.ndarray | None, values: list[np.ndarray],
+                       recorder: Recorder, rng: np.random.Generator) -> tuple[float, int]:
+    """One evaluation episode of at most H steps: π_h at step h (or the fixed π being evaluated),
+    recorded with π(·|s), V_h(s) and h per step."""
+    H = len(policies)
+    s, ret, t, done = env.reset(rng), 0.0, 0, False
+    steps: list[StepRecord] = []
+    while not done and t < H:
+        if pi is not None:
+            probs = pi[s]
+        else:
+            probs = np.zeros(env.n_actions)
+            probs[policies[t][s]] = 1.0
+        a = int(rng.choice(env.n_actions, p=probs))
+        s2, r, done = env.step(s, a, rng)
+        steps.append(StepRecord(t, s, a, r, done, {"pi": probs.tolist(), "V": float(values[H - t][s]), "h": t}))
+        ret += r
+        s, t = s2, t + 1
+    recorder.episode(0, ret, t, phase="eval", steps=steps if recorder.wants_trajectory(0, "eval") else None)
+    return ret, t
+
+
 # --- the algorithms ------------------------------------------------------------------------------
 def optimal_actions(env: TabularMDP, V: np.ndarray, theta: float) -> np.ndarray:
     """A greedy action per state in Q = q_from_v(V); at γ = 1 one whose policy ends the episode
@@ -370,6 +430,8 @@ def policy_evaluation(env: TabularMDP, params: Any, recorder: Recorder, *, seed:
     """V^π for a fixed policy π by iterating the Bellman expectation backup."""
     env = as_tabular(env)
     pi = policy_from_table(env, params.policy)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed, pi)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
@@ -381,6 +443,8 @@ def policy_evaluation(env: TabularMDP, params: Any, recorder: Recorder, *, seed:
 def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
     """V* by iterating the Bellman optimality backup; π* is greedy in Q* (proper at γ = 1)."""
     env = as_tabular(env)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
@@ -404,8 +468,11 @@ def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: 
     """Start from the uniform random policy; evaluate it exactly (evaluate_exactly), make it greedy in
     Q^π keeping the current action wherever it is among the best, repeat until no action changes.
     Converged means: the stored V is the stored policy's own value and that policy is greedy in it.
-    Sweeps count evaluations (a linear solve counts one) plus any iterative evaluation sweeps."""
+    Sweeps count evaluations (a linear solve counts one) plus any iterative evaluation sweeps.
+    With a horizon H the optimal H-step policy comes by backward induction, as for value iteration."""
     env = as_tabular(env)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)

@@ -195,13 +195,18 @@ ENVS = [
 class DPParams(Params):
     theta: float = Field(1e-8, gt=0.0, description="stop when the largest change of V in a sweep, max|V_k+1 - V_k|, is below theta")
     max_sweeps: int = Field(1000, ge=1, le=10_000_000, description="give up (converged = false) after this many sweeps")
+    horizon: int | None = Field(
+        None, ge=1, le=100_000, description="if set, the H-step problem by backward induction: a non-stationary "
+        "policy π_h for h = 0..H-1 (theta and max_sweeps unused)")
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
         from rltui.algos.dynamic_programming import DENSE_LIMIT, V_BUDGET
 
         S = env.n_states() if isinstance(env, TabularEnvParams) else 0
         dense = 3 * S * S * 8 if S <= DENSE_LIMIT else 0  # policy iteration's linear solves
-        return [("max_sweeps", min(V_BUDGET, S * self.max_sweeps) * 8 + 64 * S + dense)]
+        per_step = 8 + 32 * S  # π_h and V_h kept for every h (and π_h's names in the artifact)
+        horizon = [("horizon", self.horizon * per_step)] if self.horizon is not None else []
+        return [("max_sweeps", min(V_BUDGET, S * self.max_sweeps) * 8 + 64 * S + dense), *horizon]
 
 
 class PolicyEvaluationParams(DPParams):
