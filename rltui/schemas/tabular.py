@@ -168,6 +168,10 @@ class CustomParams(TabularEnvParams):
 _CUSTOM_STATES: dict[str, int] = {}  # states of each custom file checked at the door (read it once)
 
 
+class BlackjackParams(Params):
+    gamma: float = Field(1.0, ge=0.0, le=1.0, description=GAMMA_DOC)
+
+
 class BanditParams(Params):
     k: int = Field(10, ge=2, le=1000, description="number of arms")
     arms: Literal["gaussian", "bernoulli"] = Field(
@@ -186,6 +190,8 @@ ENVS = [
             "an N-state chain, reward at the right end"),
     EnvSpec("custom", CustomParams, "rltui.envs.tabular:make_custom", "tabular",
             "an MDP read from your TOML or JSON file"),
+    EnvSpec("Blackjack-v1", BlackjackParams, "rltui.envs.blackjack:make_blackjack", "episodic",
+            "Gymnasium's Blackjack-v1 (S&B example 5.1): sampled episodes, no model; for Monte Carlo"),
     EnvSpec("bandit", BanditParams, "rltui.envs.bandit:make_bandit", "bandit",
             "the k-armed testbed: one state, k arms, a testbed drawn per run from the seed"),
 ]
@@ -305,6 +311,16 @@ class GradientBanditParams(BanditCommon):
     baseline: bool = Field(True, description="subtract the mean reward so far, R̄_t, from R_t")
 
 
+class MonteCarloParams(Params):
+    episodes: int = Field(100_000, ge=1, le=100_000_000, description="episodes to learn from")
+    max_steps: int = Field(1000, ge=1, le=1_000_000, description="an episode is cut after this many steps")
+    visit: Literal["first", "every"] = Field("first", description="first-visit or every-visit returns")
+    exploring_starts: bool = Field(
+        False, description="start each episode in a random state with a random action, then act greedily "
+        "(else ε-soft: ε-greedy from the env's start)")
+    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="ε of the ε-soft behaviour (without exploring starts)")
+
+
 BANDIT = frozenset({"bandit"})
 TABULAR = frozenset({"tabular", "toytext"})  # toytext: Gymnasium's FrozenLake, Taxi, CliffWalking as exact MDPs
 ALGOS = [
@@ -320,6 +336,8 @@ ALGOS = [
              "SARSA: on-policy TD control, bootstraps Q(s',a') of the action taken next", tags=("td",)),
     AlgoSpec("expected_sarsa", TDParams, "rltui.algos.td:expected_sarsa", TABULAR,
              "Expected SARSA: bootstraps Σ π(a'|s') Q(s',a')", tags=("td",)),
+    AlgoSpec("monte_carlo", MonteCarloParams, "rltui.algos.monte_carlo:monte_carlo_control", TABULAR | {"episodic"},
+             "Monte Carlo control: first- or every-visit returns, exploring starts or ε-soft", tags=("mc",)),
     AlgoSpec("epsilon_greedy", EpsilonGreedyParams, "rltui.algos.bandits:epsilon_greedy", BANDIT,
              "ε-greedy action values (optimistic with a high q_init)", tags=("bandit",)),
     AlgoSpec("ucb", UCBParams, "rltui.algos.bandits:ucb", BANDIT,
