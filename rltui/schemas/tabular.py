@@ -168,6 +168,31 @@ class CustomParams(TabularEnvParams):
 _CUSTOM_STATES: dict[str, int] = {}  # states of each custom file checked at the door (read it once)
 
 
+class POMDPParams(Params):
+    path: str = Field(..., description="the POMDP file: an MDP file plus observations and observation_probs "
+                      "[action, next_state, observation, O(o|s',a)] (relative to the config file)")
+    gamma: float | None = Field(None, ge=0.0, le=1.0, description="discount γ in [0, 1]; leave out to use the file's")
+
+    @field_validator("path")
+    @classmethod
+    def _check_file(cls, path: str) -> str:
+        import os
+
+        from rltui.envs.pomdp import load_pomdp
+
+        if not os.path.isfile(path):
+            raise PydanticCustomError("pomdp_file", "POMDP file not found: {path}", {"path": path})
+        load_pomdp(path)  # a bad file raises ConfigError naming the file and the entry
+        return path
+
+
+class QMDPParams(Params):
+    theta: float = Field(1e-10, gt=0.0, description="value iteration on the hidden MDP stops when max|ΔV| < θ")
+    max_sweeps: int = Field(10_000, ge=1, le=10_000_000, description="at most this many sweeps")
+    episodes: int = Field(200, ge=1, le=1_000_000, description="episodes played on the exact belief")
+    max_steps: int = Field(100, ge=1, le=1_000_000, description="an episode is cut after this many steps")
+
+
 class BlackjackParams(Params):
     gamma: float = Field(1.0, ge=0.0, le=1.0, description=GAMMA_DOC)
 
@@ -190,6 +215,8 @@ ENVS = [
             "an N-state chain, reward at the right end"),
     EnvSpec("custom", CustomParams, "rltui.envs.tabular:make_custom", "tabular",
             "an MDP read from your TOML or JSON file"),
+    EnvSpec("pomdp", POMDPParams, "rltui.envs.pomdp:make_pomdp", "pomdp",
+            "a tabular POMDP from your file (the Tiger problem: sample_runs/mdps/tiger.toml); agents see observations"),
     EnvSpec("Blackjack-v1", BlackjackParams, "rltui.envs.blackjack:make_blackjack", "episodic",
             "Gymnasium's Blackjack-v1 (S&B example 5.1): sampled episodes, no model; for Monte Carlo"),
     EnvSpec("bandit", BanditParams, "rltui.envs.bandit:make_bandit", "bandit",
@@ -323,6 +350,7 @@ class MonteCarloParams(Params):
 
 BANDIT = frozenset({"bandit"})
 TABULAR = frozenset({"tabular", "toytext"})  # toytext: Gymnasium's FrozenLake, Taxi, CliffWalking as exact MDPs
+TD_KINDS = TABULAR | {"pomdp"}  # the TD learners also run on a POMDP's observations, as if they were states
 ALGOS = [
     AlgoSpec("policy_evaluation", PolicyEvaluationParams, "rltui.algos.dynamic_programming:policy_evaluation", TABULAR,
              "iterative policy evaluation: V^π by repeated Bellman expectation backups", tags=("dp",)),
@@ -330,11 +358,13 @@ ALGOS = [
              "value iteration: V* by repeated Bellman optimality backups", tags=("dp",)),
     AlgoSpec("policy_iteration", PolicyIterationParams, "rltui.algos.dynamic_programming:policy_iteration", TABULAR,
              "policy iteration: evaluate π, improve greedily, repeat until stable", tags=("dp",)),
-    AlgoSpec("q_learning", TDParams, "rltui.algos.td:q_learning", TABULAR,
+    AlgoSpec("qmdp", QMDPParams, "rltui.algos.pomdp:qmdp", frozenset({"pomdp"}),
+             "QMDP: the hidden MDP's Q* on the exact belief, argmax_a Σ_s b(s) Q(s,a)", tags=("pomdp",)),
+    AlgoSpec("q_learning", TDParams, "rltui.algos.td:q_learning", TD_KINDS,
              "Q-learning: off-policy TD control, bootstraps max_a' Q(s',a')", tags=("td",)),
-    AlgoSpec("sarsa", TDParams, "rltui.algos.td:sarsa", TABULAR,
+    AlgoSpec("sarsa", TDParams, "rltui.algos.td:sarsa", TD_KINDS,
              "SARSA: on-policy TD control, bootstraps Q(s',a') of the action taken next", tags=("td",)),
-    AlgoSpec("expected_sarsa", TDParams, "rltui.algos.td:expected_sarsa", TABULAR,
+    AlgoSpec("expected_sarsa", TDParams, "rltui.algos.td:expected_sarsa", TD_KINDS,
              "Expected SARSA: bootstraps Σ π(a'|s') Q(s',a')", tags=("td",)),
     AlgoSpec("monte_carlo", MonteCarloParams, "rltui.algos.monte_carlo:monte_carlo_control", TABULAR | {"episodic"},
              "Monte Carlo control: first- or every-visit returns, exploring starts or ε-soft", tags=("mc",)),
