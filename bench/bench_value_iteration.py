@@ -1,10 +1,15 @@
-"""Value iteration on a 200x200 gridworld (40,000 states), side by side, in one run:
+"""Value iteration on a 200x200 gridworld (40,000 states), side by side, in one run, then a
+1000x1000 one (a million states) built and solved in a child process with its peak memory:
 
   rltui           the vectorized Bellman sweep of rltui.algos.dynamic_programming (compact s,a,k arrays)
   python loops    a straightforward implementation looping over states in Python (only a few sweeps
                   are timed; the per-sweep time is extrapolated, and labelled so)
   pymdptoolbox    mdptoolbox.mdp.ValueIteration on scipy.sparse transition matrices, if it installs
                   (`pip install pymdptoolbox` into this venv, for the bench only: not a dependency)
+  scipy.sparse    a direct implementation: one (S·A) x S CSR matrix, Q = r + γ P V, masked max
+
+Build (vectorized, goal ≤ 50 ms at 200x200), build + solve (goal ≤ 0.3 s) and construct + solve
+beside both peers, to the same θ.
 
 and the fraction of the machine's memory bandwidth one rltui sweep reaches (bandwidth measured here
 with a large numpy copy). Run: .venv/bin/python bench/bench_value_iteration.py [--size 200]
@@ -84,23 +89,110 @@ def try_mdptoolbox():
         return None, f"pymdptoolbox installed but does not import: {type(exc).__name__}: {exc}"
 
 
+def build_and_solve(size: int, gamma: float, slip: float, theta: float) -> dict:
+    """Build the size x size lake and run value_iteration() to θ (a Recorder that stores nothing):
+    wall and CPU seconds of each part, and this process's peak memory."""
+    import resource
+
+    class _Params:
+        max_sweeps = 100_000
+
+    _Params.theta = theta
+    w0, c0 = time.perf_counter(), time.process_time()
+    env = grid_mdp(make_map(size), gamma=gamma, slip=slip)
+    w1, c1 = time.perf_counter(), time.process_time()
+    out = value_iteration(env, _Params(), Recorder(), seed=0)
+    w2, c2 = time.perf_counter(), time.process_time()
+    return {"states": env.n_states, "build_wall": w1 - w0, "build_cpu": c1 - c0, "solve_wall": w2 - w1,
+            "solve_cpu": c2 - c1, "sweeps": out["sweeps"], "V_start": out["V_start"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def scipy_value_iteration(env, gamma: float, theta: float) -> tuple[float, float, int, np.ndarray]:
+    """A direct scipy.sparse implementation: P as one (S·A) x S CSR matrix, Q = r + γ P V, masked
+    max over actions, until max|ΔV| < θ. Returns (construct s, solve s, sweeps, V)."""
+    import scipy.sparse as sp
+
+    S, A, K = env.prob.shape
+    t0 = time.perf_counter()
+    rows = np.repeat(np.arange(S * A), K)
+    P = sp.csr_matrix((env.prob.ravel(), (rows, env.next_state.ravel())), shape=(S * A, S))
+    r = env.expected_reward.ravel()
+    unavailable = ~env.available.ravel() & ~np.repeat(env.terminal, A)
+    t1 = time.perf_counter()
+    V, sweeps = np.zeros(S), 0
+    while True:
+        Q = r + gamma * (P @ V)
+        Q[unavailable] = -np.inf
+        V_new = Q.reshape(S, A).max(axis=1)
+        sweeps += 1
+        done = np.max(np.abs(V_new - V)) < theta
+        V = V_new
+        if done:
+            break
+    return t1 - t0, time.perf_counter() - t1, sweeps, V
+
+
+def mdptoolbox_value_iteration(mdp, env, gamma: float, theta: float) -> tuple[float, float, int, np.ndarray]:
+    """pymdptoolbox's ValueIteration: construct its per-action scipy.sparse P (terminal states
+    absorbing with reward 0, the same V) and R, then solve. Its stopping rule is on the span of
+    ΔV: ε = θγ/(1-γ) makes its threshold θ."""
+    import scipy.sparse as sp
+
+    S, A, K = env.prob.shape
+    t0 = time.perf_counter()
+    P = []
+    for a in range(A):
+        prob = env.prob[:, a, :].copy()
+        nxt = env.next_state[:, a, :].copy()
+        prob[env.terminal, 0], nxt[env.terminal, 0] = 1.0, np.flatnonzero(env.terminal)
+        P.append(sp.csr_matrix((prob.ravel(), (np.repeat(np.arange(S), K), nxt.ravel())), shape=(S, S)))
+    R = env.expected_reward.copy()
+    # Two set-up steps of pymdptoolbox 4.0b3 cannot run at these sizes and are skipped (neither is
+    # part of a sweep): util.check() broadcasts a sparse row-sum against an S vector (an S x S dense
+    # array); ValueIteration._boundIter densifies a column of every P[a] per state, O(S²).
+    mdp._util.check = lambda P, R: None
+    mdp.ValueIteration._boundIter = lambda self, epsilon: None
+    vi = mdp.ValueIteration(P, R, gamma, epsilon=theta * gamma / (1 - gamma), max_iter=100_000)
+    t1 = time.perf_counter()
+    vi.run()
+    return t1 - t0, time.perf_counter() - t1, vi.iter, np.array(vi.V)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--sweeps", type=int, default=100, help="sweeps timed for rltui and pymdptoolbox")
+    ap.add_argument("--big", type=int, default=1000, help="the big grid built and solved in a child process (0: skip)")
+    ap.add_argument("--sweeps", type=int, default=100, help="sweeps timed for the sweep rate")
     ap.add_argument("--python-sweeps", type=int, default=2, help="sweeps timed for the Python-loop version")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: build + solve one size, print JSON
     args = ap.parse_args()
+    gamma, slip, theta = 0.99, 0.2, 1e-6
+    big_gamma = 0.95
+    if args.one:
+        import json
 
-    gamma, slip = 0.99, 0.2
-    t0 = time.perf_counter()
-    env = grid_mdp(make_map(args.size), gamma=gamma, slip=slip)
-    build_s = time.perf_counter() - t0
-    S, A, K = env.prob.shape
+        print(json.dumps(build_and_solve(args.one, big_gamma, slip, theta)))
+        return
+
     import os
 
-    print(f"load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are wall clock)")
-    print(f"gridworld {args.size}x{args.size}: {S} states, {A} actions, up to {K} outcomes each "
-          f"(slip {slip}), γ = {gamma}; built in {build_s:.2f} s")
+    print(f"load average before the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+          "(wall clock beside CPU time: CPU time is what a loaded machine distorts least)")
+    lake = make_map(args.size)
+    builds = []
+    for _ in range(5):
+        w0, c0 = time.perf_counter(), time.process_time()
+        env = grid_mdp(lake, gamma=gamma, slip=slip)
+        builds.append((time.perf_counter() - w0, time.process_time() - c0))
+    S, A, K = env.prob.shape
+    print(f"gridworld {args.size}x{args.size}: {S} states, {A} actions, up to {K} outcomes each (slip {slip}), "
+          f"γ = {gamma}, θ = {theta}")
+    print(f"  build (vectorized): best of 5 {min(b[0] for b in builds) * 1e3:.1f} ms wall, "
+          f"{min(b[1] for b in builds) * 1e3:.1f} ms CPU   (goal ≤ 50 ms)")
+    small = build_and_solve(args.size, gamma, slip, theta)
+    print(f"  build + value_iteration() to θ: {small['build_wall'] + small['solve_wall']:.2f} s wall, "
+          f"{small['build_cpu'] + small['solve_cpu']:.2f} s CPU, {small['sweeps']} sweeps   (goal ≤ 0.3 s)")
 
     # --- rltui: the sweep value_iteration runs (backup + max|ΔV|) ---------------------------------
     V = np.zeros(S)
@@ -115,28 +207,15 @@ def main() -> None:
     sweeps()  # warm up (builds the cached r(s,a))
     V = np.zeros(S)
     t = best_time(lambda: (V.fill(0.0), sweeps()), 3) / args.sweeps
-    V_rltui = V.copy()
-    rltui_sps = 1 / t
-    print(f"\nrltui vectorized        {rltui_sps:10.1f} sweeps/s   ({t * 1e3:.2f} ms/sweep, best of 3 x {args.sweeps} sweeps)")
-
-    # the whole algorithm to convergence, recorder overhead included (a Recorder that stores nothing)
-    class _Params:
-        theta, max_sweeps = 1e-6, 100_000
-
-    t0 = time.perf_counter()
-    out = value_iteration(env, _Params(), Recorder(), seed=0)
-    full = time.perf_counter() - t0
-    print(f"  value_iteration() to θ=1e-6, with its final Q/π table and evaluation episode: {out['sweeps']} sweeps in {full:.2f} s = {out['sweeps'] / full:.1f} sweeps/s, "
-          f"V(start) = {out['V_start']:.6f}")
+    print(f"\nrltui vectorized        {1 / t:10.1f} sweeps/s   ({t * 1e3:.2f} ms/sweep, best of 3 x {args.sweeps} sweeps)")
 
     # --- memory bandwidth ---------------------------------------------------------------------------
     bw = memory_bandwidth()
     # what a sweep reads and writes at the least: int64 next-state indices and float64 probabilities
     # for every (s, a, k), r(s,a), V in and V out (the gather's and einsum's temporaries not counted)
     streamed = S * A * K * (8 + 8) + S * A * 8 + 2 * S * 8
-    print(f"\nmemory bandwidth (numpy copy of 256 MiB, read+write): {bw / 1e9:.2f} GB/s")
-    print(f"one sweep must stream next_state (int64) + prob + r(s,a) + V in/out = {streamed / 1e6:.2f} MB "
-          f"-> {streamed / t / 1e9:.2f} GB/s = {streamed / t / bw:.1%} of the measured bandwidth")
+    print(f"memory bandwidth (numpy copy of 256 MiB, read+write): {bw / 1e9:.2f} GB/s; one sweep streams "
+          f"{streamed / 1e6:.2f} MB -> {streamed / t / 1e9:.2f} GB/s = {streamed / t / bw:.1%} of it")
 
     # --- Python loops ------------------------------------------------------------------------------
     outcomes = [[env.outcomes(s, a) for a in range(A)] for s in range(S)]
@@ -146,50 +225,47 @@ def main() -> None:
     for _ in range(args.python_sweeps):
         Vp = python_sweep(outcomes, terminal, Vp, gamma)
     tp = (time.perf_counter() - t0) / args.python_sweeps
-    check = np.zeros(S)
-    for _ in range(args.python_sweeps):
-        check = bellman_optimality(env, check)
-    print(f"\npython loops            {1 / tp:10.2f} sweeps/s   ({tp * 1e3:.0f} ms/sweep; EXTRAPOLATED from "
-          f"{args.python_sweeps} timed sweeps)  max|V - rltui| after {args.python_sweeps}: {np.max(np.abs(np.array(Vp) - check)):.1e}")
-    print(f"  rltui / python loops = {tp / t:.0f}x")
+    print(f"python loops            {1 / tp:10.2f} sweeps/s   ({tp * 1e3:.0f} ms/sweep; EXTRAPOLATED from "
+          f"{args.python_sweeps} timed sweeps); rltui / python loops = {tp / t:.0f}x")
 
-    # --- pymdptoolbox ------------------------------------------------------------------------------
-    mdp, why = try_mdptoolbox()
+    # --- peers: construct + solve to the same θ -----------------------------------------------------
+    rl_total = small["build_wall"] + small["solve_wall"]
+    print(f"\nconstruct + solve to θ = {theta} (wall):")
+    print(f"  rltui                 {small['build_wall']:.3f} s + {small['solve_wall']:.3f} s = {rl_total:.3f} s "
+          f"({small['sweeps']} sweeps)")
+    mdp, why = try_mdptoolbox()  # installs pymdptoolbox (and scipy) into this venv, for the bench only
+    V_ref = value_iteration(env, type("P", (), {"theta": theta, "max_sweeps": 100_000})(), Recorder(), seed=0)
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        print("  scipy.sparse: not compared (scipy is not installed)")
+    else:
+        build_s, solve_s, n, V_sp = scipy_value_iteration(env, gamma, theta)
+        print(f"  scipy.sparse direct   {build_s:.3f} s + {solve_s:.3f} s = {build_s + solve_s:.3f} s ({n} sweeps; "
+              f"construct from rltui's arrays)  -> rltui is {(build_s + solve_s) / rl_total:.2f}x faster")
     if mdp is None:
-        print(f"\npymdptoolbox: not compared ({why})")
-        return
-    import scipy.sparse as sp
+        print(f"  pymdptoolbox: not compared ({why})")
+    else:
+        build_m, solve_m, n, V_m = mdptoolbox_value_iteration(mdp, env, gamma, theta)
+        print(f"  pymdptoolbox          {build_m:.3f} s + {solve_m:.3f} s = {build_m + solve_m:.3f} s ({n} sweeps; "
+              f"its own stopping rule)  -> rltui is {(build_m + solve_m) / rl_total:.2f}x faster")
+    del V_ref
 
-    # mdptoolbox has no terminal states: a terminal state becomes absorbing with reward 0 (same V).
-    P = []
-    for a in range(A):
-        rows, cols, vals = [], [], []
-        for s in range(S):
-            if env.terminal[s]:
-                rows.append(s), cols.append(s), vals.append(1.0)
-                continue
-            for s2, p, _ in outcomes[s][a]:
-                rows.append(s), cols.append(s2), vals.append(p)
-        P.append(sp.csr_matrix((vals, (rows, cols)), shape=(S, S)))
-    R = env.expected_reward.copy()
-    # Two set-up steps of pymdptoolbox 4.0b3 cannot run at 40,000 states and are skipped (neither is
-    # part of a sweep): util.check() broadcasts a sparse row-sum (an S x 1 matrix) against an S
-    # vector, an S x S dense array (12.8 GB); ValueIteration._boundIter densifies a column of
-    # every P[a] per state, O(S²). We fix the number of sweeps anyway.
-    mdp._util.check = lambda P, R: None
-    mdp.ValueIteration._boundIter = lambda self, epsilon: None
-    print("\npymdptoolbox: skipping its util.check() and _boundIter() set-up (both O(S²) memory/time at this size)")
-    t0 = time.perf_counter()
-    vi = mdp.ValueIteration(P, R, gamma, epsilon=1e-300, max_iter=args.sweeps)
-    setup = time.perf_counter() - t0
-    vi.max_iter = args.sweeps  # it may lower max_iter to its own bound; time exactly args.sweeps
-    t0 = time.perf_counter()
-    vi.run()
-    tm = (time.perf_counter() - t0) / vi.iter
-    diff = np.max(np.abs(np.array(vi.V) - V_rltui)) if vi.iter == args.sweeps else float("nan")
-    print(f"\npymdptoolbox            {1 / tm:10.1f} sweeps/s   ({tm * 1e3:.2f} ms/sweep over {vi.iter} sweeps, "
-          f"scipy.sparse; set-up {setup:.2f} s)  max|V - rltui| after {vi.iter}: {diff:.1e}")
-    print(f"  rltui / pymdptoolbox = {tm / t:.2f}x")
+    # --- the million-state grid, in a child process (its own peak memory) ---------------------------
+    if args.big:
+        import json
+
+        proc = subprocess.run([sys.executable, __file__, "--one", str(args.big)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"\n{args.big}x{args.big}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+            return
+        big = json.loads(proc.stdout)
+        print(f"\ngridworld {args.big}x{args.big} ({big['states']:,} states, γ = {big_gamma}, slip {slip}, θ = {theta}):")
+        print(f"  build {big['build_wall']:.1f} s wall / {big['build_cpu']:.1f} s CPU; value_iteration() "
+              f"{big['solve_wall']:.1f} s wall / {big['solve_cpu']:.1f} s CPU ({big['sweeps']} sweeps); "
+              f"total {big['build_wall'] + big['solve_wall']:.1f} s wall / {big['build_cpu'] + big['solve_cpu']:.1f} s CPU "
+              f"(goal ≤ 20 s); peak memory {big['peak_rss_mb']:.0f} MB (goal ≤ 2048)")
+    print(f"load average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,17 @@ class CliError(Exception):
     """A user-facing error: printed as `rltui: <message>`, exit status 2."""
 
 
+def run_id(text: str) -> int:
+    """A run id argument: a positive integer the store can hold (`show 10^20` is refused here)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a run id is a positive integer, got {text[:40]!r}") from None
+    if not 1 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"a run id is an integer in 1..{2**63 - 1}, got {text[:40]}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltui", description="A terminal laboratory for reinforcement learning."
@@ -44,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("show", help="show one run")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=run_id)
     p.add_argument("--json", action="store_true")
     p.add_argument("--toml", action="store_true", help="print the run's config as TOML that reproduces it")
 
     p = sub.add_parser("export", help="export a run's metrics, episodes and trajectories")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=run_id)
     p.add_argument("--format", choices=("json", "csv"), default="json")
     p.add_argument("-o", "--output", help="file (json) or directory (csv); default: stdout for json")
 
@@ -59,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("cancel", help="ask a run to stop (graceful, then forced)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=run_id)
     p.add_argument("--grace", type=float, default=None,
                    help="seconds to wait for a graceful stop before SIGTERM/SIGKILL (default $RLTUI_CANCEL_GRACE or 10)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("resume", help="continue a crashed, cancelled or failed run (same id)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=run_id)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("worker", help="make this machine part of the store's worker pool (detached)")
@@ -310,11 +321,12 @@ def cmd_mdp(args: argparse.Namespace) -> int:
 
     config = load_config_file(args.config, args.overrides)
     spec = registry.env_spec(config.env_id)
-    if spec.kind != "tabular":
+    if spec.kind not in ("tabular", "toytext"):
         raise CliError(f"{args.config}: env.id {config.env_id!r} is a {spec.kind} env; `mdp` prints tabular MDPs only")
     from rltui.envs.mdp_file import dump_mdp
+    from rltui.envs.tabular import as_tabular
 
-    env = registry.load_callable(spec.factory)(config.env)
+    env = as_tabular(registry.load_callable(spec.factory)(config.env))
     print(dump_mdp(env, "json" if args.json else "toml"), end="")
     return 0
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rltui import registry
 from rltui.errors import ConfigError, read_regular_text  # noqa: F401 — ConfigError: its home for everyone who imports it from here
@@ -34,23 +34,65 @@ from rltui.recorder import RecordPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 TOP_LEVEL_KEYS = ("name", "seed", "device", "env", "algo", "record")
+MAX_NAME = 200  # characters of a run's name
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any int, but torch.manual_seed and the store want this
+MAX_INT = 10**9  # an int field without its own upper bound stays below this
+MAX_TEXT = 4096  # characters of a string field (a path, a map row)
+MAX_DEPTH = 16  # nesting of tables and arrays in a config or an MDP file
+
+
+class DoorError(Exception):
+    """A check at the door that needs more than one field (or the env): `key` names the entry
+    inside its table ("policy.A", "buffer_size"), `message` what is allowed."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
 
 
 class Params(BaseModel):
-    """Base of every env and algorithm parameter schema: unknown keys are errors."""
+    """Base of every env and algorithm parameter schema, for every family: unknown keys are errors,
+    types are strict (no `gamma = true` -> 1.0, no "0.9" -> 0.9: an int is accepted for a float
+    field, nothing else is converted), NaN and ±inf are refused in every float, an int without its
+    own upper bound stays within MAX_INT and a string within MAX_TEXT characters.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Two hooks for the checks that need the run as a whole (validate_config calls them):
+    - `allocations(env)`: [(key, bytes)] this part of the run would allocate (an algorithm's
+      params get its env's params), summed and checked against the machine's memory;
+    - `check_with_env(env_id, env)`: an algorithm's params checked against its env (raise DoorError).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Params":
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                has_upper = any(getattr(m, "le", None) is not None or getattr(m, "lt", None) is not None
+                                for m in field.metadata)
+                if not has_upper and abs(value) > MAX_INT:
+                    raise DoorError(name, f"{value} is too large; at most {MAX_INT:,} in magnitude")
+            elif isinstance(value, str) and len(value) > MAX_TEXT:
+                raise DoorError(name, f"a text of {len(value):,} characters; at most {MAX_TEXT}")
+        return self
+
+    def allocations(self, env: "Params | None" = None) -> list[tuple[str, int]]:
+        return []
+
+    def check_with_env(self, env_id: str, env: "Params") -> None:
+        return None
 
 
 class RecordParams(Params):
-    every: int = Field(0, ge=0, description="keep the trajectory of every Nth training episode (0: off)")
-    last: int = Field(5, ge=0, description="keep the trajectories of the last K training episodes")
+    every: int = Field(0, ge=0, le=MAX_INT, description="keep the trajectory of every Nth training episode (0: off)")
+    last: int = Field(5, ge=0, le=1_000_000, description="keep the trajectories of the last K training episodes")
     eval: bool = Field(True, description="keep the trajectory of every evaluation episode")
-    max_steps: int = Field(10_000, ge=1, description="longest trajectory stored, in steps")
+    max_steps: int = Field(10_000, ge=1, le=1_000_000, description="longest trajectory stored, in steps")
     max_metric_points: int = Field(
-        1_000_000, ge=100, description="rows kept per metric; past it older points are thinned into min/max/mean buckets")
+        1_000_000, ge=100, le=MAX_INT, description="rows kept per metric; past it older points are thinned into min/max/mean buckets")
     max_episodes: int = Field(
-        1_000_000, ge=100, description="episode rows kept per phase; past it older ones are thinned into buckets")
+        1_000_000, ge=100, le=MAX_INT, description="episode rows kept per phase; past it older ones are thinned into buckets")
 
     def policy(self) -> RecordPolicy:
         return RecordPolicy(every=self.every, last=self.last, eval=self.eval, max_steps=self.max_steps,
@@ -149,12 +191,34 @@ def load_config_text(
     base_dir: Path | None = None,
     overrides: list[str] | None = None,
 ) -> RunConfig:
+    data = parse_toml(text, source)
+    data = apply_overrides(data, overrides or [])
+    return validate_config(data, source=source, base_dir=base_dir, source_text=text)
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text to a dict; bad TOML, nesting deeper than MAX_DEPTH: ConfigError naming the file."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML: {exc}") from None
-    data = apply_overrides(data, overrides or [])
-    return validate_config(data, source=source, base_dir=base_dir, source_text=text)
+    except RecursionError:
+        raise ConfigError(source, "", f"nested too deeply; at most {MAX_DEPTH} levels of tables and arrays") from None
+    check_depth(data, source)
+    return data
+
+
+def check_depth(data: Any, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse tables/arrays nested deeper than `limit` (walked without recursion), naming the key."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        node, key, depth = stack.pop()
+        if depth > limit:
+            raise ConfigError(source, key, f"nested too deeply; at most {limit} levels of tables and arrays")
+        if isinstance(node, dict):
+            stack.extend((v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(node))
 
 
 def validate_config(
@@ -163,6 +227,7 @@ def validate_config(
     base_dir: Path | None = None,
     source_text: str | None = None,
 ) -> RunConfig:
+    check_depth(data, source)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(
@@ -172,8 +237,8 @@ def validate_config(
                 + _suggest(key, list(TOP_LEVEL_KEYS)),
             )
     seed = data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(source, "seed", f"must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(source, "seed", f"must be an integer in 0..{MAX_SEED} (2**32 - 1), got {_short(seed)}")
     device = data.get("device", "auto")
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         raise ConfigError(
@@ -195,11 +260,18 @@ def validate_config(
         )
     env_params = _validate_table(env_spec.params, env_table, "env", source, base_dir)
     algo_params = _validate_table(algo_spec.params, algo_table, "algo", source, base_dir)
-    record = _validate_table(RecordParams, data.get("record", {}), "record", source, base_dir)
+    record_table = data.get("record", {})
+    if not isinstance(record_table, dict):
+        raise ConfigError(source, "record", f"must be a table such as [record] last = 5, got {_short(record_table)}; "
+                          f"allowed keys: {_allowed(list(RecordParams.model_fields))}")
+    record = _validate_table(RecordParams, record_table, "record", source, base_dir)
+    check_run(source, env_id, env_params, algo_params)
 
     name = data.get("name") or f"{algo_id}-{env_id}"
     if not isinstance(name, str):
-        raise ConfigError(source, "name", f"must be a string, got {name!r}")
+        raise ConfigError(source, "name", f"must be a string, got {_short(name)}")
+    if len(name) > MAX_NAME:
+        raise ConfigError(source, "name", f"a name of {len(name):,} characters; at most {MAX_NAME}")
     return RunConfig(
         name=name,
         seed=seed,
@@ -212,6 +284,53 @@ def validate_config(
         source_text=source_text if source_text is not None else dump_toml(data),
         source_path=source if source and not source.startswith("<") else None,
     )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters (a 50 MB value must not become a 50 MB message)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def available_memory() -> int:
+    """Bytes this machine can still give a run: MemAvailable (Linux), else the physical memory;
+    RLTUI_MEMORY_LIMIT (bytes) overrides it (e.g. a container's share)."""
+    import os
+
+    override = os.environ.get("RLTUI_MEMORY_LIMIT")
+    if override and override.isdigit():
+        return int(override)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_run(source: str, env_id: str, env: Params, algo: Params) -> None:
+    """The checks that need the env and the algorithm together: what the run would allocate against
+    the machine's memory, and the algorithm's params against its env (a policy table's states)."""
+    parts = [(f"env.{k}", b) for k, b in env.allocations()] + [(f"algo.{k}", b) for k, b in algo.allocations(env)]
+    total = sum(b for _, b in parts)
+    free = available_memory()
+    if parts and total > free:
+        key, biggest = max(parts, key=lambda kb: kb[1])
+        raise ConfigError(source, key, f"this run would allocate about {_gib(total)} ({_gib(biggest)} for {key}); "
+                          f"this machine has {_gib(free)} available. Make it smaller")
+    try:
+        algo.check_with_env(env_id, env)
+    except DoorError as exc:
+        raise ConfigError(source, f"algo.{exc.key}", exc.message) from None
 
 
 def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -243,9 +362,26 @@ def _resolve_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, An
     out = dict(table)
     for key, value in table.items():
         if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
-            p = Path(value).expanduser()
-            out[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
+            try:
+                p = Path(value).expanduser()
+                out[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
+            except (RuntimeError, ValueError, OSError):  # ~nosuchuser, a NUL byte: the check names it
+                out[key] = value
     return out
+
+
+def _data_path(data: Any, loc: tuple) -> list[Any]:
+    """The parts of a pydantic error location that walk the input data (keys and indexes)."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            continue
+        path.append(part)
+    return path
 
 
 def _validate_table(
@@ -263,12 +399,17 @@ def _validate_table(
             )
     try:
         return model.model_validate(_resolve_paths(fields, base_dir))
+    except DoorError as exc:
+        raise ConfigError(source, f"{name}.{exc.key}", exc.message) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # the most specific error (a union reports one per member), its location without the
+        # members' type tags ("dict[str,float]"): only the parts that are keys of the table
+        err = max(exc.errors(), key=lambda e: len(_data_path(fields, e["loc"])))
+        err["loc"] = tuple(_data_path(fields, err["loc"]))
         loc = ".".join(str(p) for p in err["loc"])
         key = f"{name}.{loc}" if loc else name
         got = err.get("input")
         detail = err["msg"]
         field = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
         hint = f" ({field.description})" if field is not None and field.description else ""
-        raise ConfigError(source, key, f"{detail}; got {got!r}{hint}") from None
+        raise ConfigError(source, key, f"{detail}; got {_short(got)}{hint}") from None

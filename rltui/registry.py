@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-EnvKind = Literal["tabular", "control", "text", "diagnostic"]
+EnvKind = Literal["tabular", "control", "toytext", "bandit", "episodic", "pomdp", "text", "diagnostic"]  # toytext: Gymnasium env + exact MDP
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ _FAMILY_HINT = {
     "rltui.schemas.tabular": (
         "maze", "gridworld", "cliff", "chain", "custom",
         "policy_evaluation", "value_iteration", "policy_iteration", "q_learning", "sarsa", "expected_sarsa",
+        "bandit", "epsilon_greedy", "ucb", "thompson", "gradient_bandit", "Blackjack-v1", "monte_carlo",
+        "pomdp", "qmdp",
     ),
     "rltui.schemas.diagnostics": ("ticker", "heartbeat_probe"),
     "rltui.schemas.lm": ("lm-reviews", "lm-arithmetic", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo"),

@@ -119,8 +119,10 @@ def test_control_schemas_import_neither_torch_nor_gymnasium():
 def test_registry_lists_control_envs_and_deep_algos():
     from rltui import registry
 
-    for env_id in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"):
+    for env_id in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1"):
         assert registry.env_spec(env_id).kind == "control"
+    for env_id in ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"):  # Gymnasium envs with an exact MDP too
+        assert registry.env_spec(env_id).kind == "toytext"
     for algo in ("dqn", "reinforce", "ppo"):
         spec = registry.algo_spec(algo)
-        assert spec.uses_torch and {"control", "tabular"} <= spec.env_kinds
+        assert spec.uses_torch and {"control", "tabular", "toytext"} <= spec.env_kinds

@@ -94,7 +94,7 @@ def rows(*extra, drop=()):
          "repeats state 'A', action 'right', next state 'B' (first given at transitions[0])"),
         (bad(transitions=rows(["A", "right", "B"])), "transitions[4]", "must be [state, action, next_state, probability, reward]"),
         (bad(transitions=rows(["A", "up", "B", "half", 0.0])), "transitions[4]", "unknown action 'up'"),
-        (bad(transitions=rows(drop=(0,)) + [["A", "right", "B", "one", 0.0]]), "transitions[3]", "probability must be a number, got 'one'"),
+        (bad(transitions=rows(drop=(0,)) + [["A", "right", "B", "one", 0.0]]), "transitions[3]", "probability must be a finite number in [0, 1], got 'one'"),
         (bad(transitions=[]), "transitions", "must be a non-empty list"),
         (bad(start="Q"), "start", "unknown start state 'Q'"),
         (bad(start="C"), "start", "start state 'C' is terminal"),
@@ -195,3 +195,39 @@ def test_rltui_mdp_honours_set(tmp_path):
     proc = rltui_cli("mdp", str(SAMPLE_RUNS / "chain_value_iteration.toml"), "--set", "env.n=3", "--json", check=True)
     data = json.loads(proc.stdout)
     assert data["states"] == ["0", "1", "2"] and data["terminal"] == ["2"]
+
+
+ABC_TOML = """gamma = 0.9
+states = ["A", "B", "C"]
+actions = ["left", "right"]
+start = {start}
+terminal = ["C"]
+transitions = [
+  ["A", "right", "B", {p}, 0.0],
+  ["A", "left",  "A", 1.0, {r}],
+  ["B", "right", "C", 1.0, 1.0],
+]
+"""
+
+
+@pytest.mark.parametrize("start, p, r, key, message", [
+    ('"A"', "nan", "-1.0", "transitions[0]", "probability must be a finite number in [0, 1], got nan"),
+    ('"A"', "inf", "-1.0", "transitions[0]", "probability must be a finite number in [0, 1], got inf"),
+    ('"A"', "1.0", "nan", "transitions[1]", "reward must be a finite number, got nan"),
+    ('"A"', "1.0", "-inf", "transitions[1]", "reward must be a finite number, got -inf"),
+    ("{A = nan, B = 1.0}", "1.0", "-1.0", "start.A", "a start probability must be a number in [0, 1], got nan"),
+    ("{A = inf}", "1.0", "-1.0", "start.A", "a start probability must be a number in [0, 1], got inf"),
+])
+def test_nan_and_inf_are_refused_in_mdp_files(tmp_path, start, p, r, key, message):
+    path = tmp_path / "m.toml"
+    path.write_text(ABC_TOML.format(start=start, p=p, r=r))
+    with pytest.raises(ConfigError) as err:
+        load_mdp(path)
+    assert err.value.key == key and err.value.message == message
+
+
+def test_a_probability_one_ulp_above_one_is_accepted(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(ABC_TOML.format(start='"A"', p="1.0000000000000002", r="-1.0"))
+    env = load_mdp(path)
+    assert env.outcomes(0, 1) == [(1, 1.0000000000000002, 0.0)]

@@ -187,3 +187,19 @@ def test_gridworld_map_from_file_with_trailing_newline(tmp_path):
     (tmp_path / "m.txt").write_text("S.#\n..G\n\n")
     env = tabular.make_gridworld(GridworldParams(path=str(tmp_path / "m.txt")))
     assert env.layout["map"] == ["S.#", "..G"] and env.n_states == 5
+
+
+@pytest.mark.parametrize("slip", [0.0, 0.3, 1.0])
+def test_the_grid_stencil_sweep_equals_the_generic_sweep(slip):
+    """Grids sweep through their stencil (4 gathers of V); the generic (s, a, k) sweep of the same
+    arrays must give the same Q, terminal columns 0."""
+    import dataclasses
+
+    env = grid_mdp(["S.#.H", "CC..G", "..#.."], gamma=0.9, slip=slip, cliff_reward=-5.0, bump_reward=-0.3)
+    generic = dataclasses.replace(env, stencil=None)
+    V = np.random.default_rng(1).normal(size=env.n_states)
+    V[env.terminal] = 0.0
+    for masked in (True, False):
+        assert env.q_actions_first(V, masked) == pytest.approx(generic.q_actions_first(V, masked), abs=1e-14)
+    assert np.all(env.q_from_v(V)[env.terminal] == 0.0)
+

@@ -10,6 +10,12 @@ Conventions shared by the three:
 - V is stored as the artifact "V" (npy) with step = sweep: V_0 at step 0, then every sweep. For big
   state spaces it is thinned to keep about V_BUDGET floats in the store (every `stride`-th sweep,
   stride = ceil(S · max_sweeps / V_BUDGET)); the last sweep is always stored.
+- Policy iteration evaluates each policy exactly: a linear solve of (I - γ P_π) V = r_π (at γ = 1
+  on the states that leave their zero-reward closed classes, see `policy_value`), or for big MDPs an
+  iteration from V = 0 stopped when the error bound γ·δ/(1-γ) is below θ.
+- At γ = 1 the greedy policy breaks ties between Q-maximizing actions towards "proper" ones (that end
+  the episode with probability 1): a tie between reaching the goal and bumping into a wall forever
+  must not pick the wall (`proper_greedy`). For γ < 1 every greedy policy of V* is optimal.
 - At the end: the "tabular" artifact (states, actions, V, Q, greedy policy), the "layout", and one
   evaluation episode (phase "eval") that follows the policy with Q(s,·), π(·|s), V(s) per step.
 """
@@ -21,20 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from rltui.envs.tabular import TabularMDP
+from rltui.envs.tabular import TabularMDP, as_tabular
 from rltui.recorder import Recorder, StepRecord
 
 V_BUDGET = 4_000_000  # floats of V snapshots kept per run (32 MB)
 
 
 # --- shared pieces -------------------------------------------------------------------------------
-def greedy(env: TabularMDP, Q: np.ndarray, prefer: np.ndarray | None = None) -> np.ndarray:
-    """argmax_a Q(s,a) over available actions; `prefer` keeps an old action when it ties (so
-    policy iteration cannot flip between equally good actions forever). Terminal states: -1."""
+def greedy(env: TabularMDP, Q: np.ndarray, prefer: np.ndarray | None = None, tol: float = 1e-12) -> np.ndarray:
+    """argmax_a Q(s,a) over available actions; `prefer` keeps an old action when it ties within
+    `tol` (so policy iteration cannot flip between equally good actions forever). Terminal: -1."""
     Qm = np.where(env.available, Q, -np.inf)
     best = Qm.argmax(axis=1)
     if prefer is not None:
-        keep = (prefer >= 0) & (Qm[np.arange(len(Q)), np.maximum(prefer, 0)] >= Qm.max(axis=1) - 1e-12)
+        keep = (prefer >= 0) & (Qm[np.arange(len(Q)), np.maximum(prefer, 0)] >= Qm.max(axis=1) - tol)
         best = np.where(keep, prefer, best)
     return np.where(env.terminal, -1, best)
 
@@ -72,8 +78,8 @@ def policy_from_table(env: TabularMDP, table: Any) -> np.ndarray:
                 raise ValueError(f"algo.policy.{s_name}: unknown action {a_name!r}; actions: {', '.join(env.actions)}")
             if not env.available[s, a_index[a_name]]:
                 raise ValueError(f"algo.policy.{s_name}: action {a_name!r} is not available in state {s_name!r}")
-            if p < 0:
-                raise ValueError(f"algo.policy.{s_name}.{a_name}: negative probability {p}")
+            if not math.isfinite(p) or p < 0:
+                raise ValueError(f"algo.policy.{s_name}.{a_name}: a probability must be a finite number ≥ 0, got {p}")
             row[a_index[a_name]] = p
         if abs(row.sum() - 1.0) > 1e-6:
             raise ValueError(f"algo.policy.{s_name}: probabilities sum to {row.sum():.6g}; they must sum to 1")
@@ -89,6 +95,149 @@ def bellman_expectation(env: TabularMDP, V: np.ndarray, pi: np.ndarray) -> np.nd
 def bellman_optimality(env: TabularMDP, V: np.ndarray) -> np.ndarray:
     # V_{k+1}(s) = max_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V_k(s')]; terminal states stay 0
     return env.q_actions_first(V, masked=True).max(axis=0)  # Q as [A, S]: unavailable = -inf
+
+
+# --- exact evaluation of a policy ----------------------------------------------------------------
+DENSE_LIMIT = 3000  # states up to which V^π is a dense linear solve (72 MB of float64 at the limit)
+
+
+def policy_matrices(env: TabularMDP, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P_π[s, s'] = Σ_a π(a|s) P(s'|s,a) (dense) and r_π(s) = Σ_a π(a|s) r(s,a)."""
+    S = env.n_states
+    P_pi = np.zeros((S, S))
+    weight = pi[:, :, None] * env.prob  # [S, A, K]
+    rows = np.broadcast_to(np.arange(S)[:, None, None], weight.shape)
+    np.add.at(P_pi, (rows.ravel(), env.next_state.ravel()), weight.ravel())
+    return P_pi, (pi * env.expected_reward).sum(axis=1)
+
+
+def closed_classes(P_pi: np.ndarray) -> np.ndarray:
+    """Which states lie in a closed communicating class of the chain P_π (a bottom strongly
+    connected component: once there, never out). Tarjan's algorithm, iterative."""
+    S = len(P_pi)
+    succ = [np.flatnonzero(P_pi[s] > 0).tolist() for s in range(S)]
+    index, low, comp = [-1] * S, [0] * S, [-1] * S
+    on_stack, stack, counter, n_comp = [False] * S, [], 0, 0
+    for root in range(S):
+        if index[root] >= 0:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack[v] = True
+            if i < len(succ[v]):
+                work.append((v, i + 1))
+                w = succ[v][i]
+                if index[w] < 0:
+                    work.append((w, 0))
+                elif on_stack[w]:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    comp[w] = n_comp
+                    if w == v:
+                        break
+                n_comp += 1
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    comp_arr = np.array(comp)
+    leaves = np.ones(n_comp, dtype=bool)  # a component with an edge to another one is not closed
+    src, dst = np.nonzero(P_pi > 0)
+    leaves[comp_arr[src[comp_arr[src] != comp_arr[dst]]]] = False
+    return leaves[comp_arr]
+
+
+def policy_value(env: TabularMDP, pi: np.ndarray) -> np.ndarray | None:
+    """V^π exactly, from V = r_π + γ P_π V; None where it is not finite (γ = 1 and a closed class
+    of the chain that collects non-zero reward forever). Dense: for MDPs up to DENSE_LIMIT states.
+
+    γ < 1: V = (I - γ P_π)^{-1} r_π.
+    γ = 1: a closed class (terminal states included) collects only zeros, so V = 0 there; on the
+    other, transient states (I - P_TT) is invertible and V_T = (I - P_TT)^{-1} r_T."""
+    P_pi, r_pi = policy_matrices(env, pi)
+    S = env.n_states
+    if env.gamma < 1.0:
+        return np.linalg.solve(np.eye(S) - env.gamma * P_pi, r_pi)
+    closed = closed_classes(P_pi)
+    if np.any(np.abs(r_pi[closed]) > 0.0):
+        return None  # Σ of a non-zero reward collected forever: ±∞ (or no limit)
+    V = np.zeros(S)
+    T = np.flatnonzero(~closed)
+    if len(T):
+        V[T] = np.linalg.solve(np.eye(len(T)) - P_pi[np.ix_(T, T)], r_pi[T])
+    return V
+
+
+# --- greedy policies that end the episode ---------------------------------------------------------
+def proper_greedy(env: TabularMDP, Q: np.ndarray, tol: float) -> np.ndarray:
+    """A greedy action per state (terminal: -1) that, among the actions within `tol` of max_a Q(s,a),
+    prefers ones under which the episode ends with probability 1 where such a choice exists.
+
+    Almost-sure reachability of the terminal states using tied actions only: W starts as every
+    state; repeatedly keep the tied actions whose outcomes all stay in W, and shrink W to the states
+    that reach a terminal state with positive probability through them (a backward breadth-first
+    search, layer by layer). At the fixed point each state of W takes a kept action with an outcome
+    one layer closer to the end: from every state, the end is reached with positive probability
+    within |layers| steps, hence with probability 1. Other states take the first tied action."""
+    Qm = np.where(env.available, Q, -np.inf)
+    top = Qm.max(axis=1, initial=-np.inf)
+    tied = env.available & (Qm >= top[:, None] - tol)
+    fallback = np.where(env.terminal, -1, Qm.argmax(axis=1))
+    nonzero = env.prob > 0
+    in_w = np.ones(env.n_states, dtype=bool)
+    while True:
+        stays = tied & np.where(nonzero, in_w[env.next_state], True).all(axis=2) & in_w[:, None]
+        layer, choice = _backward_layers(env, stays & ~env.terminal[:, None], nonzero)
+        reached = layer >= 0
+        if np.array_equal(reached, in_w):
+            break
+        in_w = reached
+    return np.where(reached & ~env.terminal, choice, fallback)
+
+
+def _backward_layers(env: TabularMDP, usable: np.ndarray, nonzero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breadth-first search backwards from the terminal states over the edges s -a-> s' of usable
+    (s, a) pairs: layer[s] = fewest such steps to a terminal state with positive probability
+    (-1: none), choice[s] = the action of the edge that found s. Vectorized per layer."""
+    s_idx, a_idx, k_idx = np.nonzero(usable[:, :, None] & nonzero)
+    dst = env.next_state[s_idx, a_idx, k_idx]
+    order = np.argsort(dst, kind="stable")
+    src, act, dst = s_idx[order], a_idx[order], dst[order]
+    starts = np.searchsorted(dst, np.arange(env.n_states))
+    ends = np.searchsorted(dst, np.arange(env.n_states), side="right")
+    layer = np.full(env.n_states, -1, dtype=np.int64)
+    choice = np.full(env.n_states, -1, dtype=np.int64)
+    frontier = np.flatnonzero(env.terminal)
+    layer[frontier] = 0
+    depth = 0
+    while len(frontier):
+        depth += 1
+        counts = ends[frontier] - starts[frontier]
+        total = int(counts.sum())
+        if total == 0:
+            break
+        offsets = np.repeat(starts[frontier] - np.cumsum(counts) + counts, counts) + np.arange(total)
+        cand, cand_act = src[offsets], act[offsets]
+        new = layer[cand] < 0
+        cand, cand_act = cand[new], cand_act[new]
+        frontier, first = np.unique(cand, return_index=True)
+        layer[frontier] = depth
+        choice[frontier] = cand_act[first]
+    return layer, choice
+
+
+def tie_tolerance(V: np.ndarray, theta: float) -> float:
+    """Q values within this of the best count as tied (the solve or the sweeps are exact to ~θ)."""
+    scale = 1.0 + (float(np.max(np.abs(V))) if len(V) else 0.0)
+    return max(1e-9, 10.0 * theta) * scale
 
 
 class _Sweeps:
@@ -122,7 +271,7 @@ class _Sweeps:
 
 
 def evaluate(env: TabularMDP, pi: np.ndarray, V: np.ndarray, theta: float, sweeps: _Sweeps, recorder: Recorder) -> tuple[np.ndarray, bool]:
-    """Iterative policy evaluation from V until delta < theta; returns (V^π, converged)."""
+    """Iterative policy evaluation from V until delta < theta; returns (V, converged)."""
     while not sweeps.exhausted:
         V_new = bellman_expectation(env, V, pi)
         delta = float(np.max(np.abs(V_new - V))) if len(V) else 0.0
@@ -137,11 +286,30 @@ def evaluate(env: TabularMDP, pi: np.ndarray, V: np.ndarray, theta: float, sweep
     return V, False
 
 
-def finish(env: TabularMDP, V: np.ndarray, pi: np.ndarray, recorder: Recorder, seed: int, sweeps: _Sweeps) -> dict[str, Any]:
-    """Store final V, Q, greedy π and the layout; play one evaluation episode following `pi`."""
+def evaluate_exactly(env: TabularMDP, pi: np.ndarray, V_old: np.ndarray, theta: float, sweeps: _Sweeps,
+                     recorder: Recorder) -> tuple[np.ndarray, bool]:
+    """(V^π, exact): a linear solve up to DENSE_LIMIT states (one logged "sweep", delta = the change
+    from V_old); beyond, sweeps from V = 0 (never from the previous policy's V, which a zero-reward
+    loop would keep forever) until ||V - V^π|| ≤ γδ/(1-γ) < θ. At γ = 1 the big-MDP sweeps stop at
+    δ < θ, which bounds nothing: reported as not exact."""
+    if env.n_states <= DENSE_LIMIT:
+        V = policy_value(env, pi)
+        if V is not None:
+            sweeps.done(V, float(np.max(np.abs(V - V_old))) if len(V) else 0.0)
+            return V, True
+        V, _ = evaluate(env, pi, np.zeros(env.n_states), theta, sweeps, recorder)
+        return V, False  # no finite value: report what max_sweeps sweeps gave
+    gamma = env.gamma
+    bound = theta * (1.0 - gamma) / gamma if 0.0 < gamma < 1.0 else theta
+    V, converged = evaluate(env, pi, np.zeros(env.n_states), bound, sweeps, recorder)
+    return V, converged and gamma < 1.0
+
+
+def finish(env: TabularMDP, V: np.ndarray, pi: np.ndarray, actions: np.ndarray, recorder: Recorder, seed: int,
+           sweeps: _Sweeps) -> dict[str, Any]:
+    """Store final V, Q, the policy's actions and the layout; play one evaluation episode following `pi`."""
     sweeps.finish(V)
     Q = env.q_from_v(V)
-    actions = greedy(env, Q)
     recorder.artifact("tabular", tabular_artifact(env, V, Q, actions))
     recorder.artifact("layout", env.layout)
     ret, length = play_episode(env, pi, Q, V, recorder, np.random.default_rng(seed), index=0)
@@ -149,13 +317,14 @@ def finish(env: TabularMDP, V: np.ndarray, pi: np.ndarray, recorder: Recorder, s
 
 
 def tabular_artifact(env: TabularMDP, V: np.ndarray, Q: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
-    """The contract's "tabular" artifact. Q of an unavailable action is null; terminal rows are 0."""
-    q_rows = []
+    """The contract's "tabular" artifact. Q of an unavailable action is null, and so is every Q of a
+    terminal state (no action is taken there); V of a terminal state is 0."""
+    q_rows: list[list[float | None]] = []
     for s in range(env.n_states):
         if env.terminal[s]:
-            q_rows.append([0.0] * env.n_actions)
+            q_rows.append([None] * env.n_actions)
         else:
-            q_rows.append([float(Q[s, a]) if env.available[s, a] else None for a in range(env.n_actions)])
+            q_rows.append(q_list(env, Q, s))
     return {
         "states": list(env.states),
         "actions": list(env.actions),
@@ -187,19 +356,95 @@ def play_episode(env: TabularMDP, pi: np.ndarray, Q: np.ndarray, V: np.ndarray, 
     return ret, t
 
 
+# --- finite horizon -------------------------------------------------------------------------------
+def backward_induction(env: TabularMDP, horizon: int, recorder: Recorder, seed: int,
+                       pi: np.ndarray | None = None) -> dict[str, Any]:
+    """The H-step problem exactly: V_H = 0 and, for h = H-1 down to 0,
+
+        Q_h(s,a) = Σ_s' P(s'|s,a) [r(s,a,s') + γ V_{h+1}(s')]
+        V_h(s)   = max_a Q_h(s,a), π_h(s) = argmax_a Q_h(s,a)    (pi given: V_h = Σ_a π(a|s) Q_h(s,a))
+
+    The optimal policy is non-stationary: π_h depends on the steps left, H - h. V with k steps left
+    is stored as "V" at step k (the slider steps over h); π_h for every h as "policy_h"; the tabular
+    artifact holds V_0, Q_0 and π_0; the evaluation episode follows π_0, π_1, ... for at most H steps."""
+    V = np.zeros(env.n_states)
+    values = [V]  # values[k] = V with k steps left, V_{H-k}
+    recorder.artifact("V", V.copy(), step=0)
+    stride = max(1, math.ceil(env.n_states * horizon / V_BUDGET))
+    policies: list[np.ndarray] = []
+    for k in range(1, horizon + 1):
+        Q = env.q_from_v(V)  # Q_{H-k}
+        policies.append(greedy(env, Q))
+        V = (pi * Q).sum(axis=1) if pi is not None else np.where(env.available, Q, -np.inf).max(axis=1, initial=-np.inf)
+        V = np.where(env.terminal, 0.0, V)
+        values.append(V)
+        if k % stride == 0 or k == horizon:
+            recorder.artifact("V", V.copy(), step=k)
+        if k % 16 == 0:
+            recorder.progress(k / horizon)
+        if recorder.should_stop():
+            break
+    policies.reverse()  # policies[h] = π_h, with H - h steps left
+    recorder.artifact("policy_h", {"horizon": horizon, "states": list(env.states),
+                                   "policy": [[None if a < 0 else env.actions[a] for a in acts] for acts in policies]})
+    recorder.artifact("tabular", tabular_artifact(env, V, Q, policies[0]))
+    recorder.artifact("layout", env.layout)
+    ret, length = play_nonstationary(env, policies, pi, values, recorder, np.random.default_rng(seed))
+    return {"horizon": horizon, "sweeps": len(policies), "converged": len(policies) == horizon,
+            "V_start": env.start_value(V), "eval_return": ret, "eval_length": length}
+
+
+def play_nonstationary(env: TabularMDP, policies: list[np.ndarray], pi: np.ndarray | None, values: list[np.ndarray],
+                       recorder: Recorder, rng: np.random.Generator) -> tuple[float, int]:
+    """One evaluation episode of at most H steps: π_h at step h (or the fixed π being evaluated),
+    recorded with π(·|s), V_h(s) and h per step."""
+    H = len(policies)
+    s, ret, t, done = env.reset(rng), 0.0, 0, False
+    steps: list[StepRecord] = []
+    while not done and t < H:
+        if pi is not None:
+            probs = pi[s]
+        else:
+            probs = np.zeros(env.n_actions)
+            probs[policies[t][s]] = 1.0
+        a = int(rng.choice(env.n_actions, p=probs))
+        s2, r, done = env.step(s, a, rng)
+        steps.append(StepRecord(t, s, a, r, done, {"pi": probs.tolist(), "V": float(values[H - t][s]), "h": t}))
+        ret += r
+        s, t = s2, t + 1
+    recorder.episode(0, ret, t, phase="eval", steps=steps if recorder.wants_trajectory(0, "eval") else None)
+    return ret, t
+
+
 # --- the algorithms ------------------------------------------------------------------------------
+def optimal_actions(env: TabularMDP, V: np.ndarray, theta: float) -> np.ndarray:
+    """A greedy action per state in Q = q_from_v(V); at γ = 1 one whose policy ends the episode
+    where any tied one does (an improper greedy policy can be worse than V* there)."""
+    Q = env.q_from_v(V)
+    if env.gamma < 1.0:
+        return greedy(env, Q)
+    return proper_greedy(env, Q, tie_tolerance(V, theta))
+
+
 def policy_evaluation(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
     """V^π for a fixed policy π by iterating the Bellman expectation backup."""
+    env = as_tabular(env)
     pi = policy_from_table(env, params.policy)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed, pi)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
     V, converged = evaluate(env, pi, V, params.theta, sweeps, recorder)
-    return {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, recorder, seed, sweeps)}
+    actions = optimal_actions(env, V, params.theta)  # the improvement step: greedy in Q^π
+    return {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, actions, recorder, seed, sweeps)}
 
 
 def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """V* by iterating the Bellman optimality backup; π* is greedy in Q*."""
+    """V* by iterating the Bellman optimality backup; π* is greedy in Q* (proper at γ = 1)."""
+    env = as_tabular(env)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
@@ -214,13 +459,20 @@ def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: i
             break
         if not math.isfinite(delta) or recorder.should_stop():
             break
-    pi = greedy_policy_matrix(env, greedy(env, env.q_from_v(V)))
-    return {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, recorder, seed, sweeps)}
+    actions = optimal_actions(env, V, params.theta)
+    pi = greedy_policy_matrix(env, actions)
+    return {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, actions, recorder, seed, sweeps)}
 
 
 def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """Start from the uniform random policy; evaluate it (iteratively, to theta), make it greedy in
-    Q^π, repeat until the greedy policy no longer changes. Sweeps count evaluation sweeps."""
+    """Start from the uniform random policy; evaluate it exactly (evaluate_exactly), make it greedy in
+    Q^π keeping the current action wherever it is among the best, repeat until no action changes.
+    Converged means: the stored V is the stored policy's own value and that policy is greedy in it.
+    Sweeps count evaluations (a linear solve counts one) plus any iterative evaluation sweeps.
+    With a horizon H the optimal H-step policy comes by backward induction, as for value iteration."""
+    env = as_tabular(env)
+    if params.horizon is not None:
+        return backward_induction(env, params.horizon, recorder, seed)
     sweeps = _Sweeps(env, recorder, params.max_sweeps)
     V = np.zeros(env.n_states)
     sweeps.start(V)
@@ -228,17 +480,26 @@ def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: 
     actions = np.full(env.n_states, -1)
     iterations, converged = 0, False
     while not sweeps.exhausted:
-        V, evaluated = evaluate(env, pi, V, params.theta, sweeps, recorder)
-        # policy improvement: π'(s) = argmax_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V^π(s')]
-        new_actions = greedy(env, env.q_from_v(V), prefer=actions)
+        V, exact = evaluate_exactly(env, pi, V, params.theta, sweeps, recorder)
+        if not exact:
+            break
+        # policy improvement: π'(s) = argmax_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V^π(s')], the old action on ties
+        Q = env.q_from_v(V)
+        tol = tie_tolerance(V, params.theta)
+        new_actions = greedy(env, Q, prefer=actions, tol=tol)
+        if env.gamma == 1.0:  # where the old action is not among the best, pick a proper one
+            proper = proper_greedy(env, Q, tol)
+            new_actions = np.where(new_actions == actions, actions, proper)
         changed = int(np.sum(new_actions != actions))
         iterations += 1
         recorder.log(sweeps.count, policy_changes=changed)
-        if evaluated and changed == 0:
+        if changed == 0:
             converged = True
             break
         actions, pi = new_actions, greedy_policy_matrix(env, new_actions)
         if recorder.should_stop():
             break
+    if not converged and np.all(actions < 0):  # stopped before any improvement: report π's greedy step
+        actions = optimal_actions(env, V, params.theta)
     return {"sweeps": sweeps.count, "iterations": iterations, "converged": converged,
-            **finish(env, V, pi, recorder, seed, sweeps)}
+            **finish(env, V, pi, actions, recorder, seed, sweeps)}

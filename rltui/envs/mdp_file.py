@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rltui.config import ConfigError
+from rltui.config import MAX_DEPTH, MAX_NAME, ConfigError, check_depth, parse_toml
 from rltui.errors import read_regular_text
 from rltui.envs.tabular import TabularMDP, from_outcomes
 
@@ -49,17 +49,23 @@ def read_mdp_data(path: str | Path) -> dict[str, Any]:
     text = read_regular_text(path, "MDP file", encoding="utf-8", not_found="MDP file not found")  # a FIFO, a device, a folder: refused
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ConfigError(src, "", f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError(src, "", f"nested too deeply; at most {MAX_DEPTH} levels") from None
+        except ValueError as exc:  # NaN / Infinity, which JSON does not have
+            raise ConfigError(src, "", f"not valid JSON: {exc}") from None
     else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(src, "", f"not valid TOML: {exc}") from None
+        data = parse_toml(text, src)
     if not isinstance(data, dict):
         raise ConfigError(src, "", "the MDP file must hold one table/object with states, actions, transitions")
+    check_depth(data, src)
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows; probabilities and rewards must be finite")
 
 
 def load_mdp(path: str | Path, gamma: float | None = None) -> TabularMDP:
@@ -76,8 +82,8 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
             raise fail(key, f"unknown key. Allowed: {', '.join(KEYS)}." + _suggest(key, list(KEYS)))
 
     file_gamma = data.get("gamma", 0.9)
-    if not _is_number(file_gamma) or not 0.0 <= file_gamma <= 1.0:
-        raise fail("gamma", f"the discount γ must be a number in [0, 1], got {file_gamma!r}")
+    if not _is_finite(file_gamma) or not 0.0 <= file_gamma <= 1.0:
+        raise fail("gamma", f"the discount γ must be a number in [0, 1], got {_short(file_gamma)}")
     if gamma is not None and not 0.0 <= gamma <= 1.0:
         raise fail("gamma", f"the discount γ must be in [0, 1], got {gamma!r}")
 
@@ -88,12 +94,12 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
 
     def state(name: Any, key: str, role: str = "state") -> int:
         if not isinstance(name, str) or name not in s_index:
-            raise fail(key, f"unknown {role} {name!r}. Known states: {', '.join(states)}." + _suggest(str(name), states))
+            raise fail(key, f"unknown {role} {_short(name)}. Known states: {_listing(states)}." + _suggest(str(name), states))
         return s_index[name]
 
     terminal_names = data.get("terminal", [])
     if not isinstance(terminal_names, list):
-        raise fail("terminal", f"must be a list of state names, got {terminal_names!r}")
+        raise fail("terminal", f"must be a list of state names, got {_short(terminal_names)}")
     terminal = np.zeros(len(states), dtype=bool)
     for i, name in enumerate(terminal_names):
         terminal[state(name, f"terminal[{i}]")] = True
@@ -104,14 +110,14 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
         start[state(raw_start, "start", "start state")] = 1.0
     elif isinstance(raw_start, dict) and raw_start:
         for name, p in raw_start.items():
-            if not _is_number(p) or p < 0:
-                raise fail(f"start.{name}", f"a start probability must be a number ≥ 0, got {p!r}")
+            if not _is_finite(p) or not 0 <= p <= 1 + PROB_TOLERANCE:
+                raise fail(f"start.{name}", f"a start probability must be a number in [0, 1], got {_short(p)}")
             start[state(name, f"start.{name}", "start state")] = float(p)
         total = float(start.sum())
         if abs(total - 1.0) > PROB_TOLERANCE:
             raise fail("start", f"start probabilities sum to {total:.6g}; they must sum to 1")
     else:
-        raise fail("start", f"must be a state name or a table of probabilities such as {{A = 0.5, B = 0.5}}, got {raw_start!r}")
+        raise fail("start", f"must be a state name or a table of probabilities such as {{A = 0.5, B = 0.5}}, got {_short(raw_start)}")
     for s in np.nonzero(start > 0)[0]:
         if terminal[s]:
             raise fail("start", f"start state {states[s]!r} is terminal; an episode there would end before it begins")
@@ -124,25 +130,25 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
     for i, row in enumerate(rows):
         key = f"transitions[{i}]"
         if not isinstance(row, list) or len(row) != 5:
-            raise fail(key, f"must be [state, action, next_state, probability, reward], got {row!r}")
+            raise fail(key, f"must be [state, action, next_state, probability, reward], got {_short(row)}")
         s_name, a_name, s2_name, p, r = row
         s = state(s_name, key)
         if not isinstance(a_name, str) or a_name not in a_index:
-            raise fail(key, f"unknown action {a_name!r}. Known actions: {', '.join(actions)}." + _suggest(str(a_name), actions))
+            raise fail(key, f"unknown action {_short(a_name)}. Known actions: {_listing(actions)}." + _suggest(str(a_name), actions))
         a = a_index[a_name]
         s2 = state(s2_name, key, "next state")
-        if not _is_number(p):
-            raise fail(key, f"probability must be a number, got {p!r}")
+        if not _is_finite(p):
+            raise fail(key, f"probability must be a finite number in [0, 1], got {_short(p)}")
         if p < 0:
-            raise fail(key, f"negative probability {p!r} for state {s_name!r}, action {a_name!r}, next state {s2_name!r}")
-        if p > 1:
-            raise fail(key, f"probability {p!r} is greater than 1")
-        if not _is_number(r) or not math.isfinite(r):
-            raise fail(key, f"reward must be a finite number, got {r!r}")
+            raise fail(key, f"negative probability {_short(p)} for state {_short(s_name)}, action {_short(a_name)}, next state {_short(s2_name)}")
+        if p > 1 + PROB_TOLERANCE:  # the same tolerance as a row's sum: 1.0000000000000002 is 1
+            raise fail(key, f"probability {_short(p)} is greater than 1")
+        if not _is_finite(r):
+            raise fail(key, f"reward must be a finite number, got {_short(r)}")
         if terminal[s]:
-            raise fail(key, f"state {s_name!r} is terminal; terminal states have no transitions (their value is 0)")
+            raise fail(key, f"state {_short(s_name)} is terminal; terminal states have no transitions (their value is 0)")
         if (s, a, s2) in seen:
-            raise fail(key, f"repeats state {s_name!r}, action {a_name!r}, next state {s2_name!r} "
+            raise fail(key, f"repeats state {_short(s_name)}, action {_short(a_name)}, next state {_short(s2_name)} "
                             f"(first given at transitions[{seen[(s, a, s2)]}]); give each (s, a, s') once")
         seen[(s, a, s2)] = i
         outcomes.setdefault((s, a), []).append((s2, float(p), float(r)))
@@ -165,20 +171,40 @@ def mdp_from_data(data: dict[str, Any], source: str = "<mdp>", gamma: float | No
                          name="custom")
 
 
+def _listing(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names):,} in all)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """A real number, not NaN or ±inf (and not an integer too big for a float)."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _names(data: dict[str, Any], key: str, fail) -> list[str]:  # noqa: ANN001
     names = data.get(key)
     if not isinstance(names, list) or not names:
-        raise fail(key, f"must be a non-empty list of names, got {names!r}")
+        raise fail(key, f"must be a non-empty list of names, got {_short(names)}")
     seen: set[str] = set()
     for i, name in enumerate(names):
-        if not isinstance(name, str) or not name:
-            raise fail(f"{key}[{i}]", f"must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+            raise fail(f"{key}[{i}]", f"must be a non-empty string of at most {MAX_NAME} characters, got {_short(name)}")
         if name in seen:
-            raise fail(f"{key}[{i}]", f"{name!r} is listed twice")
+            raise fail(f"{key}[{i}]", f"{_short(name)} is listed twice")
         seen.add(name)
     return list(names)
 

@@ -57,12 +57,18 @@ class TabularMDP:
     gamma: float
     layout: dict[str, Any] = field(default_factory=dict)
     name: str = "tabular"
+    # Optional, for grids: (dest [D, S] intp, which [A, K] ints, p [K] floats) such that outcome k of
+    # action a from a non-terminal s goes to dest[which[a, k], s] with probability p[k] (before the
+    # merging of equal s'). A sweep then gathers V D times instead of A·K times.
+    stencil: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self._r_sa: np.ndarray | None = None
+        self._terminal_idx: np.ndarray | None = None
         self._sweep: tuple[np.ndarray, ...] | None = None
         self.available = (self.prob.sum(axis=2) > 0) & ~self.terminal[:, None]  # [S, A]
-        self._start_cum = np.cumsum(self.start).tolist()
+        self._start_states = np.flatnonzero(self.start > 0).tolist() or [0]
+        self._start_cum = np.cumsum(self.start[self._start_states]).tolist()
         self._terminal = self.terminal.tolist()
         self._rows: list[list[tuple[list[float], list[int], list[float]]] | None] = [None] * len(self.states)
         if not self.layout:
@@ -117,15 +123,46 @@ class TabularMDP:
             unavailable = (~self.available & ~self.terminal[:, None]).T
             self._sweep = (next_k, prob_k, r_as, np.where(unavailable, -np.inf, r_as))
         next_k, prob_k, r_as, r_as_masked = self._sweep
-        expected_next = np.einsum("kas,kas->as", prob_k, V[next_k])  # Σ_s' P(s'|s,a) V(s')
-        return (r_as_masked if masked else r_as) + self.gamma * expected_next
+        if self.stencil is not None:
+            return self._q_stencil(V, r_as_masked if masked else r_as)
+        # Σ_s' P(s'|s,a) V(s'), one outcome slot k at a time: [A, S] temporaries, not a [K, A, S] gather
+        expected_next = np.take(V, next_k[0])
+        expected_next *= prob_k[0]
+        gathered = np.empty_like(expected_next)
+        for k in range(1, len(next_k)):
+            np.take(V, next_k[k], out=gathered)
+            gathered *= prob_k[k]
+            expected_next += gathered
+        expected_next *= self.gamma
+        expected_next += r_as_masked if masked else r_as
+        return expected_next
+
+    def _q_stencil(self, V: np.ndarray, r_as: np.ndarray) -> np.ndarray:
+        """q_actions_first for a grid: G[d] = V(where a move in direction d lands), then
+        Q[a] = r(s,a) + γ Σ_k p_k G[which[a, k]], terminal columns 0."""
+        dest, which, p = self.stencil
+        G = [np.take(V, dest[d]) for d in range(len(dest))]
+        Q = np.empty_like(r_as)
+        for a in range(len(which)):
+            row = Q[a]
+            np.multiply(G[which[a, 0]], p[0], out=row)
+            for k in range(1, len(p)):
+                if p[k]:
+                    row += p[k] * G[which[a, k]]
+        Q *= self.gamma
+        Q += r_as
+        if self._terminal_idx is None:
+            self._terminal_idx = np.flatnonzero(self.terminal)
+        Q[:, self._terminal_idx] = 0.0
+        return Q
 
     def start_value(self, V: np.ndarray) -> float:
         return float(self.start @ V)
 
     # --- sampled stepping ------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> int:
-        return min(bisect.bisect_right(self._start_cum, rng.random() * self._start_cum[-1]), self.n_states - 1)
+        i = bisect.bisect_right(self._start_cum, rng.random() * self._start_cum[-1])
+        return self._start_states[min(i, len(self._start_states) - 1)]
 
     def step(self, s: int, a: int, rng: np.random.Generator) -> tuple[int, float, bool]:
         """Sample s' ~ P(·|s,a); returns (s', r(s,a,s'), terminated)."""
@@ -142,6 +179,13 @@ class TabularMDP:
     def _outcome_lists(self, s: int, a: int) -> tuple[list[float], list[int], list[float]]:
         outs = self.outcomes(s, a) if self.available[s, a] else []
         return list(itertools.accumulate(p for _, p, _ in outs)), [o[0] for o in outs], [o[2] for o in outs]
+
+
+def as_tabular(env: Any) -> TabularMDP:
+    """What the tabular algorithms run on: a TabularMDP as is, a toy-text env's exact MDP
+    (rltui.envs.toy_text: a Gymnasium env that knows its transition table)."""
+    mdp = getattr(env, "tabular_mdp", None)
+    return mdp() if callable(mdp) else env
 
 
 def from_outcomes(
@@ -200,14 +244,15 @@ def validate_map(rows: Sequence[str]) -> list[str]:
     if not rows or not any(rows):
         raise MapError("the map is empty; give rows such as [\"S..\", \".#G\"]")
     width = len(rows[0])
+    allowed_chars = set(MAP_CHARS)
     for i, row in enumerate(rows, 1):
         if len(row) != width:
             raise MapError(f"row {i} has {len(row)} cells but row 1 has {width}; every row must have the same width")
-        for j, ch in enumerate(row, 1):
-            if ch not in MAP_CHARS:
-                allowed = ", ".join(f"{c} {w}" for c, w in MAP_CHARS.items())
-                raise MapError(f"row {i}, column {j}: unknown character {ch!r}; allowed: {allowed}")
-    starts = [(i, j) for i, row in enumerate(rows, 1) for j, ch in enumerate(row, 1) if ch == "S"]
+        if not set(row) <= allowed_chars:  # a set per row, not a Python test per cell: maps can be 1000x1000
+            j, ch = next((j, ch) for j, ch in enumerate(row, 1) if ch not in MAP_CHARS)
+            allowed = ", ".join(f"{c} {w}" for c, w in MAP_CHARS.items())
+            raise MapError(f"row {i}, column {j}: unknown character {ch!r}; allowed: {allowed}")
+    starts = [(i, j) for i, row in enumerate(rows, 1) if "S" in row for j, ch in enumerate(row, 1) if ch == "S"]
     if len(starts) != 1:
         where = "" if not starts else " (at " + ", ".join(f"row {i} column {j}" for i, j in starts) + ")"
         raise MapError(f"the map needs exactly one S (start), found {len(starts)}{where}")
@@ -234,54 +279,104 @@ def grid_mdp(
     name: str = "gridworld",
 ) -> TabularMDP:
     """A grid MDP from a validated ASCII map. States are the cells that are not walls or cliff,
-    in row-major order, named "(r,c)" (0-based, as in the seed text)."""
+    in row-major order, named "(r,c)" (0-based, as in the seed text).
+
+    Built with whole-grid numpy operations (a million cells in about a second): for each of the
+    four directions, where a move from every cell lands and what it pays (`_moves`); then each
+    action's outcomes are the intended move (1 - slip) and the two perpendicular ones (slip/2
+    each); outcomes of one (s, a) reaching the same s' are merged as in `from_outcomes`."""
     rows = validate_map(rows)
     R, C = len(rows), len(rows[0])
-    index: dict[tuple[int, int], int] = {}
-    positions: list[list[int]] = []
-    for r in range(R):
-        for c in range(C):
-            if rows[r][c] not in "#C":
-                index[(r, c)] = len(positions)
-                positions.append([r, c])
-    start_cell = next((r, c) for r in range(R) for c in range(C) if rows[r][c] == "S")
-    s0 = index[start_cell]
-    terminal = np.array([rows[r][c] in "GH" for r, c in positions], dtype=bool)
+    grid = np.frombuffer("".join(rows).encode("ascii"), dtype=np.uint8).reshape(R, C)  # one byte per cell
+    is_state = (grid != _CODE["#"]) & (grid != _CODE["C"])
+    cell_state = np.full((R, C), -1, dtype=np.int64)
+    cell_state[is_state] = np.arange(int(is_state.sum()))
+    positions = np.argwhere(is_state)  # [S, 2], row-major
+    S = len(positions)
+    s0 = int(cell_state.ravel()[int(np.flatnonzero(grid.ravel() == _CODE["S"])[0])])
+    kind = grid[is_state]
+    terminal = (kind == _CODE["G"]) | (kind == _CODE["H"])
 
-    def move(r: int, c: int, direction: str) -> tuple[int, float]:
-        dr, dc = _MOVES[direction]
-        r2, c2 = r + dr, c + dc
-        if not (0 <= r2 < R and 0 <= c2 < C) or rows[r2][c2] == "#":
-            return index[(r, c)], bump_reward
-        cell = rows[r2][c2]
-        if cell == "C":
-            return s0, cliff_reward
-        if cell == "G":
-            return index[(r2, c2)], goal_reward
-        if cell == "H":
-            return index[(r2, c2)], pit_reward
-        return index[(r2, c2)], step_reward
-
-    outcomes: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
-    for s, (r, c) in enumerate(positions):
-        if terminal[s]:
-            continue
-        for a, direction in enumerate(GRID_ACTIONS):
-            intended = move(r, c, direction)
-            outs = [(intended[0], 1.0 - slip, intended[1])] if slip < 1.0 else []
-            if slip > 0:
-                for side in _PERPENDICULAR[direction]:
-                    s2, rew = move(r, c, side)
-                    outs.append((s2, slip / 2, rew))
-            outcomes[(s, a)] = outs
-    start = np.zeros(len(positions))
+    dest, pay = _moves(grid, positions, cell_state, s0, step_reward, goal_reward, pit_reward, cliff_reward, bump_reward)
+    direction = {d: i for i, d in enumerate(GRID_ACTIONS)}
+    # outcome k of action a: k = 0 the intended move, k = 1, 2 the perpendicular ones
+    which = np.array([[direction[d], *(direction[p] for p in _PERPENDICULAR[d])] for d in GRID_ACTIONS])  # [A, 3]
+    next_state = dest[:, which]  # [S, A, 3]
+    reward = pay[:, which]
+    prob = np.broadcast_to(np.array([1.0 - slip, slip / 2, slip / 2]), next_state.shape).copy()
+    prob[terminal] = 0.0
+    next_state, prob, reward = _merge_same_next(next_state, prob, reward)
+    start = np.zeros(S)
     start[s0] = 1.0
-    states = [f"({r},{c})" for r, c in positions]
+    cells = positions.tolist()
+    states = [f"({r},{c})" for r, c in cells]
     layout = {
-        "kind": "grid", "rows": R, "cols": C, "map": list(rows), "positions": positions,
+        "kind": "grid", "rows": R, "cols": C, "map": list(rows), "positions": cells,
         "states": states, "actions": list(GRID_ACTIONS),
     }
-    return from_outcomes(states, GRID_ACTIONS, outcomes, terminal, start, gamma, layout, name)
+    stencil = (np.ascontiguousarray(dest.T, dtype=np.intp), which, np.array([1.0 - slip, slip / 2, slip / 2]))
+    return TabularMDP(states=states, actions=list(GRID_ACTIONS), next_state=next_state, prob=prob, reward=reward,
+                      terminal=terminal, start=start, gamma=float(gamma), layout=layout, name=name, stencil=stencil)
+
+
+_CODE = {ch: ord(ch) for ch in MAP_CHARS}
+
+
+def _moves(grid: np.ndarray, positions: np.ndarray, cell_state: np.ndarray, s0: int, step_reward: float,
+           goal_reward: float, pit_reward: float, cliff_reward: float, bump_reward: float) -> tuple[np.ndarray, np.ndarray]:
+    """dest[s, d], pay[s, d]: where a move in direction d (GRID_ACTIONS order) from state s lands,
+    and its reward. A wall # or the border: stay put, bump_reward; a cliff C: back to the start,
+    cliff_reward; a goal G: goal_reward; a pit H: pit_reward; else step_reward."""
+    R, C = grid.shape
+    S = len(positions)
+    # a border of walls around the map: every move from a cell lands on a cell of the padded grid
+    padded = np.full((R + 2, C + 2), _CODE["#"], dtype=np.uint8)
+    padded[1:-1, 1:-1] = grid
+    padded_state = np.full((R + 2, C + 2), -1, dtype=np.int64)
+    padded_state[1:-1, 1:-1] = cell_state
+    flat = (positions[:, 0] + 1) * (C + 2) + positions[:, 1] + 1
+    dest = np.empty((S, 4), dtype=np.int64)
+    pay = np.empty((S, 4))
+    here = np.arange(S)
+    for d, name in enumerate(GRID_ACTIONS):
+        dr, dc = _MOVES[name]
+        target = flat + dr * (C + 2) + dc
+        cell = padded.ravel()[target]
+        bump, cliff = cell == _CODE["#"], cell == _CODE["C"]
+        dest[:, d] = np.where(bump, here, np.where(cliff, s0, padded_state.ravel()[target]))
+        pay[:, d] = np.select([bump, cliff, cell == _CODE["G"], cell == _CODE["H"]],
+                              [bump_reward, cliff_reward, goal_reward, pit_reward], step_reward)
+    return dest, pay
+
+
+def _merge_same_next(next_state: np.ndarray, prob: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge outcomes of one (s, a) that reach the same s' (P added, r the P-weighted mean), drop
+    zero-probability outcomes, pack the rest first and cut K to the most any (s, a) keeps. Padding
+    has p = 0 and points at the first outcome's s' (a state with no outcome at all: 0)."""
+    K = next_state.shape[2]
+    for j in range(1, K):
+        for i in range(j):
+            same = (next_state[:, :, j] == next_state[:, :, i]) & (prob[:, :, i] > 0) & (prob[:, :, j] > 0)
+            if not same.any():
+                continue
+            p_i, p_j = prob[:, :, i][same], prob[:, :, j][same]
+            total = p_i + p_j
+            reward[:, :, i][same] = (p_i * reward[:, :, i][same] + p_j * reward[:, :, j][same]) / total
+            prob[:, :, i][same] = total
+            prob[:, :, j][same] = 0.0
+    for _ in range(K - 1):  # bubble the p > 0 outcomes to the front, keeping their order
+        for t in range(K - 1):
+            move = (prob[:, :, t] <= 0) & (prob[:, :, t + 1] > 0)
+            if move.any():
+                for arr in (next_state, prob, reward):
+                    arr[:, :, t][move], arr[:, :, t + 1][move] = arr[:, :, t + 1][move], arr[:, :, t][move]
+    keep = max(1, int((prob > 0).sum(axis=2).max(initial=0)))
+    next_state, prob, reward = next_state[:, :, :keep], prob[:, :, :keep], reward[:, :, :keep]
+    live = prob > 0
+    first = np.where(live[:, :, :1], next_state[:, :, :1], 0)
+    next_state = np.where(live, next_state, first).astype(np.int32)
+    reward = np.where(live, reward, 0.0)
+    return np.ascontiguousarray(next_state), np.ascontiguousarray(prob), np.ascontiguousarray(reward)
 
 
 def chain_mdp(n: int, *, gamma: float, slip: float = 0.0, step_reward: float = 0.0, goal_reward: float = 1.0) -> TabularMDP:

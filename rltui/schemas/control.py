@@ -8,9 +8,9 @@ DQN on the maze can be compared with tabular Q-learning on the same maze.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rltui.config import Params
 from rltui.registry import AlgoSpec, EnvSpec
@@ -22,12 +22,29 @@ class ControlEnvParams(Params):
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount γ of the MDP")
     num_envs: int = Field(1, ge=1, le=512, description="environments stepped side by side (vectorized)")
     max_episode_steps: int | None = Field(
-        None, ge=1, description="time limit (truncation) in steps; empty: the env's own limit"
+        None, ge=1, le=10_000_000, description="time limit (truncation) in steps; empty: the env's own limit"
     )
+
+    def observation_size(self) -> int:
+        return 8  # the largest Box observation among these envs (LunarLander); discrete ones are one-hot below 500
 
 
 class FrozenLakeParams(ControlEnvParams):
     map_name: Literal["4x4", "8x8"] = Field("4x4", description="which FrozenLake map")
+    desc: list[str] | None = Field(
+        None, description="your own map instead of map_name: rows of S (start), F (frozen), H (hole), G (goal)")
+
+    @field_validator("desc")
+    @classmethod
+    def _check_desc(cls, rows: list[str] | None) -> list[str] | None:
+        if rows is None:
+            return rows
+        if not rows or len(rows) > 1000 or any(len(r) != len(rows[0]) or not r for r in rows):
+            raise ValueError("rows of equal, non-zero width (at most 1000 rows), e.g. [\"SFF\", \"FHG\"]")
+        cells = "".join(rows)
+        if set(cells) - set("SFHG") or cells.count("S") != 1 or "G" not in cells:
+            raise ValueError("only S, F, H, G cells, exactly one S and at least one G")
+        return rows
     is_slippery: bool = Field(True, description="the ice moves the agent sideways 2 times in 3")
 
 
@@ -35,7 +52,18 @@ class LunarLanderParams(ControlEnvParams):
     continuous: bool = Field(False, description="continuous engine throttles instead of 4 discrete actions")
 
 
+Width = Annotated[int, Field(ge=1, le=65_536)]
+NET_ARCH_DOC = "hidden layer widths of the MLP(s), each 1..65536, at most 16 layers"
+
+
+def observation_size(env: Params | None) -> int:
+    """Floats per observation for a network on this env (a tabular env: its one-hot size)."""
+    size = getattr(env, "observation_size", None)
+    return int(size()) if callable(size) else 8
+
+
 _F = "rltui.envs.control:make_"
+_T = "rltui.envs.toy_text:make_"  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
 
 ENVS = [
     EnvSpec("CartPole-v1", ControlEnvParams, _F + "cartpole", "control",
@@ -48,11 +76,11 @@ ENVS = [
             "swing a pendulum up and hold it; continuous torque in [-2, 2]"),
     EnvSpec("LunarLander-v3", LunarLanderParams, _F + "lunarlander", "control",
             "land a craft on a pad; needs the Box2D extra: pip install 'rltui[box2d]'"),
-    EnvSpec("FrozenLake-v1", FrozenLakeParams, _F + "frozenlake", "control",
+    EnvSpec("FrozenLake-v1", FrozenLakeParams, _T + "frozenlake", "toytext",
             "Gymnasium's slippery grid; one-hot state for networks"),
-    EnvSpec("CliffWalking-v1", ControlEnvParams, _F + "cliffwalking", "control",
+    EnvSpec("CliffWalking-v1", ControlEnvParams, _T + "cliffwalking", "toytext",
             "Gymnasium's 4x12 cliff; one-hot state for networks"),
-    EnvSpec("Taxi-v4", ControlEnvParams, _F + "taxi", "control",
+    EnvSpec("Taxi-v4", ControlEnvParams, _T + "taxi", "toytext",
             "Gymnasium's taxi (500 states, 6 actions); one-hot state for networks"),
 ]
 
@@ -60,25 +88,31 @@ ENVS = [
 
 
 class DeepCommon(Params):
-    total_timesteps: int = Field(100_000, ge=1, description="environment steps to train for (all envs together)")
+    total_timesteps: int = Field(100_000, ge=1, le=10**10, description="environment steps to train for (all envs together)")
     learning_rate: float = Field(3e-4, gt=0.0, description="Adam step size")
-    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the MLP(s)")
+    net_arch: list[Width] = Field([64, 64], max_length=16, description=NET_ARCH_DOC)
     activation: Literal["tanh", "relu"] = Field("tanh", description="hidden activation")
     max_grad_norm: float = Field(0.5, gt=0.0, description="clip the global gradient norm to this")
     eval_every: int = Field(10_000, ge=0, description="env steps between evaluation rounds (0: off)")
     eval_episodes: int = Field(5, ge=1, description="deterministic episodes per evaluation round")
     checkpoint_every: int = Field(50_000, ge=0, description="env steps between checkpoints for resume (0: only at the end)")
     log_every: int = Field(1_000, ge=1, description="env steps between metric rows")
-    torch_threads: int = Field(1, ge=0, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+    torch_threads: int = Field(1, ge=0, le=1024, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # weights, gradients and Adam's two moments in float32, for a policy/Q net and a value net
+        widths = [observation_size(env), *self.net_arch, 32]
+        weights = sum(a * b for a, b in zip(widths, widths[1:]))
+        return [("net_arch", 2 * 4 * 4 * weights)]
 
 
 class DQNParams(DeepCommon):
     learning_rate: float = Field(1e-4, gt=0.0, description="Adam step size")
-    net_arch: list[int] = Field([64, 64], description="hidden layer widths of the Q-network")
+    net_arch: list[Width] = Field([64, 64], max_length=16, description="hidden layer widths of the Q-network, each 1..65536")
     activation: Literal["tanh", "relu"] = Field("relu", description="hidden activation")
     max_grad_norm: float = Field(10.0, gt=0.0, description="clip the global gradient norm to this")
-    buffer_size: int = Field(100_000, ge=1, description="replay buffer capacity (transitions)")
-    batch_size: int = Field(64, ge=1, description="transitions per gradient step")
+    buffer_size: int = Field(100_000, ge=1, le=100_000_000, description="replay buffer capacity (transitions)")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="transitions per gradient step")
     learning_starts: int = Field(1_000, ge=0, description="env steps of pure exploration before learning")
     train_freq: int = Field(4, ge=1, description="env steps (all envs together) between training phases")
     gradient_steps: int = Field(1, ge=1, description="gradient steps per training phase")
@@ -89,6 +123,10 @@ class DQNParams(DeepCommon):
     exploration_fraction: float = Field(0.1, ge=0.0, le=1.0, description="fraction of training over which ε decays")
     exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="ε at the start")
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # the replay buffer: s and s' as float32, plus action, reward and terminated
+        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * 4 * observation_size(env) + 16))]
 
 
 class ReinforceParams(DeepCommon):
@@ -103,8 +141,8 @@ class ReinforceParams(DeepCommon):
 
 
 class PPOParams(DeepCommon):
-    n_steps: int = Field(128, ge=1, description="steps per env per rollout")
-    batch_size: int = Field(64, ge=1, description="minibatch size")
+    n_steps: int = Field(128, ge=1, le=10_000_000, description="steps per env per rollout")
+    batch_size: int = Field(64, ge=1, le=10_000_000, description="minibatch size")
     n_epochs: int = Field(10, ge=1, description="passes over each rollout")
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="λ of GAE(λ)")
     clip_range: float = Field(0.2, gt=0.0, description="ε of the clipped surrogate")
@@ -117,8 +155,13 @@ class PPOParams(DeepCommon):
     target_kl: float | None = Field(None, gt=0.0, description="stop the epochs early when approx KL passes 1.5x this")
     log_std_init: float = Field(0.0, description="initial log σ of a Gaussian policy (continuous actions)")
 
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # the rollout buffer: n_steps x num_envs observations (float32) and ~8 scalars each
+        num_envs = getattr(env, "num_envs", 1)
+        return [*super().allocations(env), ("n_steps", self.n_steps * num_envs * (4 * observation_size(env) + 64))]
 
-_KINDS = frozenset({"control", "tabular"})
+
+_KINDS = frozenset({"control", "tabular", "toytext"})
 
 ALGOS = [
     AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS,

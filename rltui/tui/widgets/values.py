@@ -115,13 +115,14 @@ def q_table(states: Sequence[str], actions: Sequence[str], Q: Sequence[Sequence[
     table.add_column("π(s)", justify="center")
     for s, name in enumerate(list(states)[:limit]):
         qs = list(Q[s]) if s < len(Q) else []
-        best = max(range(len(qs)), key=lambda i: qs[i]) if qs else None
+        live = [i for i, q in enumerate(qs) if q is not None]  # null: unavailable, or a terminal state
+        best = max(live, key=lambda i: qs[i]) if live else None
         cells = [str(name)]
         if V is not None:
             cells.append(f"{float(V[s]):.3f}")
         terminal = policy is not None and s < len(policy) and policy[s] is None
         for i, q in enumerate(qs):
-            cells.append(Text(f"{q:.3f}", style="bold" if i == best and not terminal else ""))
+            cells.append(Text("—" if q is None else f"{q:.3f}", style="bold" if i == best and not terminal else ""))
         cells.append(arrow(policy[s]) if policy is not None and s < len(policy) else "")
         table.add_row(*cells)
     return table
