@@ -79,7 +79,7 @@ def child_ours(algo: str, seed: int, device: str) -> dict:
     cpu = [v for _, k, v in rows if k == "train_cpu_time"]
     evals = [(st, r, w, c) for (st, r), w, c in zip(returns, wall, cpu)]
     return {"evals": evals, "steps": summary["global_step"], "train_seconds": summary["train_seconds"],
-            "train_cpu_seconds": summary["train_cpu_seconds"]}
+            "train_cpu_seconds": summary["train_cpu_seconds"], "policy_eval": summary.get("policy_eval_return")}
 
 
 def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
@@ -188,6 +188,8 @@ def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, de
         solved_step=solved[0] if solved else None,
         solved_wall=solved[2] if solved else None, solved_cpu=solved[3] if solved else None,
         final_eval=result["evals"][-1][1] if result["evals"] else None,
+        best_eval=max(e[1] for e in result["evals"]) if result["evals"] else None,
+        policy_eval=result.get("policy_eval"),  # ours: the closing round of the best weights (final_policy)
         sps=result["steps"] / result["train_seconds"], cpu_sps=result["steps"] / result["train_cpu_seconds"],
     )
     return result
@@ -205,13 +207,15 @@ def fmt(v, spec: str = ".2f") -> str:
 def report(results: list[dict]) -> None:
     print()
     print(f"{'algo':<5} {'side':<5} {'seed':>4} {'solved_cpu_s':>12} {'solved_wall_s':>13} {'solved_step':>11} "
-          f"{'final_eval':>10} {'train_cpu_s':>11} {'train_wall_s':>12} {'SPS(cpu)':>9}")
+          f"{'final_eval':>10} {'best_eval':>9} {'policy_eval':>11} {'train_cpu_s':>11} {'train_wall_s':>12} {'SPS(cpu)':>9}")
     for r in results:
         print(f"{r['algo']:<5} {r['side']:<5} {r['seed']:>4} {fmt(r['solved_cpu']):>12} {fmt(r['solved_wall']):>13} "
-              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {r['train_cpu_seconds']:>11.2f} "
+              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {fmt(r['best_eval'], '.1f'):>9} "
+              f"{fmt(r.get('policy_eval'), '.1f'):>11} {r['train_cpu_seconds']:>11.2f} "
               f"{r['train_seconds']:>12.2f} {r['cpu_sps']:>9.0f}")
     print()
-    keys = ("solved_cpu", "solved_wall", "solved_step", "train_cpu_seconds", "train_seconds", "cpu_sps", "final_eval")
+    keys = ("solved_cpu", "solved_wall", "solved_step", "train_cpu_seconds", "train_seconds", "cpu_sps", "final_eval",
+            "best_eval", "policy_eval")
     for algo in sorted({r["algo"] for r in results}):
         rows = {side: [r for r in results if r["algo"] == algo and r["side"] == side] for side in ("ours", "sb3")}
         m = {side: {k: median([r[k] for r in rows[side]]) for k in keys} for side in rows}
