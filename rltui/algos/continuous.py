@@ -30,7 +30,7 @@ class ContinuousAgent(Protocol):
     def modules(self) -> dict[str, Any]: ...            # everything a checkpoint must hold (nets, optimizers)
     def policy(self) -> dict[str, torch.nn.Module]: ...  # what the "best" artifact holds
     def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...  # deterministic, with extras
+    def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...  # deterministic
     def update(self, batch: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]: ...
 
 
@@ -78,8 +78,8 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
     offset_t = torch.as_tensor(offset, device=dev)
 
     def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        action, extras = agent.act(obs)
-        return offset_t + scale_t * action, extras if with_extras else {}
+        action, extras = agent.act(obs, with_extras)
+        return offset_t + scale_t * action, extras
 
     evals = EvalSchedule(env, params, seed, act, recorder, counters, dev, policy=agent.policy(), restored=restored)
     total = params.total_timesteps

@@ -42,7 +42,7 @@ class SAC:
         self.actor = SquashedGaussianActor(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
         self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        auto = params.ent_coef == "auto"
+        auto = params.ent_coef is None
         self.temperature = Temperature(params.ent_coef_init if auto else float(params.ent_coef), learn=auto).to(dev)
         self.target_entropy = -float(action_dim) if params.target_entropy is None else params.target_entropy
         lr = params.learning_rate
@@ -63,10 +63,12 @@ class SAC:
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor.sample(obs)[0]
 
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The deterministic action tanh(μ), with μ, σ of the Gaussian before the squash and Q(s, a)."""
         mu, log_std = self.actor.gaussian(obs)
         action = torch.tanh(mu)
+        if not with_extras:
+            return action, {}
         return action, {"mu": mu, "sigma": log_std.exp(), "Q": self.critic(obs, action).min(0).values}
 
     def target(self, b: TransitionBatch) -> torch.Tensor:

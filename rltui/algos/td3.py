@@ -47,9 +47,9 @@ class TD3:
         a = self.actor(obs)
         return (a + torch.randn_like(a) * self.params.action_noise).clamp(-1.0, 1.0)
 
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         action = self.actor(obs)
-        return action, {"mu": action, "Q": self.critic(obs, action).min(0).values}
+        return action, ({"mu": action, "Q": self.critic(obs, action).min(0).values} if with_extras else {})
 
     def target(self, b: TransitionBatch) -> torch.Tensor:
         """y = r + γ (1 − terminated) min_j Q_targ_j(s', clip(μ_targ(s') + clipped noise, −1, 1))."""

@@ -157,8 +157,8 @@ class ContinuousOffPolicyParams(DeepCommon):
 
 
 class SACParams(ContinuousOffPolicyParams):
-    ent_coef: Literal["auto"] | float = Field(
-        "auto", description='entropy weight α: "auto" tunes it toward target_entropy, a number fixes it'
+    ent_coef: float | None = Field(
+        None, gt=0.0, description="a fixed entropy weight α (empty: tuned automatically toward target_entropy)"
     )
     ent_coef_init: float = Field(1.0, gt=0.0, description="initial α under automatic tuning")
     target_entropy: float | None = Field(None, description="entropy automatic tuning aims at (empty: −dim(A))")
