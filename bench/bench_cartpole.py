@@ -52,6 +52,11 @@ ZOO = {
 
 # --- children ----------------------------------------------------------------------------------------
 def child_ours(algo: str, seed: int, device: str) -> dict:
+    return run_ours(REPO / "sample_runs" / f"cartpole_{algo}.toml", seed, device, EVAL_EVERY, EVAL_EPISODES)
+
+
+def run_ours(config_path: Path, seed: int, device: str, eval_every: int, eval_episodes: int) -> dict:
+    """One run of a sample config through the real runner into a temporary store, under the protocol."""
     sys.path.insert(0, str(REPO))
     from sqlalchemy import select
 
@@ -62,9 +67,8 @@ def child_ours(algo: str, seed: int, device: str) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(str(Path(tmp) / "bench.db"))
-        config = load_config_file(REPO / "sample_runs" / f"cartpole_{algo}.toml",
-                                  [f"seed={seed}", f"device={device}", f"algo.eval_every={EVAL_EVERY}",
-                                   f"algo.eval_episodes={EVAL_EPISODES}"])
+        config = load_config_file(config_path, [f"seed={seed}", f"device={device}", f"algo.eval_every={eval_every}",
+                                                f"algo.eval_episodes={eval_episodes}"])
         run_id = create_run(store, config)
         status = execute_run(store, run_id)
         with store.read() as s:
@@ -79,20 +83,31 @@ def child_ours(algo: str, seed: int, device: str) -> dict:
     cpu = [v for _, k, v in rows if k == "train_cpu_time"]
     evals = [(st, r, w, c) for (st, r), w, c in zip(returns, wall, cpu)]
     return {"evals": evals, "steps": summary["global_step"], "train_seconds": summary["train_seconds"],
-            "train_cpu_seconds": summary["train_cpu_seconds"]}
+            "train_cpu_seconds": summary["train_cpu_seconds"], "policy_eval": summary.get("policy_eval_return")}
 
 
 def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
+    return run_sb3(algo, "CartPole-v1", ZOO[algo], seed, threads, device, EVAL_EVERY, EVAL_EPISODES)
+
+
+def run_sb3(algo: str, env_id: str, zoo: dict, seed: int, threads: int, device: str, eval_every: int,
+            eval_episodes: int) -> dict:
+    """One SB3 run with the RL Zoo's hyperparameters `zoo`, under the same protocol as run_ours."""
     import numpy as np
+    import stable_baselines3
     import torch
-    from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     if threads:
         torch.set_num_threads(threads)
-    hp = dict(ZOO[algo])
+    hp = dict(zoo)
     n_envs, total = hp.pop("n_envs"), hp.pop("n_timesteps")
+    if "noise_std" in hp:  # RL Zoo's noise_type = "normal": Gaussian exploration on the scaled action
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        std, dim = hp.pop("noise_std"), hp.pop("action_dim")
+        hp["action_noise"] = NormalActionNoise(np.zeros(dim), std * np.ones(dim))
 
     def lin(v: float):
         return lambda progress_remaining: progress_remaining * v
@@ -102,14 +117,14 @@ def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
             hp[key] = lin(float(hp[key].split("_")[1]))
     if "net_arch" in hp:
         hp["policy_kwargs"] = {"net_arch": hp.pop("net_arch")}
-    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
-    eval_env = make_vec_env("CartPole-v1", n_envs=EVAL_EPISODES, seed=seed + 1_000_003)
-    cls = {"ppo": PPO, "dqn": DQN}[algo]
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    eval_env = make_vec_env(env_id, n_envs=eval_episodes, seed=seed + 1_000_003)
+    cls = getattr(stable_baselines3, algo.upper())
     model = cls("MlpPolicy", env, seed=seed, device=device, verbose=0, **hp)
 
     class Protocol(BaseCallback):
         def _on_training_start(self) -> None:
-            self.t0, self.cpu0, self.next_eval, self.evals = time.perf_counter(), time.process_time(), EVAL_EVERY, []
+            self.t0, self.cpu0, self.next_eval, self.evals = time.perf_counter(), time.process_time(), eval_every, []
             self.paused = self.paused_cpu = 0.0
 
         def train_seconds(self) -> float:
@@ -123,7 +138,7 @@ def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()  # queued GPU work belongs to training, not to the evaluation
                 while self.next_eval <= self.num_timesteps:
-                    self.next_eval += EVAL_EVERY
+                    self.next_eval += eval_every
                 t, cpu = time.perf_counter(), time.process_time()
                 self.evals.append((self.num_timesteps, evaluate(), self.train_seconds(), self.train_cpu_seconds()))
                 self.paused += time.perf_counter() - t
@@ -132,8 +147,8 @@ def child_sb3(algo: str, seed: int, threads: int, device: str) -> dict:
 
     def evaluate() -> float:
         obs = eval_env.reset()
-        returns = np.zeros(EVAL_EPISODES)
-        running = np.ones(EVAL_EPISODES, bool)
+        returns = np.zeros(eval_episodes)
+        running = np.ones(eval_episodes, bool)
         while running.any():
             action, _ = model.predict(obs, deterministic=True)
             obs, rewards, dones, _ = eval_env.step(action)
@@ -175,19 +190,23 @@ def check_device(python: str, device: str, side: str) -> None:
                          f"(and, for SB3, --sb3-python) with a CUDA build of torch.")
 
 
-def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, device: str = "cpu") -> dict:
-    proc = subprocess.run([python, __file__, "--child", side, "--algos", algo, "--seed", str(seed), "--sb3-threads", str(sb3_threads),
+def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, device: str = "cpu",
+              script: str = __file__, solved_at: float = SOLVED) -> dict:
+    """Run `script --child side` in a fresh process; its result with when it first reached `solved_at`."""
+    proc = subprocess.run([python, script, "--child", side, "--algos", algo, "--seed", str(seed), "--sb3-threads", str(sb3_threads),
                            "--device", device],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         raise RuntimeError(f"{side} {algo} seed {seed} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    solved = next((e for e in result["evals"] if e[1] >= SOLVED), None)
+    solved = next((e for e in result["evals"] if e[1] >= solved_at), None)
     result.update(
         side=side, algo=algo, seed=seed, device=device,
         solved_step=solved[0] if solved else None,
         solved_wall=solved[2] if solved else None, solved_cpu=solved[3] if solved else None,
         final_eval=result["evals"][-1][1] if result["evals"] else None,
+        best_eval=max(e[1] for e in result["evals"]) if result["evals"] else None,
+        policy_eval=result.get("policy_eval"),  # ours: the closing round of the best weights (final_policy)
         sps=result["steps"] / result["train_seconds"], cpu_sps=result["steps"] / result["train_cpu_seconds"],
     )
     return result
@@ -205,13 +224,15 @@ def fmt(v, spec: str = ".2f") -> str:
 def report(results: list[dict]) -> None:
     print()
     print(f"{'algo':<5} {'side':<5} {'seed':>4} {'solved_cpu_s':>12} {'solved_wall_s':>13} {'solved_step':>11} "
-          f"{'final_eval':>10} {'train_cpu_s':>11} {'train_wall_s':>12} {'SPS(cpu)':>9}")
+          f"{'final_eval':>10} {'best_eval':>9} {'policy_eval':>11} {'train_cpu_s':>11} {'train_wall_s':>12} {'SPS(cpu)':>9}")
     for r in results:
         print(f"{r['algo']:<5} {r['side']:<5} {r['seed']:>4} {fmt(r['solved_cpu']):>12} {fmt(r['solved_wall']):>13} "
-              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {r['train_cpu_seconds']:>11.2f} "
+              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {fmt(r['best_eval'], '.1f'):>9} "
+              f"{fmt(r.get('policy_eval'), '.1f'):>11} {r['train_cpu_seconds']:>11.2f} "
               f"{r['train_seconds']:>12.2f} {r['cpu_sps']:>9.0f}")
     print()
-    keys = ("solved_cpu", "solved_wall", "solved_step", "train_cpu_seconds", "train_seconds", "cpu_sps", "final_eval")
+    keys = ("solved_cpu", "solved_wall", "solved_step", "train_cpu_seconds", "train_seconds", "cpu_sps", "final_eval",
+            "best_eval", "policy_eval")
     for algo in sorted({r["algo"] for r in results}):
         rows = {side: [r for r in results if r["algo"] == algo and r["side"] == side] for side in ("ours", "sb3")}
         m = {side: {k: median([r[k] for r in rows[side]]) for k in keys} for side in rows}

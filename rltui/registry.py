@@ -62,7 +62,7 @@ _FAMILY_HINT = {
     "rltui.schemas.lm": ("lm-reviews", "lm-arithmetic", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo"),
     "rltui.schemas.control": (
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3", "FrozenLake-v1",
-        "CliffWalking-v1", "Taxi-v4", "dqn", "reinforce", "ppo",
+        "CliffWalking-v1", "Taxi-v4", "MountainCarContinuous-v0", "dqn", "reinforce", "ppo", "a2c", "sac", "td3",
     ),
 }
 _FAMILY_OF = {spec_id: family for family, ids in _FAMILY_HINT.items() for spec_id in ids}

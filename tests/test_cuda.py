@@ -27,6 +27,7 @@ from rltui.runner.execute import create_run, execute_run, stored_config  # noqa:
 from rltui.store.models import Episode, Metric, Run  # noqa: E402
 from rltui.store.queries import metric_series, trajectory  # noqa: E402
 from test_deep_algos import CONFIGS  # noqa: E402
+from test_deep_sac import CONFIGS as CONTINUOUS_CONFIGS  # noqa: E402
 
 
 def run_on(store, text: str, device: str = "cuda") -> Run:
@@ -39,19 +40,24 @@ def run_on(store, text: str, device: str = "cuda") -> Run:
     return run
 
 
-@pytest.mark.parametrize("algo", ["dqn", "ppo", "reinforce"])
+@pytest.mark.parametrize("algo", ["dqn", "ppo", "a2c", "reinforce", "sac", "td3"])
 def test_deep_rl_runs_on_cuda_and_stores_what_the_network_saw(store, algo):
-    run = run_on(store, CONFIGS[algo])
+    run = run_on(store, CONFIGS.get(algo) or CONTINUOUS_CONFIGS[algo])
     assert run.device_used == "cuda:0"
     assert run.versions["cuda"] and run.versions["gpu"]
     with store.read() as s:
-        values = s.scalars(select(Metric.value).where(Metric.run_id == run.id, Metric.key == "loss")).all()
+        loss_key = "critic_loss" if algo in CONTINUOUS_CONFIGS else "loss"
+        values = s.scalars(select(Metric.value).where(Metric.run_id == run.id, Metric.key == loss_key)).all()
         eval_episode = s.scalars(select(Episode).where(Episode.run_id == run.id, Episode.phase == "eval")
                                  .order_by(Episode.id.desc())).first()
         steps = trajectory(s, eval_episode.id)
     assert values and all(v is not None and math.isfinite(v) for v in values)
     extras = steps[0].extras  # tensors came back to plain floats for the store
-    assert all(isinstance(x, float) for x in extras.get("Q", extras.get("pi")))
+    if algo in CONTINUOUS_CONFIGS:
+        assert isinstance(extras["Q"], float) and all(isinstance(x, float) for x in extras["mu"])
+    else:
+        assert all(isinstance(x, float) for x in extras.get("Q", extras.get("pi")))
+    assert run.summary["best_eval_return"] is not None
 
 
 def test_a_cuda_checkpoint_resumes_the_same_run(store):

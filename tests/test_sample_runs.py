@@ -24,6 +24,10 @@ QUICK = {
                      "algo.gradient_steps=4", *_EVAL],
     "cartpole_ppo": ["algo.total_timesteps=512", *_EVAL],
     "cartpole_reinforce": ["algo.total_timesteps=600", "algo.episodes_per_update=2", *_EVAL],
+    "cartpole_a2c": ["algo.total_timesteps=400", *_EVAL],
+    "pendulum_sac": ["algo.total_timesteps=300", "algo.batch_size=32", "algo.net_arch=[32, 32]", *_EVAL],
+    "pendulum_td3": ["algo.total_timesteps=300", "algo.learning_starts=100", "algo.batch_size=32",
+                     "algo.train_freq=50", "algo.gradient_steps=4", "algo.net_arch=[32, 32]", *_EVAL],
     "pendulum_ppo": ["algo.total_timesteps=512", "algo.n_steps=64", *_EVAL],
     "maze_dqn": ["algo.total_timesteps=600", "algo.learning_starts=100", *_EVAL],
     "lunarlander_ppo": ["algo.total_timesteps=1024", "algo.n_steps=32", "env.num_envs=4", *_EVAL],
@@ -77,7 +81,7 @@ def test_there_are_sample_runs_for_every_tabular_env_and_algorithm():
 
 def test_every_network_sample_has_a_quick_budget_here():
     """A new deep or LM sample must be listed above, or it would run for minutes in the suite."""
-    torch_algos = {"dqn", "ppo", "reinforce", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo"}
+    torch_algos = {"dqn", "ppo", "a2c", "sac", "td3", "reinforce", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo"}
     unlisted = [p.name for p in AS_SHIPPED if _family(p) in torch_algos]
     assert unlisted == []
 

@@ -1,6 +1,6 @@
-"""What DQN, REINFORCE and PPO share besides buffers and returns: device and thread set-up, the
-deterministic evaluation round (with full trajectories for replay), checkpoints for resume, and the
-steps-per-second timer.
+"""What the deep algorithms share besides buffers and returns: device and thread set-up, the
+deterministic evaluation round (with full trajectories for replay), the best evaluated weights,
+checkpoints for resume, and the steps-per-second timer.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class Counters:
     next_checkpoint: int = 0
     next_log: int = 0
     best_eval: float = float("-inf")
+    best_eval_step: int | None = None
     last_eval: float | None = None
+    last_eval_step: int | None = None
     recent: list[float] = field(default_factory=list)  # last training returns (for the summary)
 
     def log_due(self, every: int) -> bool:
@@ -92,18 +94,21 @@ def evaluate(
     recorder: Recorder,
     counters: Counters,
     device: torch.device,
+    track: bool = True,
 ) -> float:
     """One evaluation round: each of venv's copies plays one episode with the deterministic policy.
 
     `act(obs, with_extras)` returns (actions, extras): extras such as Q(s,·), π(·|s), V(s) per copy,
-    computed only when a trajectory is kept. Returns the mean return of the round.
+    computed only when a trajectory is kept. Returns the mean return of the round (summed in float64:
+    float32 rewards summed in float32 drift over long episodes). `track` makes it the run's latest
+    evaluation (counters.last_eval, best_eval); the closing round of the chosen policy is not one.
     """
     n = venv.num_envs
     first_index = counters.eval_episode
     keep = [recorder.wants_trajectory(first_index + i, "eval") for i in range(n)]
     record = any(keep)
     trajectories: list[list[StepRecord]] = [[] for _ in range(n)]
-    returns = np.zeros(n)
+    returns = np.zeros(n, np.float64)
     lengths = np.zeros(n, np.int64)
     running = np.ones(n, bool)
     obs = venv.reset()
@@ -116,7 +121,7 @@ def evaluate(
             obs, rewards, terminated, truncated, _, finished = venv.step(actions_np)
             ended = (terminated + truncated) > 0
             for i in np.flatnonzero(running):
-                returns[i] += rewards[i]
+                returns[i] += float(rewards[i])
                 lengths[i] += 1
                 if keep[i]:
                     trajectories[i].append(
@@ -136,8 +141,10 @@ def evaluate(
     counters.eval_episode += n
     counters.eval_round += 1
     mean = float(returns.mean())
-    counters.last_eval = mean
-    counters.best_eval = max(counters.best_eval, mean)
+    if track:
+        counters.last_eval, counters.last_eval_step = mean, counters.global_step
+        if mean > counters.best_eval:
+            counters.best_eval, counters.best_eval_step = mean, counters.global_step
     return mean
 
 
@@ -156,10 +163,16 @@ class EvalSchedule:
     CPU time: the benchmark's clocks (SB3's are stopped the same way while it evaluates).
     """
 
-    def __init__(self, env: Any, params: Any, seed: int, act: ActFn, recorder: Recorder, counters: Counters, device: torch.device) -> None:
+    def __init__(self, env: Any, params: Any, seed: int, act: ActFn, recorder: Recorder, counters: Counters,
+                 device: torch.device, policy: dict[str, torch.nn.Module], restored: dict[str, Any] | None = None) -> None:
         self.every = params.eval_every
         self.venv = env.vector(seed + EVAL_SEED_OFFSET, num_envs=params.eval_episodes) if self.every else None
         self.act, self.recorder, self.counters, self.device = act, recorder, counters, device
+        self.final_policy: str = params.final_policy
+        self.closing: dict[str, Any] = {}  # what final() measured, for the summary
+        self.best = BestWeights(policy)
+        if restored is not None and restored.get("best") is not None:
+            self.best.load_state_dict(restored["best"])
         self.t0, self.cpu0 = time.perf_counter(), time.process_time()
         self.eval_seconds = self.eval_cpu_seconds = 0.0
         if self.every and counters.next_eval == 0:
@@ -186,18 +199,96 @@ class EvalSchedule:
         t, cpu = time.perf_counter(), time.process_time()
         train_s, train_cpu = self.train_seconds(), self.train_cpu_seconds()
         mean = evaluate(self.venv, self.act, self.recorder, self.counters, self.device)
+        if self.counters.best_eval_step == self.counters.global_step:  # this round beat every earlier one
+            self.best.keep(self.counters.global_step, mean)
         self.recorder.log(self.counters.global_step, eval_return=mean, train_time=train_s, train_cpu_time=train_cpu)
         self.recorder.flush()  # the round's trajectories are written on the evaluation's clock, not training's
         self.eval_seconds += time.perf_counter() - t
         self.eval_cpu_seconds += time.process_time() - cpu
         return mean
 
+    def final(self) -> None:
+        """The closing evaluations, before the final checkpoint (which then counts their episodes):
+
+        * the last weights, unless a round just ran at this step: the summary's final_eval_return is
+          the policy the run ended with;
+        * then, with final_policy = "best" and a best round earlier than the last, one more round with
+          the best evaluated weights, put back for it and taken out again (the checkpoint keeps the
+          last weights, so a resume continues training from them). Its episodes are the run's last
+          evaluation episodes, the ones replay opens on; its mean is policy_eval_return.
+        """
+        c = self.counters
+        self.closing = {"final_policy": self.final_policy, "best_eval_step": c.best_eval_step}
+        if self.venv is None or c.global_step == 0 or self.recorder.should_stop():
+            return
+        if c.last_eval_step != c.global_step:
+            self.run()
+        if self.final_policy == "last" or self.best.state is None or self.best.step == c.last_eval_step:
+            self.closing["policy_eval_return"] = c.last_eval
+            return
+        last = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in self.best.policy.items()}
+        self.best.load_into_policy()
+        self.closing["policy_eval_return"] = evaluate(self.venv, self.act, self.recorder, c, self.device, track=False)
+        self.recorder.flush()
+        for name, module in self.best.policy.items():
+            module.load_state_dict(last[name])
+
+
+class BestWeights:
+    """The policy's weights from the best evaluation round so far (the run's "best" artifact beside
+    its checkpoint): a CPU copy of each module's state dict, taken when a round beats every earlier one."""
+
+    def __init__(self, policy: dict[str, torch.nn.Module]) -> None:
+        self.policy = policy
+        self.state: dict[str, dict[str, torch.Tensor]] | None = None
+        self.step: int | None = None
+        self.eval_return: float | None = None
+        self.written_step: int | None = None  # step of the "best" artifact last written
+
+    def keep(self, step: int, eval_return: float) -> None:
+        self.state = {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+                      for name, m in self.policy.items()}
+        self.step, self.eval_return = step, eval_return
+
+    def load_into_policy(self) -> None:
+        assert self.state is not None
+        for name, module in self.policy.items():
+            module.load_state_dict(self.state[name])
+
+    def state_dict(self) -> dict[str, Any] | None:
+        if self.state is None:
+            return None
+        return {"weights": self.state, "step": self.step, "eval_return": self.eval_return}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state, self.step, self.eval_return = state["weights"], int(state["step"]), float(state["eval_return"])
+        self.written_step = self.step  # it was written with the checkpoint it came from
+
+    def write(self, recorder: Recorder) -> None:
+        """Store the "best" artifact (torch.save bytes of {weights, step, eval_return}) if it changed."""
+        if self.state is None or self.written_step == self.step:
+            return
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        recorder.artifact("best", buf.getvalue(), step=self.step)
+        self.written_step = self.step
+
+
+def load_best(data: bytes) -> dict[str, Any]:
+    """A run's "best" artifact back: {"weights": {module name: state dict}, "step", "eval_return"}."""
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
 
 # --- checkpoints ------------------------------------------------------------------------------------
-def save_checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, **state: Any) -> None:
-    """torch.save of state dicts, counters and RNG states → recorder.checkpoint (resume restores all)."""
+def save_checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, best: BestWeights | None = None,
+                    **state: Any) -> None:
+    """torch.save of state dicts, counters and RNG states → recorder.checkpoint (resume restores all),
+    with the best evaluated weights so far (also written as the "best" artifact when they changed)."""
+    if best is not None:
+        best.write(recorder)
     payload = {
         **state,
+        "best": best.state_dict() if best is not None else None,
         "counters": counters.as_dict(),
         "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state},
     }
@@ -280,6 +371,8 @@ class SPS:
 
 
 def finish_summary(counters: Counters, schedule: EvalSchedule | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's summary: the final (last weights) and best evaluations, and the closing round of the
+    policy `final_policy` chooses (policy_eval_return; see EvalSchedule.final)."""
     recent = counters.recent[-20:]
     out = {
         "global_step": counters.global_step,
@@ -291,6 +384,7 @@ def finish_summary(counters: Counters, schedule: EvalSchedule | None, extra: dic
     if schedule is not None:
         out["train_seconds"] = round(schedule.train_seconds(), 3)
         out["train_cpu_seconds"] = round(schedule.train_cpu_seconds(), 3)
+        out.update(schedule.closing)
     out.update(extra or {})
     return out
 

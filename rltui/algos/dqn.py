@@ -39,7 +39,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     n_envs, n_actions = venv.num_envs, venv.n_actions
     rng = np.random.default_rng(seed)
 
-    q_net = QNetwork(venv.obs_dim, n_actions, params.net_arch, params.activation).to(dev)
+    # Unavailable actions (a custom MDP's) score −inf: never greedy, never a target's max.
+    q_net = QNetwork(venv.obs_dim, n_actions, params.net_arch, params.activation, venv.available).to(dev)
     q_target = copy.deepcopy(q_net)
     q_target.requires_grad_(False)
     parameters = list(q_net.parameters())
@@ -55,7 +56,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         action = q.argmax(-1)
         return action, ({"Q": q, "V": q.max(-1).values} if with_extras else {})
 
-    evals = EvalSchedule(env, params, seed, act, recorder, counters, dev)
+    evals = EvalSchedule(env, params, seed, act, recorder, counters, dev, policy={"q_net": q_net}, restored=restored)
     total = params.total_timesteps
     decay_steps = params.exploration_fraction * total
     next_train = max(params.learning_starts, counters.global_step)
@@ -71,7 +72,10 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         # --- act ε-greedily in every copy at once ------------------------------------------------
         epsilon = linear_schedule(params.exploration_initial_eps, params.exploration_final_eps, decay_steps, counters.global_step)
         explore = rng.random(n_envs) < epsilon
-        actions = rng.integers(0, n_actions, n_envs)
+        if venv.available is None:
+            actions = rng.integers(0, n_actions, n_envs)
+        else:  # uniform over the actions each copy's state allows
+            actions = np.where(venv.allowed(), rng.random((n_envs, n_actions)), -1.0).argmax(-1)
         if not explore.all():  # the network only runs when some copy exploits
             with torch.inference_mode():
                 greedy = q_net(obs_tensor(obs, dev)).argmax(-1).cpu().numpy()
@@ -90,7 +94,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             for _ in range(params.gradient_steps):
                 b = replay.sample(params.batch_size, rng, dev)
                 with torch.no_grad():
-                    # y = r + γ (1 − terminated) Q_target(s', argmax_a' Q_θ(s', a'))
+                    # y = r + γ (1 − terminated) Q_target(s', argmax_a' Q_θ(s', a')), a' over the actions s'
+                    # allows (both networks score the others −inf)
                     if params.double_q:
                         a_next = q_net(b.next_obs).argmax(-1, keepdim=True)
                         q_next = q_target(b.next_obs).gather(-1, a_next).squeeze(-1)
@@ -122,9 +127,10 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             recorder.progress(counters.global_step / total)
         evals.maybe()
         if counters.checkpoint_due(params.checkpoint_every):
-            _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay)
+            _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay, evals)
 
-    _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay)
+    evals.final()
+    _checkpoint(recorder, counters, rng, q_net, q_target, optimizer, replay, evals)
     return finish_summary(counters, evals, {"updates": counters.updates})
 
 
@@ -139,9 +145,9 @@ def _update_target(q_net: QNetwork, q_target: QNetwork, tau: float) -> None:
 
 
 def _checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, q_net: QNetwork, q_target: QNetwork,
-                optimizer: torch.optim.Optimizer, replay: ReplayBuffer) -> None:
+                optimizer: torch.optim.Optimizer, replay: ReplayBuffer, evals: EvalSchedule) -> None:
     state = {"q_net": q_net.state_dict(), "q_target": q_target.state_dict(), "optimizer": optimizer.state_dict()}
     # The replay buffer makes the resumed run continue exactly; skip it when it is huge (> ~256 MB).
     if replay.obs.nbytes * 2 < 256 * 2**20:
         state["replay"] = replay.state_dict()
-    save_checkpoint(recorder, counters, rng, **state)
+    save_checkpoint(recorder, counters, rng, best=evals.best, **state)

@@ -8,6 +8,7 @@ checked against torch.distributions in tests/test_deep_networks.py.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,12 +19,17 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
     """Linear layers with orthogonal init (√2 gain inside, `out_gain` on the last), as in CleanRL/SB3."""
+    body = torso(in_dim, hidden, activation)
+    return nn.Sequential(*body, _ortho(nn.Linear(hidden[-1] if hidden else in_dim, out_dim), out_gain))
+
+
+def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequential:
+    """The hidden layers of an MLP (each Linear, orthogonal √2 init, then the activation)."""
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
         layers += [_ortho(nn.Linear(last, width), math.sqrt(2.0)), ACTIVATIONS[activation]()]
         last = width
-    layers.append(_ortho(nn.Linear(last, out_dim), out_gain))
     return nn.Sequential(*layers)
 
 
@@ -33,15 +39,50 @@ def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-class QNetwork(nn.Module):
-    """s ↦ Q(s,·): one forward pass scores every action."""
+class ActionMask(nn.Module):
+    """Which actions a tabular state allows, read off its one-hot observation: available[argmax(obs)].
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str = "relu") -> None:
+    A state with no available action (a terminal one, seen only as s' of a last step) allows them
+    all: its values are masked by (1 − terminated) anyway, and −inf there would make 0·(−inf) = NaN.
+    """
+
+    def __init__(self, available: Any) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, n_actions, activation)
+        table = torch.as_tensor(available, dtype=torch.bool)
+        table = table | ~table.any(-1, keepdim=True)
+        self.register_buffer("table", table, persistent=False)  # not in state dicts: it is the env's, not learned
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
+        return self.table[obs.argmax(-1)]
+
+
+def action_mask(available: Any) -> ActionMask | None:
+    """An ActionMask when some non-terminal state forbids some action; None when every action is always
+    allowed (then nothing is masked, at no cost)."""
+    if available is None:
+        return None
+    table = torch.as_tensor(available, dtype=torch.bool)
+    live = table.any(-1)
+    return None if bool(table[live].all()) else ActionMask(table)
+
+
+def masked(scores: torch.Tensor, obs: torch.Tensor, mask: ActionMask | None) -> torch.Tensor:
+    """Scores (Q-values or logits) with unavailable actions at −inf: never the argmax, never sampled."""
+    return scores if mask is None else scores.masked_fill(~mask(obs), float("-inf"))
+
+
+class QNetwork(nn.Module):
+    """s ↦ Q(s,·): one forward pass scores every action; an unavailable action scores −inf, so the
+    greedy action and max_a' Q(s', a') range over the available actions only."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str = "relu",
+                 available: Any = None) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, n_actions, activation)
+        self.mask = action_mask(available)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return masked(self.net(obs), obs, self.mask)
 
 
 def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -105,14 +146,23 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         critic: bool = True,
+        available: Any = None,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         self.discrete = n_actions is not None
+        self.mask = action_mask(available) if self.discrete else None  # unavailable actions: logit −inf
         out = n_actions if self.discrete else action_dim
         assert out is not None
         self.n_out = out
         self.has_critic = critic
-        if critic:
+        self.shared = shared and critic
+        if self.shared:  # one torso, two linear heads (the A3C paper's network)
+            self.body = torso(obs_dim, hidden, activation)
+            width = hidden[-1] if hidden else obs_dim
+            self.pi_head = _ortho(nn.Linear(width, out), 0.01)
+            self.v_head = _ortho(nn.Linear(width, 1), 1.0)
+        elif critic:
             self.body = TwinMLP(obs_dim, hidden, (out, 1), activation, (0.01, 1.0))
         else:
             self.body = mlp(obs_dim, hidden, out, activation, out_gain=0.01)
@@ -120,11 +170,14 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(actor output: logits or Gaussian mean, V(s) or None)."""
+        """(actor output: logits (−inf where unavailable) or Gaussian mean, V(s) or None)."""
         if not self.has_critic:
-            return self.body(obs), None
+            return masked(self.body(obs), obs, self.mask), None
+        if self.shared:
+            h = self.body(obs)
+            return masked(self.pi_head(h), obs, self.mask), self.v_head(h).squeeze(-1)
         both = self.body(obs)
-        return both[0, :, : self.n_out], both[1, :, 0]
+        return masked(both[0, :, : self.n_out], obs, self.mask), both[1, :, 0]
 
     def actor_out(self, obs: torch.Tensor) -> torch.Tensor:
         return self(obs)[0]
@@ -164,7 +217,7 @@ class ActorCritic(nn.Module):
         if self.discrete:
             logp_all = torch.log_softmax(out, -1)
             logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+            entropy = _categorical_entropy(logp_all, self.mask is not None) if with_entropy else None
             return logp, entropy, value
         log_std = self.log_std.expand_as(out)
         entropy = gaussian_entropy(self.log_std, out.shape[:-1]) if with_entropy else None
@@ -178,6 +231,13 @@ class ActorCritic(nn.Module):
         return torch.cat([out, self.log_std.exp().expand_as(out)], -1)
 
 
+def _categorical_entropy(logp_all: torch.Tensor, has_masked: bool) -> torch.Tensor:
+    """H = −Σ_a π(a) log π(a), where a masked action (π = 0, log π = −inf) adds 0, not 0·(−inf) = NaN."""
+    if has_masked:  # replace log π before the product: a where() after it would still backpropagate NaN
+        return -(logp_all.exp() * logp_all.masked_fill(torch.isinf(logp_all), 0.0)).sum(-1)
+    return -(logp_all.exp() * logp_all).sum(-1)
+
+
 def adam(parameters: list[nn.Parameter], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with torch's fused kernel where it has one (CPU, CUDA): one kernel for all parameters
     instead of a dozen per step, which for a small MLP costs more than the forward pass."""
@@ -185,3 +245,66 @@ def adam(parameters: list[nn.Parameter], lr: float, eps: float = 1e-8) -> torch.
     if device in ("cpu", "cuda"):
         return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
     return torch.optim.Adam(parameters, lr=lr, eps=eps, foreach=True)
+
+
+# --- continuous-action actor-critics (SAC, TD3) ----------------------------------------------------
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3's clamp of the Gaussian's log σ
+
+
+def tanh_log_det(u: torch.Tensor) -> torch.Tensor:
+    """Σ log(1 − tanh²(u)) over action dimensions, in the stable form 2 (log 2 − u − softplus(−2u))."""
+    return (2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))).sum(-1)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: u ~ N(μ(s), σ(s)²), a = tanh(u) in [−1, 1]^d (the algorithm scales it to the env's
+    bounds). The change of variables gives
+
+        log π(a|s) = log N(u; μ, σ²) − Σ_i log(1 − tanh²(u_i))
+
+    (checked by hand and against torch.distributions in tests/test_deep_sac.py)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        self.torso = torso(obs_dim, hidden, activation)
+        width = hidden[-1] if hidden else obs_dim
+        self.mu = nn.Linear(width, action_dim)
+        self.log_std = nn.Linear(width, action_dim)
+
+    def gaussian(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.torso(obs)
+        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a = tanh(u) with u ~ N(μ, σ²) reparameterised (or u = μ), log π(a|s))."""
+        mu, log_std = self.gaussian(obs)
+        u = mu if deterministic else mu + torch.randn_like(mu) * log_std.exp()
+        return torch.tanh(u), squashed_log_prob(u, mu, log_std)
+
+
+def squashed_log_prob(u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log π(tanh(u)) = log N(u; μ, σ²) − Σ log(1 − tanh²(u))."""
+    return gaussian_log_prob(u, mu, log_std) - tanh_log_det(u)
+
+
+class DeterministicActor(nn.Module):
+    """TD3's policy: a = tanh(MLP(s)) in [−1, 1]^d."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, action_dim, activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class TwinQ(nn.Module):
+    """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics evaluated as one TwinMLP."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Shape (2, batch)."""
+        return self.body(torch.cat([obs, actions], -1))[..., 0]

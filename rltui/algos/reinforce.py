@@ -34,15 +34,16 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     rng = np.random.default_rng(seed)
 
     agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch, params.activation,
-                        params.log_std_init, critic=params.baseline).to(dev)
+                        params.log_std_init, critic=params.baseline,
+                        available=venv.available).to(dev)
     parameters = list(agent.parameters())
     optimizer = adam(parameters, params.learning_rate)
     counters = Counters()
-    restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
+    restored = restore_or_start(recorder, counters, rng, env, agent=agent, optimizer=optimizer)
 
     act = policy_act(agent, venv.action_dim, discrete, with_value=params.baseline)
 
-    evals = EvalSchedule(env, params, seed, act, recorder, counters, dev)
+    evals = EvalSchedule(env, params, seed, act, recorder, counters, dev, policy={"agent": agent}, restored=restored)
     low, high = venv.action_low, venv.action_high
     obs = venv.reset()
     # the episode each copy is in the middle of: observations, actions, rewards
@@ -120,11 +121,13 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             recorder.log(counters.global_step, **stats)
             recorder.progress(counters.global_step / total)
         if counters.checkpoint_due(params.checkpoint_every):
-            _checkpoint(recorder, counters, rng, agent, optimizer)
+            _checkpoint(recorder, counters, rng, agent, optimizer, evals)
 
-    _checkpoint(recorder, counters, rng, agent, optimizer)
+    evals.final()
+    _checkpoint(recorder, counters, rng, agent, optimizer, evals)
     return finish_summary(counters, evals, {"updates": counters.updates})
 
 
-def _checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, agent: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
-    save_checkpoint(recorder, counters, rng, agent=agent.state_dict(), optimizer=optimizer.state_dict())
+def _checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, agent: ActorCritic,
+                optimizer: torch.optim.Optimizer, evals: EvalSchedule) -> None:
+    save_checkpoint(recorder, counters, rng, best=evals.best, agent=agent.state_dict(), optimizer=optimizer.state_dict())

@@ -21,6 +21,7 @@ VECTOR_LABELS = {
     "CartPole-v1": CARTPOLE_LABELS,
     "Acrobot-v1": ["cos θ1", "sin θ1", "cos θ2", "sin θ2", "θ1_dot", "θ2_dot"],
     "MountainCar-v0": ["position", "velocity"],
+    "MountainCarContinuous-v0": ["position", "velocity"],
     "Pendulum-v1": ["cos θ", "sin θ", "θ_dot"],
     "LunarLander-v3": ["x", "y", "vx", "vy", "angle", "angular_v", "left_leg", "right_leg"],
 }
@@ -50,8 +51,11 @@ class VectorEnv:
         n_actions: int | None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
+        available: np.ndarray | None = None,
     ) -> None:
         self._step, self._reset = step_fns, reset_fns
+        # [n_states, n_actions]: which actions each discrete state allows (None: all, everywhere)
+        self.available = available
         self.num_envs = len(step_fns)
         self.max_episode_steps = max_episode_steps
         self.n_states = n_states  # discrete observations: one-hot encode
@@ -82,7 +86,7 @@ class VectorEnv:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, float, int]]]:
         """Returns (obs, rewards, terminated, truncated, final_obs, finished episodes (i, G, length))."""
         n = self.num_envs
-        rewards = np.zeros(n, np.float32)
+        rewards = np.zeros(n, np.float64)  # as the env gave them (buffers store float32; returns sum these)
         terminated = np.zeros(n, np.float32)
         truncated = np.zeros(n, np.float32)
         obs = self._obs
@@ -114,6 +118,12 @@ class VectorEnv:
             mask = (terminated + truncated) == 0
             final_obs[mask] = out[mask]
         return out, rewards, terminated, truncated, final_obs, finished
+
+    def allowed(self) -> np.ndarray:
+        """[num_envs, n_actions] bool: the actions each copy's current state allows."""
+        assert self.available is not None and self.n_actions is not None
+        table = self.available[np.asarray(self.raw, np.int64)]
+        return table | ~table.any(-1, keepdims=True)
 
     def state_json(self, i: int) -> Any:
         """The state of copy i as replay stores it: an int index or a list of floats."""
@@ -244,6 +254,9 @@ class OneHotTabularEnv:
         # A tabular MDP may have no time limit; an untrained network could walk forever.
         self.max_episode_steps = int(limit) if limit else max(100, 4 * self.n_states)
         self.discrete_actions = True
+        # A custom MDP may leave some actions out of some states: the networks mask them (None: none is).
+        available = getattr(mdp, "available", None)
+        self.available = None if available is None else np.asarray(available, bool)
 
     def vector(self, seed: int, num_envs: int | None = None) -> VectorEnv:
         n = num_envs or self.num_envs
@@ -263,7 +276,8 @@ class OneHotTabularEnv:
 
             steps.append(step)
             resets.append(reset)
-        return VectorEnv(steps, resets, self.max_episode_steps, self.n_states, self.n_states, self.n_actions)
+        return VectorEnv(steps, resets, self.max_episode_steps, self.n_states, self.n_states, self.n_actions,
+                         available=self.available)
 
     def layout(self) -> dict[str, Any]:
         layout = getattr(self.mdp, "layout", None)
@@ -295,6 +309,7 @@ make_cartpole = _factory("CartPole-v1")
 make_acrobot = _factory("Acrobot-v1")
 make_mountaincar = _factory("MountainCar-v0")
 make_pendulum = _factory("Pendulum-v1")
+make_mountaincar_continuous = _factory("MountainCarContinuous-v0")
 make_lunarlander = _factory("LunarLander-v3")
 make_frozenlake = _factory("FrozenLake-v1")
 make_cliffwalking = _factory("CliffWalking-v1")

@@ -1,4 +1,4 @@
-"""Control envs (Gymnasium by id) and the deep RL algorithms (DQN, REINFORCE, PPO): ids and schemas.
+"""Control envs (Gymnasium by id) and the deep RL algorithms (DQN, REINFORCE, PPO, A2C, SAC, TD3): ids and schemas.
 
 Torch-free and gymnasium-free at import: the TUI reads these schemas to build its forms.
 
@@ -74,6 +74,8 @@ ENVS = [
             "drive an underpowered car up a hill; 3 actions; -1 per step (hard exploration)"),
     EnvSpec("Pendulum-v1", ControlEnvParams, _F + "pendulum", "control",
             "swing a pendulum up and hold it; continuous torque in [-2, 2]"),
+    EnvSpec("MountainCarContinuous-v0", ControlEnvParams, _F + "mountaincar_continuous", "control",
+            "drive an underpowered car up a hill; continuous force in [-1, 1]; +100 at the flag"),
     EnvSpec("LunarLander-v3", LunarLanderParams, _F + "lunarlander", "control",
             "land a craft on a pad; needs the Box2D extra: pip install 'rltui[box2d]'"),
     EnvSpec("FrozenLake-v1", FrozenLakeParams, _T + "frozenlake", "toytext",
@@ -98,6 +100,9 @@ class DeepCommon(Params):
     checkpoint_every: int = Field(50_000, ge=0, description="env steps between checkpoints for resume (0: only at the end)")
     log_every: int = Field(1_000, ge=1, description="env steps between metric rows")
     torch_threads: int = Field(1, ge=0, le=1024, description="torch CPU threads (1 is fastest for small MLPs; 0: torch default)")
+    final_policy: Literal["best", "last"] = Field(
+        "best", description="the policy of the closing evaluation round replay opens on: best evaluated weights or the last"
+    )
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
         # weights, gradients and Adam's two moments in float32, for a policy/Q net and a value net
@@ -161,7 +166,61 @@ class PPOParams(DeepCommon):
         return [*super().allocations(env), ("n_steps", self.n_steps * num_envs * (4 * observation_size(env) + 64))]
 
 
+class A2CParams(DeepCommon):
+    learning_rate: float = Field(7e-4, gt=0.0, description="optimizer step size")
+    n_steps: int = Field(5, ge=1, description="steps per env per rollout (the n of n-step returns)")
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="λ of GAE(λ); 1: plain n-step returns")
+    ent_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
+    vf_coef: float = Field(0.5, ge=0.0, description="value loss weight")
+    shared_critic: bool = Field(False, description="one torso with policy and value heads (else two MLPs)")
+    optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="RMSprop as SB3 and the paper, or Adam")
+    rms_prop_alpha: float = Field(0.99, gt=0.0, lt=1.0, description="RMSprop's smoothing constant α")
+    rms_prop_eps: float = Field(1e-5, gt=0.0, description="RMSprop's ε")
+    adam_eps: float = Field(1e-5, gt=0.0, description="Adam's ε")
+    normalize_advantage: bool = Field(False, description="standardise advantages per rollout")
+    anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")
+    log_std_init: float = Field(0.0, description="initial log σ of a Gaussian policy (continuous actions)")
+
+
+class ContinuousOffPolicyParams(DeepCommon):
+    """What SAC and TD3 share (SB3's defaults)."""
+
+    learning_rate: float = Field(3e-4, gt=0.0, description="Adam step size (actor, critics, α)")
+    net_arch: list[int] = Field([256, 256], description="hidden layer widths of the actor and of each critic")
+    activation: Literal["tanh", "relu"] = Field("relu", description="hidden activation")
+    max_grad_norm: float | None = Field(
+        None, gt=0.0, description="clip each network's gradient norm to this (empty: no clipping, as SB3)"
+    )
+    buffer_size: int = Field(1_000_000, ge=1, le=100_000_000, description="replay buffer capacity (transitions)")
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="transitions per gradient step")
+    learning_starts: int = Field(100, ge=0, description="env steps of uniform random actions before learning")
+    train_freq: int = Field(1, ge=1, description="env steps (all envs together) between training phases")
+    gradient_steps: int = Field(1, ge=1, description="gradient steps per training phase")
+    tau: float = Field(0.005, gt=0.0, le=1.0, description="Polyak averaging of the target networks")
+
+    def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
+        # the replay buffer: two float32 observations, an action vector and a few scalars per transition
+        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * 4 * observation_size(env) + 64))]
+
+
+class SACParams(ContinuousOffPolicyParams):
+    ent_coef: float | None = Field(
+        None, gt=0.0, description="a fixed entropy weight α (empty: tuned automatically toward target_entropy)"
+    )
+    ent_coef_init: float = Field(1.0, gt=0.0, description="initial α under automatic tuning")
+    target_entropy: float | None = Field(None, description="entropy automatic tuning aims at (empty: −dim(A))")
+
+
+class TD3Params(ContinuousOffPolicyParams):
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam step size (actor and critics)")
+    policy_delay: int = Field(2, ge=1, description="critic updates per actor (and target) update")
+    target_policy_noise: float = Field(0.2, ge=0.0, description="σ of the smoothing noise on a' (actions in [-1, 1])")
+    target_noise_clip: float = Field(0.5, ge=0.0, description="clip the smoothing noise to ±this")
+    action_noise: float = Field(0.1, ge=0.0, description="σ of the exploration noise (actions in [-1, 1])")
+
+
 _KINDS = frozenset({"control", "tabular", "toytext"})
+_CONTINUOUS = frozenset({"control"})
 
 ALGOS = [
     AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS,
@@ -173,4 +232,13 @@ ALGOS = [
     AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS,
              "proximal policy optimisation: GAE(λ), clipped surrogate, actor-critic", uses_torch=True,
              tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
+    AlgoSpec("a2c", A2CParams, "rltui.algos.a2c:train", _KINDS,
+             "advantage actor-critic: n-step returns, one step per rollout, RMSprop", uses_torch=True,
+             tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
+    AlgoSpec("sac", SACParams, "rltui.algos.sac:train", _CONTINUOUS,
+             "soft actor-critic: twin Q, tanh-Gaussian actor, automatic entropy tuning (continuous actions)",
+             uses_torch=True, tags=("actor-critic", "off-policy", "maximum-entropy", "deep")),
+    AlgoSpec("td3", TD3Params, "rltui.algos.td3:train", _CONTINUOUS,
+             "twin delayed DDPG: twin Q, delayed policy updates, target smoothing (continuous actions)",
+             uses_torch=True, tags=("actor-critic", "off-policy", "deep")),
 ]

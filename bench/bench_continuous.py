@@ -1,0 +1,110 @@
+"""Pendulum-v1: our SAC and TD3 beside Stable-Baselines3's, under bench_cartpole.py's protocol.
+
+    .venv/bin/python bench/bench_continuous.py                        # 5 seeds, SAC and TD3, both sides
+    .venv/bin/python bench/bench_continuous.py --seeds 1 --algos sac --sb3-python .venv/bin/python
+
+Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
+  * ours: sample_runs/pendulum_{sac,td3}.toml through the real runner into a temporary SQLite store;
+    SB3: the RL Zoo's Pendulum-v1 hyperparameters (hyperparams/sac.yml, td3.yml), its MlpPolicy.
+  * every 1,000 environment steps, 10 deterministic evaluation episodes played as 10 copies;
+    "solved" = their mean return >= -200.
+  * the two clocks (wall, process CPU) run only while training; each (side, algo, seed) in its own
+    fresh process, one at a time, sides interleaved per seed; torch on one thread on both sides.
+Goal: every seed of ours solves, within 0.7x SB3's median time to solve.
+SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
+dependency of rltui.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cartpole import REPO, check_device, ensure_sb3, fmt, median, run_child, run_ours, run_sb3  # noqa: E402
+
+ENV_ID = "Pendulum-v1"
+EVAL_EVERY, EVAL_EPISODES, SOLVED, GOAL_RATIO = 1000, 10, -200.0, 0.7
+
+# RL Zoo (rl-baselines3-zoo, hyperparams/sac.yml and td3.yml), Pendulum-v1.
+ZOO = {
+    "sac": dict(n_envs=1, n_timesteps=20_000, learning_rate=1e-3),
+    "td3": dict(n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
+                noise_std=0.1, action_dim=1, gradient_steps=-1, train_freq=(1, "episode"), learning_rate=1e-3,
+                net_arch=[400, 300]),
+}
+
+
+def report(results: list[dict]) -> None:
+    print()
+    print(f"{'algo':<4} {'side':<5} {'seed':>4} {'solved_cpu_s':>12} {'solved_wall_s':>13} {'solved_step':>11} "
+          f"{'final_eval':>10} {'best_eval':>9} {'train_cpu_s':>11} {'SPS(cpu)':>9}")
+    for r in results:
+        print(f"{r['algo']:<4} {r['side']:<5} {r['seed']:>4} {fmt(r['solved_cpu']):>12} {fmt(r['solved_wall']):>13} "
+              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {fmt(r['best_eval'], '.1f'):>9} "
+              f"{r['train_cpu_seconds']:>11.2f} {r['cpu_sps']:>9.0f}")
+    print()
+    for algo in sorted({r["algo"] for r in results}):
+        rows = {side: [r for r in results if r["algo"] == algo and r["side"] == side] for side in ("ours", "sb3")}
+        solved = {side: sum(r["solved_cpu"] is not None for r in rows[side]) for side in rows}
+        print(f"{algo}: seeds solved (eval mean >= {SOLVED:g}): ours {solved['ours']}/{len(rows['ours'])}, "
+              f"sb3 {solved['sb3']}/{len(rows['sb3'])}")
+        for key in ("solved_cpu", "solved_wall", "solved_step", "final_eval", "best_eval", "cpu_sps"):
+            a, b = (median([r[key] for r in rows[side]]) for side in ("ours", "sb3"))
+            print(f"  median {key:<12} ours {fmt(a):>10}  sb3 {fmt(b):>10}  ours/sb3 {fmt(a / b if a is not None and b else None, '.3f')}")
+        if rows["ours"] and rows["sb3"]:
+            for clock in ("cpu", "wall"):
+                sb3_median = median([r[f"solved_{clock}"] for r in rows["sb3"]])
+                worst = max((r[f"solved_{clock}"] or float("inf")) for r in rows["ours"])
+                goal = GOAL_RATIO * sb3_median if sb3_median else None
+                met = goal is not None and worst <= goal
+                print(f"  goal ({clock} clock): every ours seed solved within {GOAL_RATIO}x SB3's median time to solve "
+                      f"({fmt(goal)} s): slowest ours {fmt(worst)} s -> {'MET' if met else 'NOT MET'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--algos", default="sac,td3")
+    parser.add_argument("--sides", default="ours,sb3")
+    parser.add_argument("--sb3-python", help="a python with stable-baselines3 (default: bench/.venv-sb3, created if missing)")
+    parser.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3 (default 1, as ours)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json-out")
+    parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        algo = args.algos
+        if args.child == "ours":
+            result = run_ours(REPO / "sample_runs" / f"pendulum_{algo}.toml", args.seed, args.device, EVAL_EVERY, EVAL_EPISODES)
+        else:
+            result = run_sb3(algo, ENV_ID, ZOO[algo], args.seed, args.sb3_threads, args.device, EVAL_EVERY, EVAL_EPISODES)
+        print(json.dumps(result))
+        return 0
+
+    sides = args.sides.split(",")
+    sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
+    for side in sides:
+        check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
+    results = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for algo in args.algos.split(","):
+            for side in sides:
+                python = sys.executable if side == "ours" else sb3_python
+                r = run_child(python, side, algo, seed, args.sb3_threads, args.device, script=__file__, solved_at=SOLVED)
+                print(f"{algo} {side} seed {seed}: solved cpu {fmt(r['solved_cpu'])} s / wall {fmt(r['solved_wall'])} s at "
+                      f"step {fmt(r['solved_step'], 'd')}, final eval {fmt(r['final_eval'], '.1f')}, best {fmt(r['best_eval'], '.1f')}, "
+                      f"train cpu {r['train_cpu_seconds']:.2f} s", flush=True)
+                results.append(r)
+    report(results)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""What SAC and TD3 share: off-policy actor-critic training on a continuous action space.
+
+The loop (the same shape as DQN's, over the same ReplayBuffer):
+
+    act: uniform random actions for the first learning_starts steps, then the algorithm's exploration
+         (SAC: a sample of π; TD3: μ(s) + Gaussian noise); store (s, a, r, s', terminated)
+    learn: every train_freq env steps, gradient_steps updates on minibatches from the replay buffer
+
+Actions live in [−1, 1]^d inside the algorithm (what the actors output, what replay stores, what the
+critics see) and are mapped affinely onto the env's [low, high] only when the env is stepped.
+
+A time-limit truncation is not terminal: its transition keeps terminated = 0 and s' = the true final
+observation, so the twin-Q target bootstraps from it (Pendulum never terminates: every episode ends by
+truncation at 200 steps).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from rltui.algos.buffers import ReplayBuffer, TransitionBatch
+from rltui.algos.common import SPS, clip_grad_norm, Counters, EvalSchedule, finish_summary, obs_tensor, restore_or_start, save_checkpoint, setup
+from rltui.recorder import Recorder
+
+
+class ContinuousAgent(Protocol):
+    def modules(self) -> dict[str, Any]: ...            # everything a checkpoint must hold (nets, optimizers)
+    def policy(self) -> dict[str, torch.nn.Module]: ...  # what the "best" artifact holds
+    def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
+    def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...  # deterministic
+    def update(self, batch: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]: ...
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> None:
+    """One gradient step on `loss` for the parameters `optimizer` holds (their norm clipped if asked)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        clip_grad_norm([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+
+
+@torch.no_grad()
+def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
+    """θ_target ← τ θ + (1 − τ) θ_target."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def continuous_env(env: Any, params: Any, device: str, algo: str) -> tuple[Any, torch.device, Any]:
+    env, dev = setup(env, params, device)
+    probe = env.vector(0, num_envs=1)
+    if probe.n_actions is not None:
+        raise ValueError(f"{algo} needs a continuous action space (Pendulum-v1, MountainCarContinuous-v0, "
+                         "LunarLander-v3 with continuous = true); use DQN, PPO or A2C for discrete actions")
+    return env, dev, probe
+
+
+def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: torch.device,
+                     agent: ContinuousAgent) -> dict[str, Any]:
+    venv = env.vector(seed)
+    n_envs, action_dim = venv.num_envs, venv.action_dim
+    low, high = venv.action_low, venv.action_high
+    scale, offset = (high - low) / 2.0, (high + low) / 2.0
+
+    def to_env(a: np.ndarray) -> np.ndarray:  # [−1, 1] → [low, high]
+        return offset + scale * a
+
+    rng = np.random.default_rng(seed)
+    replay = ReplayBuffer(params.buffer_size, venv.obs_dim, (action_dim,), np.float32)
+    counters = Counters()
+    restored = restore_or_start(recorder, counters, rng, env, **agent.modules())
+    if restored is not None and "replay" in restored:
+        replay.load_state_dict(restored["replay"])
+    scale_t = torch.as_tensor(scale, device=dev)
+    offset_t = torch.as_tensor(offset, device=dev)
+
+    def act(obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        action, extras = agent.act(obs, with_extras)
+        return offset_t + scale_t * action, extras
+
+    evals = EvalSchedule(env, params, seed, act, recorder, counters, dev, policy=agent.policy(), restored=restored)
+    total = params.total_timesteps
+    next_train = max(params.learning_starts, counters.global_step)
+    obs = venv.reset()
+    sps = SPS(counters.global_step)
+    logged: dict[str, list[torch.Tensor]] = {}
+
+    def checkpoint() -> None:
+        state = {name: m.state_dict() for name, m in agent.modules().items()}
+        if replay.obs.nbytes * 2 < 256 * 2**20:  # the replay buffer resumes the run exactly; skip a huge one
+            state["replay"] = replay.state_dict()
+        save_checkpoint(recorder, counters, rng, best=evals.best, **state)
+
+    while counters.global_step < total:
+        if recorder.should_stop():
+            break
+        # --- act -----------------------------------------------------------------------------------
+        if counters.global_step < params.learning_starts:
+            actions = rng.uniform(-1.0, 1.0, (n_envs, action_dim)).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                actions = agent.explore(obs_tensor(obs, dev)).cpu().numpy()
+        next_obs, rewards, terminated, _truncated, final_obs, finished = venv.step(to_env(actions))
+        # s' is the true final observation where an episode ended; only termination masks the target
+        replay.add(obs, actions, rewards, final_obs, terminated)
+        obs = next_obs
+        counters.global_step += n_envs
+        if finished:
+            counters.report_episodes(recorder, finished)
+
+        # --- learn ---------------------------------------------------------------------------------
+        if counters.global_step >= next_train and len(replay) >= params.batch_size:
+            next_train = counters.global_step + params.train_freq
+            for _ in range(params.gradient_steps):
+                stats = agent.update(replay.sample(params.batch_size, rng, dev), counters.updates)
+                counters.updates += 1
+                for key, value in stats.items():
+                    logged.setdefault(key, []).append(value)
+
+        if counters.log_due(params.log_every):
+            row = {key: float(torch.stack(values).mean()) for key, values in logged.items()}
+            logged.clear()
+            recorder.log(counters.global_step, learning_rate=params.learning_rate, sps=sps(counters.global_step), **row)
+            recorder.progress(counters.global_step / total)
+        evals.maybe()
+        if counters.checkpoint_due(params.checkpoint_every):
+            checkpoint()
+
+    evals.final()
+    checkpoint()
+    return finish_summary(counters, evals, {"updates": counters.updates})

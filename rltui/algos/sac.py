@@ -1,0 +1,108 @@
+"""SAC (Haarnoja et al. 2018, with automatic entropy tuning): maximise return plus α times the policy's
+entropy, off-policy, with twin Q critics and Polyak-averaged targets.
+
+    a' ~ π(·|s'),  y = r + γ (1 − terminated) (min_j Q_targ_j(s', a') − α log π(a'|s'))
+    L_Q  = ½ Σ_j mean((Q_j(s, a) − y)²)
+    ã ~ π(·|s) (reparameterised),  L_π = mean(α log π(ã|s) − min_j Q_j(s, ã))
+    L_α  = −mean(log α · (log π(ã|s) + H_target))         H_target = −dim(A) by default
+    θ_targ ← τ θ + (1 − τ) θ_targ                          every update
+
+π is a tanh-squashed Gaussian (networks.SquashedGaussianActor, with the change-of-variables term in
+log π). The loop, replay and scaling to the env's bounds are rltui/algos/continuous.py's (shared with TD3).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from rltui.algos.buffers import TransitionBatch
+from rltui.algos.continuous import continuous_env, polyak, step, train_off_policy
+from rltui.algos.networks import SquashedGaussianActor, TwinQ, adam
+from rltui.recorder import Recorder
+
+
+class Temperature(nn.Module):
+    """α = exp(log α), learned (automatic entropy tuning) or fixed."""
+
+    def __init__(self, alpha: float, learn: bool) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(float(alpha)).log(), requires_grad=learn)
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+
+class SAC:
+    def __init__(self, obs_dim: int, action_dim: int, params: Any, gamma: float, dev: torch.device) -> None:
+        self.params, self.gamma = params, gamma
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
+        self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        auto = params.ent_coef is None
+        self.temperature = Temperature(params.ent_coef_init if auto else float(params.ent_coef), learn=auto).to(dev)
+        self.target_entropy = -float(action_dim) if params.target_entropy is None else params.target_entropy
+        lr = params.learning_rate
+        self.actor_opt = adam(list(self.actor.parameters()), lr)
+        self.critic_opt = adam(list(self.critic.parameters()), lr)
+        self.alpha_opt = adam([self.temperature.log_alpha], lr) if auto else None
+
+    def modules(self) -> dict[str, Any]:
+        out = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+               "temperature": self.temperature, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
+        if self.alpha_opt is not None:
+            out["alpha_opt"] = self.alpha_opt
+        return out
+
+    def policy(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic}  # the critic too: replay shows Q(s, a)
+
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.sample(obs)[0]
+
+    def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The deterministic action tanh(μ), with μ, σ of the Gaussian before the squash and Q(s, a)."""
+        mu, log_std = self.actor.gaussian(obs)
+        action = torch.tanh(mu)
+        if not with_extras:
+            return action, {}
+        return action, {"mu": mu, "sigma": log_std.exp(), "Q": self.critic(obs, action).min(0).values}
+
+    def target(self, b: TransitionBatch) -> torch.Tensor:
+        """y = r + γ (1 − terminated) (min_j Q_targ_j(s', a') − α log π(a'|s')), a' ~ π(·|s')."""
+        with torch.no_grad():
+            a_next, logp_next = self.actor.sample(b.next_obs)
+            q_next = self.critic_target(b.next_obs, a_next).min(0).values - self.temperature() * logp_next
+            return b.rewards + self.gamma * (1.0 - b.terminated) * q_next
+
+    def update(self, b: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]:
+        y = self.target(b)
+        q = self.critic(b.obs, b.actions)  # (2, batch)
+        critic_loss = 0.5 * ((q - y) ** 2).mean(-1).sum()
+        step(self.critic_opt, critic_loss, self.params.max_grad_norm)
+
+        # the critic is held fixed for the actor's step: its gradients are not needed
+        self.critic.requires_grad_(False)
+        action, logp = self.actor.sample(b.obs)
+        alpha = self.temperature().detach()
+        actor_loss = (alpha * logp - self.critic(b.obs, action).min(0).values).mean()
+        step(self.actor_opt, actor_loss, self.params.max_grad_norm)
+        self.critic.requires_grad_(True)
+
+        stats = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "ent_coef": alpha,
+                 "entropy": -logp.detach().mean(), "q_values": q.detach().mean()}
+        if self.alpha_opt is not None:
+            alpha_loss = -(self.temperature.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            step(self.alpha_opt, alpha_loss, None)
+            stats["ent_coef_loss"] = alpha_loss.detach()
+        polyak(self.critic_target, self.critic, self.params.tau)
+        return stats
+
+
+def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) -> dict[str, Any]:
+    env, dev, probe = continuous_env(env, params, device, "SAC")
+    agent = SAC(probe.obs_dim, probe.action_dim, params, env.gamma, dev)
+    return train_off_policy(env, params, recorder, seed, dev, agent)

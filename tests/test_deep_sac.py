@@ -1,0 +1,151 @@
+"""SAC and TD3: the squashed Gaussian's log-probability by hand, the twin-Q targets' masking, and
+smoke runs through the real runner and store (with resume continuing the step count)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+
+from rltui.algos.buffers import TransitionBatch
+from rltui.config import load_config_text
+from rltui.recorder import StoreRecorder
+from rltui.runner.execute import create_run, execute_run, stored_config
+from rltui.store.models import Episode, Run
+from rltui.store.queries import metric_series, trajectory
+
+
+def test_squashed_gaussian_log_prob_by_hand():
+    """1-D: u = μ + σ ε, a = tanh(u); log π(a) = log N(u; μ, σ²) − log(1 − tanh²(u)), written out with math."""
+    from rltui.algos.networks import squashed_log_prob
+
+    mu, log_std, eps = 0.3, -0.5, 0.7
+    sigma = math.exp(log_std)
+    u = mu + sigma * eps
+    by_hand = -0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi) - math.log(1 - math.tanh(u) ** 2)
+    got = squashed_log_prob(torch.tensor([[u]], dtype=torch.float64), torch.tensor([[mu]], dtype=torch.float64),
+                            torch.tensor([[log_std]], dtype=torch.float64))
+    assert float(got) == pytest.approx(by_hand, abs=1e-12)
+    # far in the tail, where 1 − tanh² underflows in float32, the stable form stays finite and right
+    far = squashed_log_prob(torch.tensor([[12.0]]), torch.tensor([[12.0]]), torch.tensor([[0.0]]))
+    assert float(far) == pytest.approx(-0.5 * math.log(2 * math.pi) - 2 * (math.log(2) - 12 - math.log1p(math.exp(-24))), rel=1e-5)
+
+
+def test_actor_log_prob_matches_torch_distributions_in_2d():
+    from torch.distributions import Independent, Normal, TransformedDistribution
+    from torch.distributions.transforms import TanhTransform
+
+    from rltui.algos.networks import SquashedGaussianActor
+
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(3, 2, [16]).double()
+    obs = torch.randn(5, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    action, logp = actor.sample(obs)
+    mu, log_std = actor.gaussian(obs)
+    reference = TransformedDistribution(Independent(Normal(mu, log_std.exp()), 1), [TanhTransform()])
+    assert torch.allclose(logp, reference.log_prob(action), atol=1e-8)
+    assert (action.abs() < 1).all()
+
+
+def _batch(terminated: list[float]) -> TransitionBatch:
+    n = len(terminated)
+    obs = torch.zeros(n, 3)
+    next_obs = torch.ones(n, 3)  # the same s' for every row: only the masks differ
+    return TransitionBatch(obs, torch.zeros(n, 1), torch.full((n,), 0.5), next_obs, torch.tensor(terminated))
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_twin_q_target_terminal_does_not_bootstrap_truncation_does(algo):
+    """Row 0 ended in a terminal state: y = r. Row 1 was cut by the time limit (terminated = 0, s' the
+    true last observation): y = r + γ (min_j Q_targ_j(s', a') [− α log π]) from the same s'."""
+    from rltui.algos.sac import SAC
+    from rltui.algos.td3 import TD3
+    from rltui.schemas.control import SACParams, TD3Params
+
+    torch.manual_seed(0)
+    cls, params = {"sac": (SAC, SACParams(net_arch=[8])), "td3": (TD3, TD3Params(net_arch=[8], target_policy_noise=0.0))}[algo]
+    agent = cls(3, 1, params, 0.9, torch.device("cpu"))
+    with torch.no_grad():  # make the target critics' values large, so a bootstrap cannot hide
+        for p in agent.critic_target.parameters():
+            p.add_(1.0)
+    torch.manual_seed(5)
+    y = agent.target(_batch([1.0, 0.0]))
+    assert float(y[0]) == 0.5
+    torch.manual_seed(5)
+    with torch.no_grad():
+        s2 = torch.ones(2, 3)
+        if algo == "sac":
+            a2, logp2 = agent.actor.sample(s2)
+            q_next = agent.critic_target(s2, a2).min(0).values - agent.temperature() * logp2
+        else:
+            q_next = agent.critic_target(s2, agent.actor_target(s2)).min(0).values
+    assert float(y[1]) == pytest.approx(0.5 + 0.9 * float(q_next[1]), rel=1e-6)
+    assert abs(float(y[1]) - 0.5) > 0.1
+
+
+def test_sac_tunes_the_temperature_toward_minus_dim_a():
+    from rltui.algos.sac import SAC
+    from rltui.schemas.control import SACParams
+
+    agent = SAC(3, 2, SACParams(net_arch=[8]), 0.99, torch.device("cpu"))
+    assert agent.target_entropy == -2.0 and agent.alpha_opt is not None
+    fixed = SAC(3, 2, SACParams(net_arch=[8], ent_coef=0.2), 0.99, torch.device("cpu"))
+    assert fixed.alpha_opt is None and float(fixed.temperature()) == pytest.approx(0.2)
+
+
+FAST = "eval_every = 200\neval_episodes = 2\nlog_every = 100\nnet_arch = [32, 32]\nbatch_size = 32\nlearning_starts = 100\n"
+CONFIGS = {
+    algo: f'[env]\nid = "Pendulum-v1"\nnum_envs = 2\nmax_episode_steps = 50\n[algo]\nid = "{algo}"\ntotal_timesteps = 400\n{FAST}'
+    for algo in ("sac", "td3")
+}
+
+
+def run_config(store, text: str) -> int:
+    run_id = create_run(store, load_config_text(f'seed = 3\ndevice = "cpu"\n{text}'))
+    status = execute_run(store, run_id)
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        assert status == "completed", f"{run.status}: {run.error}\n{run.traceback}"
+    return run_id
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_smoke_run_stores_mu_sigma_and_q_and_resumes(store, algo):
+    from rltui import registry
+
+    run_id = run_config(store, CONFIGS[algo])
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        assert run.summary["global_step"] >= 400 and run.summary["best_eval_return"] is not None
+        ev = s.scalars(select(Episode).where(Episode.run_id == run_id, Episode.phase == "eval")).first()
+        steps = trajectory(s, ev.id)
+        losses = [v for _, v, _ in metric_series(s, run_id, "critic_loss")]
+    step0 = steps[0]
+    assert len(step0.action) == 1 and -2.0 <= step0.action[0] <= 2.0  # mapped onto Pendulum's torque bounds
+    assert isinstance(step0.extras["Q"], float) and len(step0.extras["mu"]) == 1
+    if algo == "sac":
+        assert len(step0.extras["sigma"]) == 1 and step0.extras["sigma"][0] > 0
+    assert losses and all(np.isfinite(losses))
+
+    config = stored_config(store, run_id)
+    params = config.algo.model_copy(update={"total_timesteps": 600})
+    env = registry.load_callable(registry.env_spec(config.env_id).factory)(config.env)
+    recorder = StoreRecorder(store, run_id)
+    summary = registry.load_callable(registry.algo_spec(algo).entry)(env, params, recorder, seed=3, device="cpu")
+    recorder.close()
+    assert summary["global_step"] >= 600
+    with store.read() as s:
+        steps_logged = [st for st, _, _ in metric_series(s, run_id, "sps")]
+        indices = sorted(s.scalars(select(Episode.index).where(Episode.run_id == run_id, Episode.phase == "train")))
+    assert max(steps_logged) > 400 and indices == list(range(len(indices)))
+
+
+def test_sac_refuses_discrete_actions(store):
+    run_id = create_run(store, load_config_text('[env]\nid = "CartPole-v1"\n[algo]\nid = "sac"\ntotal_timesteps = 10\n'))
+    assert execute_run(store, run_id) == "failed"
+    with store.read() as s:
+        assert "continuous action space" in s.get(Run, run_id).error
