@@ -9,6 +9,7 @@ from typing import Any, Callable
 from rich.text import Text
 
 from rltui.store.status import ACTIVE_STATUSES  # noqa: F401 (no SQLAlchemy: the runs screen paints before it)
+from rltui.text import clip, printable
 
 Clock = Callable[[], datetime]
 
@@ -21,20 +22,42 @@ def utc_clock() -> datetime:
 
 # Theme variable per status, so colours follow the dark or light theme in use.
 STATUS_VARS = {
-    "queued": "secondary",
-    "running": "accent",
-    "completed": "success",
-    "failed": "error",
-    "cancelled": "warning",
-    "crashed": "error",
+    "queued": "text-secondary",
+    "running": "text-accent",
+    "completed": "text-success",
+    "failed": "text-error",
+    "cancelled": "text-warning",
+    "crashed": "text-error",
 }
 STATUS_ICONS = {"queued": "…", "running": "▶", "completed": "✔", "failed": "✖", "cancelled": "■", "crashed": "‼"}
 
 
+def plain(value: Any, width: int | None = None) -> Text:
+    """Store or user text (a name, tag, note) for a widget: a Text, so never read as markup, with
+    control characters escaped and, given a width, cut with an ellipsis."""
+    return Text(clip(value, width) if width else printable(value), no_wrap=True, end="")
+
+
 def status_text(status: str, theme_vars: dict[str, str] | None = None) -> Text:
-    colour = (theme_vars or {}).get(STATUS_VARS.get(status, ""), "")
+    colour = status_colour(status, theme_vars or {})
     style = f"bold {colour}" if colour else "bold"
-    return Text(f"{STATUS_ICONS.get(status, '?')} {status}", style=style)
+    return Text(f"{STATUS_ICONS.get(status, '?')} {printable(status)}", style=style)
+
+
+def status_colour(status: str, theme_vars: dict[str, str]) -> str:
+    """The theme's colour for a status, darkened or lightened until it reads (WCAG AA) on the lab's
+    backgrounds: the light theme's warning and success colours are pastel (1.3:1 and 1.6:1 on white)."""
+    colour = theme_vars.get(STATUS_VARS.get(status, ""), "")
+    if not colour:
+        return ""
+    from rltui.tui.contrast import readable
+
+    return readable(colour, backgrounds(theme_vars))
+
+
+def backgrounds(theme_vars: dict[str, str]) -> list[str]:
+    """The colours text sits on in the lab: the screen, tables, panels and the table's cursor row."""
+    return [theme_vars[k] for k in ("background", "surface", "panel", "block-cursor-background") if theme_vars.get(k)]
 
 
 def num(value: Any, digits: int = 4) -> str:
