@@ -490,14 +490,14 @@ class RunScreen(LabScreen):
             track = "━" * pos + "●" + "─" * (width - 1 - pos)
             self.sweep_slider.update(Text.assemble(
                 ("Bellman sweep ", "bold"), f"{self.sweep}/{self.sweeps - 1} ", track,
-                ("  [ ] step · { } first/last", "dim")))
+                ("  [ ] step · { } first/last", "italic")))
         else:
             self.sweep_slider.update(Text("final values", style="bold"))
         if layout.get("kind") == "grid":
             room = (self.size.width or 80) - 4
             body = value_grid(layout, V, policy, cell_width=fit_cell_width(layout, room))
             note = "" if policy is not None else "\n(arrows: greedy policy, shown at the final sweep)"
-            self.values_grid.update(Text.assemble(body, (note, "dim")))
+            self.values_grid.update(Text.assemble(body, (note, "italic")))
         elif layout.get("kind") == "chain":
             self.values_grid.update(chain_strip(int(layout.get("n", len(V))), V))
         else:

@@ -52,6 +52,7 @@ LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chun
 # widens re-renders the whole table (hundreds of ms with a screenful of runs while runs write).
 LIVE_WIDTHS = {"progress": 13, "last": 9, "best": 9, "steps": 5, "duration": 8}
 COMPACT_LIVE_WIDTHS = {"progress": 4, "last": 8, "best": 8}
+COMPACT_LABELS = {"progress": "Done"}
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -125,12 +126,13 @@ class RunsScreen(LabScreen):
             return [k for k, _ in COLUMNS if k in self.chosen_columns]
         if self.compact:
             return COMPACT
-        return [k for k, _ in COLUMNS if k != "notes"]
+        return [k for k, _ in COLUMNS]
 
     def add_columns(self, table: DataTable) -> None:
         widths = COMPACT_LIVE_WIDTHS if self.compact else LIVE_WIDTHS
         for key in self.shown_columns:
-            table.add_column(LABELS[key], key=key, width=widths.get(key, LIVE_WIDTHS.get(key)))
+            label = COMPACT_LABELS.get(key, LABELS[key]) if self.compact else LABELS[key]
+            table.add_column(label, key=key, width=widths.get(key, LIVE_WIDTHS.get(key)))
 
     def refit_columns(self) -> None:
         """Put the columns the mode and chooser ask for into the table, if they changed."""

@@ -175,7 +175,7 @@ def bars(labels: Sequence[str], values: Sequence[float], width: int = 24, highli
         line[min(zero, width)] = "│" if a == b else line[min(zero, width)]
         style = "bold" if i == highlight else ""
         text.append(f"{printable(label):>{pad}} ", style=style)
-        text.append("".join(line), style="bold" if i == highlight else ("dim" if highlight is not None else ""))
+        text.append("".join(line), style="bold" if i == highlight else "")
         text.append(" " + fmt.format(v) + ("  ◀" if i == highlight else "") + "\n", style=style)
     text.rstrip()
     return text
