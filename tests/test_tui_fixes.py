@@ -13,7 +13,7 @@ from conftest import rltui_cli
 from rltui.store.models import Artifact, Run
 from rltui.tui.demo import add_run, mark
 from test_tui_app import open_run_screen, wait_until
-from test_tui_common import demo_store, live_store, make_app, settle, text_of  # noqa: F401 — fixtures
+from test_tui_common import demo_store, live_store, make_app, settle, test_registry, text_of  # noqa: F401 — fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 MAZE = {"id": "maze", "gamma": 0.9}
@@ -80,6 +80,8 @@ def test_cli_prints_store_text_with_control_characters_escaped(store, db_path):
 
 # --- 21: a failed export leaves its target untouched -------------------------------------------------
 def test_failed_export_leaves_the_target_as_it_was(store, db_path, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
     keep = tmp_path / "keep.json"
     keep.write_text('{"precious": true}\n')
     proc = rltui_cli("export", "999", "-o", str(keep), db=db_path)
@@ -171,8 +173,7 @@ async def test_header_never_wraps_and_labels_its_episode_count(demo_store):
         screen = await open_run_screen(app, pilot, rid)
         lines = text_of(screen.query_one("#run-header")).split("\n")
         assert len(lines) == 2 and all(len(line) <= 58 for line in lines)
-        assert "✔ completed" in lines[0] and lines[0].startswith(f"run {rid} maze q-learning")
-        await pilot.resize_terminal(160, 48) if hasattr(pilot, "resize_terminal") else None
+        assert "✔ completed" in lines[0] and lines[0].startswith(f"run {rid} maze q-lear")
     app = make_app(demo_store)
     async with app.run_test(size=(200, 30)) as pilot:
         screen = await open_run_screen(app, pilot, rid)
@@ -187,12 +188,12 @@ async def test_sweep_slider_moves_one_sweep_per_key(demo_store):
     app = make_app(demo_store)
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_run_screen(app, pilot, demo_store.demo_ids["vi"])
-        assert screen.sweeps > 11
+        assert screen.sweeps >= 8
         await pilot.press("2", "left_curly_bracket")
         await settle(pilot)
-        await pilot.press(*["right_square_bracket"] * 10)  # fast: each press lands while the last reads
+        await pilot.press(*["right_square_bracket"] * 6)  # fast: each press lands while the last reads
         await settle(pilot, 3)
-        assert screen.sweep == 10 and f"Bellman sweep 10/{screen.sweeps - 1}" in text_of(screen.sweep_slider)
+        assert screen.sweep == 6 and f"Bellman sweep 6/{screen.sweeps - 1}" in text_of(screen.sweep_slider)
 
 
 async def test_config_tab_resolves_defaults_and_clone_takes_the_current_name(demo_store, test_registry):
@@ -371,7 +372,7 @@ def test_every_text_colour_reads_at_wcag_aa_on_both_themes(theme):
     from rltui.tui.contrast import AA, ratio
 
     found = {t.name: t for t in lab_themes()}[theme]
-    v = found.to_color_system().generate()
+    v = {**found.to_color_system().generate(), **found.variables}  # as App.get_css_variables combines them
 
     def colour(fg: str, bg: str) -> Color:
         if fg.startswith("auto"):  # Textual's auto colour: its contrast text at that alpha

@@ -96,7 +96,8 @@ class HelpScreen(ModalScreen[None]):
 class ColumnsDialog(ModalScreen[list[str] | None]):
     """Which columns the runs table shows: space ticks, enter keeps, escape leaves them as they were."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "keep", "Keep")]
+    # enter before the list's own (which would tick the row under the cursor)
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "keep", "Keep", priority=True)]
 
     def __init__(self, columns: list[tuple[str, str]], shown: list[str]) -> None:
         super().__init__()
