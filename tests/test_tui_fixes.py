@@ -29,11 +29,12 @@ HOSTILE = [
 
 def screen_text(app) -> str:
     """What the terminal shows, as plain text (the rendered screen, not the widgets' data)."""
+    import html
     import re
 
     svg = app.export_screenshot()
     text = re.sub(r"<[^>]+>", "", svg)
-    return text.replace("&#160;", " ").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    return html.unescape(text).replace("\xa0", " ")
 
 
 # --- 19: names are text, never markup or terminal control ------------------------------------------
@@ -390,3 +391,56 @@ def test_every_text_colour_reads_at_wcag_aa_on_both_themes(theme):
         c = fmt.status_colour(status, v)
         for bg in fmt.backgrounds(v):
             assert ratio(c, bg) >= AA, (theme, status, bg, ratio(c, bg))
+
+
+# --- 8, 13, 15: toasts and options as text, list defaults on one line, screenshots -----------------------
+async def test_toasts_and_options_keep_their_brackets(demo_store):
+    from rich.text import Text
+    from textual.widgets import Select
+
+    from rltui import registry
+    from rltui.tui.screens.new_run import NewRunScreen
+
+    app = make_app(demo_store)
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_run_screen(app, pilot, demo_store.demo_ids["q_fast"])
+        train = next(ep for ep in screen.episodes if not ep["has_trajectory"])
+        screen.open_replay(train["id"])
+        await settle(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("(see [record] in the config)" in m for m in messages), messages
+        await pilot.press("escape")
+        await settle(pilot)
+        if "LunarLander-v3" not in registry.envs():
+            return
+        app.push_screen(NewRunScreen(initial={"env": {"id": "LunarLander-v3"}, "algo": {"id": "ppo"}}))
+        await settle(pilot, 3)
+        prompts = [prompt for prompt, _ in app.screen.env_options()]
+        assert all(isinstance(p, Text) for p in prompts)  # a str prompt is read as markup by Select
+        assert any("pip install 'rltui[box2d]'" in p.plain for p in prompts)
+        app.screen.query_one("#f-env-id", Select).expanded = True
+        await settle(pilot)
+        assert "pip install 'rltui[box2d]'" in screen_text(app)
+        net_arch = app.screen.query_one("#f-algo-net_arch")
+        assert net_arch.placeholder == "[64, 64]"  # a list default on one line, not "["
+
+
+def test_form_values_are_one_line_of_toml():
+    from rltui.tui.screens.new_run import format_value, parse_value
+
+    for value in ([64, 64], ["a", "b"], {"x": 1, "y": [1.5]}, 0.5, True, "plain"):
+        text = format_value(value)
+        assert "\n" not in text and parse_value(text) == value
+
+
+async def test_screenshot_command_saves_into_the_current_directory(demo_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Screenshot"].callback()
+        await settle(pilot)
+        saved = list(tmp_path.glob("*.svg"))
+        assert len(saved) == 1 and "maze-vi" in saved[0].read_text()
+        assert any(f"Saved {saved[0]}" in n.message for n in app._notifications)
