@@ -444,3 +444,19 @@ async def test_screenshot_command_saves_into_the_current_directory(demo_store, t
         saved = list(tmp_path.glob("*.svg"))
         assert len(saved) == 1 and "maze-vi" in saved[0].read_text()
         assert any(f"Saved {saved[0]}" in n.message for n in app._notifications)
+
+
+async def test_scrolling_the_q_table_keeps_the_slider_and_heatmap_in_view(demo_store):
+    app = make_app(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run_screen(app, pilot, demo_store.demo_ids["vi"])
+        await pilot.press("2")
+        await settle(pilot)
+        slider, grid = screen.sweep_slider, screen.values_grid
+        before = (slider.region.y, grid.region.y)
+        box = screen.query_one("#q-table-box")
+        box.focus()
+        await pilot.press("end", "pagedown")
+        await settle(pilot)
+        assert box.scroll_y > 0  # the Q table scrolled ...
+        assert (slider.region.y, grid.region.y) == before and slider.region.height == 1  # ... they did not
