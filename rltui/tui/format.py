@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -55,9 +56,32 @@ def status_colour(status: str, theme_vars: dict[str, str]) -> str:
     return readable(colour, backgrounds(theme_vars))
 
 
+GROUND_KEYS = ("background", "surface", "panel", "block-cursor-background", "surface-lighten-1",
+               "surface-darken-1", "block-cursor-blurred-background", "foreground")
+
+
 def backgrounds(theme_vars: dict[str, str]) -> list[str]:
-    """The colours text sits on in the lab: the screen, tables, panels and the table's cursor row."""
-    return [theme_vars[k] for k in ("background", "surface", "panel", "block-cursor-background") if theme_vars.get(k)]
+    """The colours text sits on in the lab: the screen, panels, and a DataTable's rows as Textual
+    paints them (zebra stripes of surface ±1 at 50%/40%, the cursor focused or not, the 5% tint of
+    the focused table)."""
+    return list(_grounds(tuple(theme_vars.get(k, "") for k in GROUND_KEYS)))
+
+
+@lru_cache(maxsize=8)
+def _grounds(values: tuple[str, ...]) -> tuple[str, ...]:
+    from textual.color import Color
+
+    background, surface, panel, cursor, lighter, darker, blurred, foreground = values
+    if not (background and surface):
+        return tuple(v for v in (background, surface, panel, cursor) if v)
+    base = Color.parse(surface)
+    rows = [base, base + Color.parse(lighter).with_alpha(0.5), base + Color.parse(darker).with_alpha(0.4)]
+    rows.append(base + Color.parse(blurred) if blurred else base)
+    tint = Color.parse(foreground).with_alpha(0.05) if foreground else None
+    grounds = [Color.parse(background), Color.parse(panel)] + rows + [row + tint for row in rows if tint]
+    if cursor:
+        grounds.append(Color.parse(cursor))
+    return tuple(dict.fromkeys(g.hex for g in grounds))
 
 
 def num(value: Any, digits: int = 4) -> str:

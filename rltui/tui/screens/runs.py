@@ -53,6 +53,9 @@ LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chun
 LIVE_WIDTHS = {"progress": 13, "last": 9, "best": 9, "steps": 5, "duration": 8}
 COMPACT_LIVE_WIDTHS = {"progress": 4, "last": 8, "best": 8}
 COMPACT_LABELS = {"progress": "Done"}
+# What each compact column takes (its widest cell, plus the cell padding of 2): below 80 columns the
+# compact table keeps the columns that fit, in COMPACT's order, rather than running off the edge.
+COMPACT_ROOM = {"id": 7, "name": 20, "status": 14, "progress": 6, "last": 10, "best": 10, "algo": 12}
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
@@ -125,7 +128,14 @@ class RunsScreen(LabScreen):
         if self.chosen_columns is not None:
             return [k for k, _ in COLUMNS if k in self.chosen_columns]
         if self.compact:
-            return COMPACT
+            room = (self.size.width or self.app.size.width) - 2  # the vertical scrollbar
+            shown, used = [], 0
+            for key in COMPACT:
+                used += COMPACT_ROOM[key]
+                if used > room and len(shown) >= 3:
+                    break
+                shown.append(key)
+            return shown
         return [k for k, _ in COLUMNS]
 
     def add_columns(self, table: DataTable) -> None:
