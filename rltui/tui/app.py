@@ -109,7 +109,7 @@ class RlTuiApp(App):
             return
         keys = list(_describe(getattr(screen, "BINDINGS", [])))
         keys += [k for k in _describe(self.BINDINGS) if k not in keys]
-        keys.append(("ctrl+p", "command palette (themes, screens, quit)"))
+        keys.append(("ctrl+p", "command palette: new run, open run #N or by name, compare, cancel, resume, tabs, theme, screenshot"))
         title = getattr(screen, "HELP_TITLE", type(screen).__name__)
         self.push_screen(HelpScreen(title, getattr(screen, "HELP_ABOUT", ""), keys))
 
@@ -172,6 +172,10 @@ class RlTuiApp(App):
     def open_run(self, run_id: int) -> None:
         from rltui.tui.screens.run import RunScreen
 
+        runs = self._runs()
+        if runs is not None and runs._loaded and run_id not in runs.rows:
+            self.notify(f"There is no run {run_id} in this store.", severity="warning")
+            return
         self.push_screen(RunScreen(run_id))
 
 
