@@ -79,21 +79,6 @@ def test_cli_prints_store_text_with_control_characters_escaped(store, db_path):
     assert "first\n" in shown and "second \\x1b]52;c;AAAA\\x07" in shown  # ... and notes, line by line
 
 
-# --- 21: a failed export leaves its target untouched -------------------------------------------------
-def test_failed_export_leaves_the_target_as_it_was(store, db_path, tmp_path):
-    tmp_path = tmp_path / "out"
-    tmp_path.mkdir()
-    keep = tmp_path / "keep.json"
-    keep.write_text('{"precious": true}\n')
-    proc = rltui_cli("export", "999", "-o", str(keep), db=db_path)
-    assert proc.returncode == 2 and "no run with id 999" in proc.stderr
-    assert keep.read_text() == '{"precious": true}\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]  # no temp file left behind
-    run_id = add_run(store, "ok", MAZE, QL)
-    rltui_cli("export", str(run_id), "-o", str(keep), db=db_path, check=True)
-    assert '"precious"' not in keep.read_text() and sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
-
-
 # --- the runs table at 80 columns ----------------------------------------------------------------------
 async def test_runs_table_compact_at_80_columns_chooser_and_first_last(demo_store):
     long = add_run(demo_store, "a-rather-long-run-name-of-forty-characters", MAZE, QL, notes="keep\nthis")
