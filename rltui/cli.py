@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any, Sequence
 
+from rltui.text import clip, printable
+
 EXIT_BAD_INPUT = 2
 
 
@@ -189,13 +191,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(data)
         else:
-            print(f"run {run_id} {config.name}: {data['status']} in the background "
-                  f"(rltui show {run_id}; log: {data['log_path']})")
+            print(f"run {run_id} {printable(config.name)}: {data['status']} in the background "
+                  f"(rltui show {run_id}; log: {printable(data['log_path'])})")
         return 0
     with launch.store_busy_explained(store):
         run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
     sigterm_as_interrupt()
-    bar = None if args.json else _ProgressBar(f"run {run_id} {config.name}")
+    bar = None if args.json else _ProgressBar(f"run {run_id} {printable(config.name)}")
     try:
         status = execute_run(store, run_id, on_progress=bar.update if bar else None,
                              heartbeat_interval=heartbeat_interval())
@@ -215,11 +217,11 @@ def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: AN
     if as_json:
         _print_json(data)
     else:
-        print(f"run {data['id']} {data['name']}: {data['status']}")
+        print(f"run {data['id']} {printable(data['name'])}: {data['status']}")
         for key, value in (data["summary"] or {}).items():
-            print(f"  {key}: {value}")
+            print(f"  {printable(key)}: {printable(value)}")
         if data["error"]:
-            print(f"  error: {data['error']}")
+            print(f"  error: {printable(data['error'], lines=True)}")
     return 0 if ok else 1
 
 
@@ -243,8 +245,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{'ID':>5}  {'NAME':<28} {'ENV':<12} {'ALGO':<18} {'STATUS':<10} {'PROGRESS':>8}  {'QUEUE':>5}  NOTE")
     for r in runs:
         queue = f"#{r['queue_position']}" if r["queue_position"] else ""
-        print(f"{r['id']:>5}  {r['name'][:28]:<28} {r['env'][:12]:<12} {r['algo'][:18]:<18} "
-              f"{r['status']:<10} {r['progress'] * 100:>7.0f}%  {queue:>5}  {r['status_note'] or ''}".rstrip())
+        print(f"{r['id']:>5}  {clip(r['name'], 28):<28} {clip(r['env'], 12):<12} {clip(r['algo'], 18):<18} "
+              f"{printable(r['status']):<10} {r['progress'] * 100:>7.0f}%  {queue:>5}  {printable(r['status_note'] or '')}".rstrip())
     return 0
 
 
@@ -277,21 +279,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     for key in ("id", "name", "status", "env", "algo", "seed", "device", "device_used",
                 "created_at", "started_at", "finished_at", "pid", "host"):
-        print(f"{key:>12}: {data[key]}")
+        print(f"{key:>12}: {printable(data[key])}")
+    print(f"{'tags':>12}: {printable(', '.join(data.get('tags') or [])) or '–'}")
     for key, value in data["summary"].items():
-        print(f"{key:>12}: {value}")
+        print(f"{printable(key):>12}: {printable(value)}")
     if data["status_note"]:
-        print(f"{'note':>12}: {data['status_note']}")
+        print(f"{'note':>12}: {printable(data['status_note'])}")
+    if data.get("notes"):
+        print(f"{'notes':>12}: " + printable(data["notes"], lines=True).replace("\n", "\n" + " " * 14))
     if data["error"]:
-        print(f"{'error':>12}: {data['error']}")
+        print(f"{'error':>12}: {printable(data['error'], lines=True)}")
     if data["status"] == "failed" and data["log_tail"]:
-        print(f"{'log':>12}: {data['log_path']} (last lines below)")
-        print(data["log_tail"])
+        print(f"{'log':>12}: {printable(data['log_path'])} (last lines below)")
+        print(printable(data["log_tail"], lines=True))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rltui.export import ExportError, export_csv, export_json
+    from rltui.export import ExportError, export_csv, export_json, export_json_file
 
     store = _store(args)
     try:
@@ -299,8 +304,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             out = export_csv(store, args.id, args.output or f"run-{args.id}-csv")
             print(f"wrote {', '.join(p.name for p in out)} to {out[0].parent}", file=sys.stderr)
         elif args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                export_json(store, args.id, fh)
+            export_json_file(store, args.id, args.output)
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             export_json(store, args.id, sys.stdout)

@@ -22,6 +22,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -164,6 +167,41 @@ def export_json(store: Store, run_id: int, out: IO[str]) -> None:
     out.write("\n")
 
 
+@contextmanager
+def _atomic(path: Path) -> Iterator[IO[str]]:
+    """Write beside `path` in a temp file, renamed over it only when the whole export is written:
+    a failed export (an unknown run, a full disk) leaves the target as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            yield fh
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # keep the target's permissions
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def export_json_file(store: Store, run_id: int, path: str | Path) -> Path:
+    """The JSON export into `path`, all or nothing (the run is read before the file is touched)."""
+    target = Path(path)
+    data = run_export(store, run_id)
+    with _atomic(target) as fh:
+        json.dump(data, fh, default=str)
+        fh.write("\n")
+    return target
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), default=str)
@@ -183,14 +221,13 @@ def export_csv(store: Store, run_id: int, directory: str | Path) -> list[Path]:
     """One CSV file per table in `directory` (created if needed); returns the files written."""
     out = Path(directory)
     with store.read() as session:
-        record = _run_record(_run(session, store, run_id))
-        out.mkdir(parents=True, exist_ok=True)
+        record = _run_record(_run(session, store, run_id))  # an unknown run: nothing is created
         paths = [out / name for name in ("runs.csv", "metrics.csv", "episodes.csv", "steps.csv")]
-        with paths[0].open("w", newline="", encoding="utf-8") as fh:
+        with _atomic(paths[0]) as fh:
             w = csv.writer(fh)
             w.writerow(RUN_COLUMNS)
             w.writerow([_cell(record.get(c)) for c in RUN_COLUMNS])
-        with paths[1].open("w", newline="", encoding="utf-8") as fh:
+        with _atomic(paths[1]) as fh:
             w = csv.writer(fh)
             w.writerow(["run_id", "key", "step", "value", "wall_time"])
             w.writerows(
@@ -198,7 +235,7 @@ def export_csv(store: Store, run_id: int, directory: str | Path) -> list[Path]:
                 for key, step, value, wall in _metric_rows(session, run_id)
             )
         episodes = _episode_rows(session, run_id)
-        with paths[2].open("w", newline="", encoding="utf-8") as fh:
+        with _atomic(paths[2]) as fh:
             w = csv.writer(fh)
             w.writerow(["run_id", "phase", "index", "return", "length", "step", "wall_time", "has_trajectory"])
             w.writerows(
@@ -207,7 +244,7 @@ def export_csv(store: Store, run_id: int, directory: str | Path) -> list[Path]:
                 for e in episodes
             )
         which = {e.id: (e.phase, e.index) for e in episodes}
-        with paths[3].open("w", newline="", encoding="utf-8") as fh:
+        with _atomic(paths[3]) as fh:
             w = csv.writer(fh)
             w.writerow(["run_id", "phase", "episode", "t", "state", "action", "reward", "done", "extras"])
             for episode_id, t, state, action, reward, done, extras in _step_rows(session, run_id):

@@ -102,3 +102,20 @@ def test_export_of_an_unknown_run_is_a_clear_error(store, db_path):
     assert proc.returncode == 2
     assert "no run with id 42" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+# --- 21: a failed export leaves its target untouched -------------------------------------------------
+def test_failed_export_leaves_the_target_as_it_was(store, db_path, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    keep = tmp_path / "keep.json"
+    keep.write_text('{"precious": true}\n')
+    proc = rltui_cli("export", "999", "-o", str(keep), db=db_path)
+    assert proc.returncode == 2 and "no run with id 999" in proc.stderr
+    assert keep.read_text() == '{"precious": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]  # no temp file left behind
+    assert rltui_cli("export", "999", "--format", "csv", "-o", str(tmp_path / "csv"), db=db_path).returncode == 2
+    assert not (tmp_path / "csv").exists()  # nor a directory for an export that cannot be made
+    run_id = make_run(store)
+    rltui_cli("export", str(run_id), "-o", str(keep), db=db_path, check=True)
+    assert '"precious"' not in keep.read_text() and sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]

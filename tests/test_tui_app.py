@@ -105,7 +105,7 @@ async def test_runs_table_sort_filter_select(demo_store):
         assert f"{len(ids)} runs" in status and "1 failed" in status
         table = app.screen.query_one("#runs-table")
         row = table.get_row(str(ids["q0"]))
-        assert row[2] == "maze-q-s0" and "completed" in str(row[3])
+        assert str(row[2]) == "maze-q-s0" and "completed" in str(row[3])
         assert float(str(row[5])) == pytest.approx(0.95)  # last return of the greedy maze episode: 5×(-0.01)+1
         # sort by best return (s cycles the sort column)
         while app.screen.sort_key != "best":
@@ -237,7 +237,7 @@ async def test_episodes_tab_holds_the_newest_page_and_pages_in_older_ones(demo_s
         assert table.row_count == EPISODE_PAGE
         assert screen._episode_under_cursor() == screen.episodes[-1]["id"]  # on the newest, like tail -f
         oldest_shown = screen.episodes[300 - EPISODE_PAGE]["id"]
-        assert "300 episodes · showing 200 (up at the top" in text_of(screen.episodes_status)
+        assert "300 episodes (300 train, 0 eval) · showing 200 (up at the top" in text_of(screen.episodes_status)
         table.move_cursor(row=0, animate=False)  # the top: a page of older ones comes in above
         await settle(pilot)
         assert table.row_count == 300
@@ -506,7 +506,7 @@ async def test_rename_tag_note_cancel_delete(demo_store):
             assert (run.name, run.tags, run.notes) == ("renamed-run", ["best", "keep"], "α=0.5 looks right")
         # cancel the queued run
         cursor_to(app, ids["queued"])
-        await pilot.press("x")
+        await pilot.press("k")
         await settle(pilot)
         with demo_store.read() as s:
             run = s.get(Run, ids["queued"])
@@ -540,12 +540,14 @@ async def test_help_lists_the_current_screens_keys(demo_store):
         assert isinstance(app.screen, HelpScreen)
         keys = dict(app.screen.keys)
         assert keys["/"] == "Filter" and keys["space"] == "Select" and keys["m"] == "Compare"
+        assert keys["k"] == "Cancel" and keys["u"] == "Resume" and keys["q"] == "Quit"
         await pilot.press("escape")
         await open_run_screen(app, pilot, demo_store.demo_ids["vi"])
         await pilot.press("question_mark")
         await settle(pilot)
         keys = dict(app.screen.keys)
-        assert keys["x"] == "X axis" and keys["["] == "Sweep" and "/" not in keys
+        assert keys["x"] == "X axis" and keys["["] == "Sweep" and keys["/"] == "Search log"
+        assert keys["k"] == "Cancel" and keys["u"] == "Resume"  # one meaning per key on both screens
 
 
 async def test_welcome_on_an_empty_store(store):

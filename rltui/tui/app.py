@@ -11,13 +11,20 @@ screen's first worker thread, after that first frame.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES, Theme
 
+from rltui.text import printable
+from rltui.tui.commands import LabCommands
+from rltui.tui.contrast import readable
 from rltui.tui.format import Clock, utc_clock
 
 if TYPE_CHECKING:
@@ -30,9 +37,11 @@ class RlTuiApp(App):
     CSS_PATH = "app.tcss"
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit", show=False),  # not a priority: a text box takes its q first
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+t", "toggle_theme", "Dark/light", show=False),
     ]
+    COMMANDS = App.COMMANDS | {LabCommands}
 
     def __init__(self, store: Store | None = None, *, db: str | None = None, clock: Clock = utc_clock,
                  poll_interval: float = 1.0) -> None:
@@ -44,6 +53,9 @@ class RlTuiApp(App):
         self.clock = clock
         self.poll_interval = poll_interval
         self._heap_frozen = False
+        for theme in lab_themes():
+            self.register_theme(theme)
+        self.theme = "rltui-dark"
 
     @property
     def store(self) -> Store:
@@ -97,7 +109,7 @@ class RlTuiApp(App):
             return
         keys = list(_describe(getattr(screen, "BINDINGS", [])))
         keys += [k for k in _describe(self.BINDINGS) if k not in keys]
-        keys.append(("ctrl+p", "command palette (themes, screens, quit)"))
+        keys.append(("ctrl+p", "command palette: new run, open run #N or by name, compare, cancel, resume, tabs, theme, screenshot"))
         title = getattr(screen, "HELP_TITLE", type(screen).__name__)
         self.push_screen(HelpScreen(title, getattr(screen, "HELP_ABOUT", ""), keys))
 
@@ -114,7 +126,96 @@ class RlTuiApp(App):
         yield SystemCommand("Sweeps", "Every sweep in the store, and its trials ranked by objective", self.action_sweeps)
 
     def action_toggle_theme(self) -> None:
-        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+        self.theme = "rltui-light" if self.current_theme.dark else "rltui-dark"
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast, never read as markup: messages carry run names, paths and error text from the store
+        ("see [record] in the config" lost its "[record]" as markup)."""
+        super().notify(printable(message, lines=True), title=title, severity=severity, timeout=timeout,
+                       markup=markup)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """Title — sub-title as plain text (a run's name), at full contrast (Textual dims the sub-title)."""
+        title, sub_title = printable(title), printable(sub_title)
+        return Content(f"{title} — {sub_title}" if sub_title else title)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, with Screenshot saving into the current directory (Textual's default,
+        the desktop's downloads folder, is often not there: "Failed to save screenshot")."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                yield SystemCommand("Screenshot", f"Save an SVG screenshot of this screen in {printable(os.getcwd())}",
+                                    self.action_save_screenshot)
+            else:
+                yield command
+
+    def action_save_screenshot(self) -> None:
+        try:
+            path = self.save_screenshot(path=os.getcwd())
+        except OSError as exc:
+            self.notify(f"Screenshot not saved: {exc}", title="Screenshot", severity="error")
+            return
+        self.notify(f"Saved {path}", title="Screenshot")
+
+    # --- actions the palette and every screen share -------------------------------------------------
+    def _runs(self) -> Any:
+        from rltui.tui.commands import _runs_screen
+
+        return _runs_screen(self)
+
+    def action_go_runs(self) -> None:
+        runs = self._runs()
+        while runs is not None and len(self.screen_stack) > 1 and self.screen is not runs:
+            self.pop_screen()
+
+    def action_new_run(self) -> None:
+        runs = self._runs()
+        if runs is not None:
+            self.action_go_runs()
+            runs.action_new()
+
+    def action_launch_samples(self) -> None:
+        runs = self._runs()
+        if runs is not None:
+            self.action_go_runs()
+            runs.action_launch_samples()
+
+    def open_run(self, run_id: int) -> None:
+        from rltui.tui.screens.run import RunScreen
+
+        runs = self._runs()
+        if runs is not None and runs._loaded and run_id not in runs.rows:
+            self.notify(f"There is no run {run_id} in this store.", severity="warning")
+            return
+        self.push_screen(RunScreen(run_id))
+
+
+def lab_themes() -> list[Theme]:
+    """Textual's dark and light themes with every text colour the lab draws at WCAG AA (4.5:1) on
+    the backgrounds it draws them on (tests/test_tui_contrast.py measures each pair).
+
+    The light theme's status colours (warning, success) and footer keys are pastel on light grey;
+    both themes' table cursor is a mid blue that no status colour reads on, so it is a selection blue.
+    """
+    themes = []
+    for base_name, name, cursor in (("textual-dark", "rltui-dark", "#264f78"), ("textual-light", "rltui-light", "#add6ff")):
+        base = BUILTIN_THEMES[base_name]
+        generated = base.to_color_system().generate()
+        grounds = [generated[k] for k in ("background", "surface", "panel")] + [cursor]
+        variables = dict(base.variables)
+        for key in ("text-success", "text-warning", "text-error", "text-accent", "text-primary", "text-secondary"):
+            variables[key] = readable(generated[key], grounds)
+        variables["footer-key-foreground"] = readable(generated["footer-key-foreground"],
+                                                      [generated["footer-background"], generated["panel"]])
+        variables["block-cursor-background"] = cursor
+        variables["block-cursor-foreground"] = generated["foreground"]
+        themes.append(Theme(
+            name=name, primary=base.primary, secondary=base.secondary, warning=base.warning, error=base.error,
+            success=base.success, accent=base.accent, foreground=base.foreground, background=base.background,
+            surface=base.surface, panel=base.panel, boost=base.boost, dark=base.dark,
+            luminosity_spread=base.luminosity_spread, text_alpha=base.text_alpha, variables=variables))
+    return themes
 
 
 def _describe(bindings: Iterable) -> Iterable[tuple[str, str]]:

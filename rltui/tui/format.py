@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from rich.text import Text
 
 from rltui.store.status import ACTIVE_STATUSES  # noqa: F401 (no SQLAlchemy: the runs screen paints before it)
+from rltui.text import clip, printable
 
 Clock = Callable[[], datetime]
 
@@ -21,20 +23,65 @@ def utc_clock() -> datetime:
 
 # Theme variable per status, so colours follow the dark or light theme in use.
 STATUS_VARS = {
-    "queued": "secondary",
-    "running": "accent",
-    "completed": "success",
-    "failed": "error",
-    "cancelled": "warning",
-    "crashed": "error",
+    "queued": "text-secondary",
+    "running": "text-accent",
+    "completed": "text-success",
+    "failed": "text-error",
+    "cancelled": "text-warning",
+    "crashed": "text-error",
 }
 STATUS_ICONS = {"queued": "…", "running": "▶", "completed": "✔", "failed": "✖", "cancelled": "■", "crashed": "‼"}
 
 
+def plain(value: Any, width: int | None = None) -> Text:
+    """Store or user text (a name, tag, note) for a widget: a Text, so never read as markup, with
+    control characters escaped and, given a width, cut with an ellipsis."""
+    return Text(clip(value, width) if width else printable(value), no_wrap=True, end="")
+
+
 def status_text(status: str, theme_vars: dict[str, str] | None = None) -> Text:
-    colour = (theme_vars or {}).get(STATUS_VARS.get(status, ""), "")
+    colour = status_colour(status, theme_vars or {})
     style = f"bold {colour}" if colour else "bold"
-    return Text(f"{STATUS_ICONS.get(status, '?')} {status}", style=style)
+    return Text(f"{STATUS_ICONS.get(status, '?')} {printable(status)}", style=style)
+
+
+def status_colour(status: str, theme_vars: dict[str, str]) -> str:
+    """The theme's colour for a status, darkened or lightened until it reads (WCAG AA) on the lab's
+    backgrounds: the light theme's warning and success colours are pastel (1.3:1 and 1.6:1 on white)."""
+    colour = theme_vars.get(STATUS_VARS.get(status, ""), "")
+    if not colour:
+        return ""
+    from rltui.tui.contrast import readable
+
+    return readable(colour, backgrounds(theme_vars))
+
+
+GROUND_KEYS = ("background", "surface", "panel", "block-cursor-background", "surface-lighten-1",
+               "surface-darken-1", "block-cursor-blurred-background", "foreground")
+
+
+def backgrounds(theme_vars: dict[str, str]) -> list[str]:
+    """The colours text sits on in the lab: the screen, panels, and a DataTable's rows as Textual
+    paints them (zebra stripes of surface ±1 at 50%/40%, the cursor focused or not, the 5% tint of
+    the focused table)."""
+    return list(_grounds(tuple(theme_vars.get(k, "") for k in GROUND_KEYS)))
+
+
+@lru_cache(maxsize=8)
+def _grounds(values: tuple[str, ...]) -> tuple[str, ...]:
+    from textual.color import Color
+
+    background, surface, panel, cursor, lighter, darker, blurred, foreground = values
+    if not (background and surface):
+        return tuple(v for v in (background, surface, panel, cursor) if v)
+    base = Color.parse(surface)
+    rows = [base, base + Color.parse(lighter).with_alpha(0.5), base + Color.parse(darker).with_alpha(0.4)]
+    rows.append(base + Color.parse(blurred) if blurred else base)
+    tint = Color.parse(foreground).with_alpha(0.05) if foreground else None
+    grounds = [Color.parse(background), Color.parse(panel)] + rows + [row + tint for row in rows if tint]
+    if cursor:
+        grounds.append(Color.parse(cursor))
+    return tuple(dict.fromkeys(g.hex for g in grounds))
 
 
 def num(value: Any, digits: int = 4) -> str:

@@ -50,6 +50,15 @@ def cancel(store: Store, run_id: int) -> str:
     return f"run {run_id}: {'cancelled' if status == 'cancelled' else 'cancel requested'}"
 
 
+def resume(store: Store, run_id: int) -> str:
+    """Queue a crashed, cancelled or failed run again under its id (rltui resume); a message."""
+    from rltui.runner import launch as runner
+
+    step = runner.resume(store, run_id)
+    where = f"from its checkpoint at step {step}" if step is not None else "from the start (no checkpoint)"
+    return f"run {run_id}: queued again, continuing {where}"
+
+
 def liveness(store: Store) -> dict[int, int]:
     """Mark dead workers' runs crashed (restarting a stalled queue) and return queue positions."""
     from rltui.runner import launch as runner
@@ -72,3 +81,34 @@ def sample_runs_dir() -> Path | None:
         if candidate.is_dir() and any(candidate.glob("*.toml")):
             return candidate
     return None
+
+
+# Sample runs by cost: exact and tabular methods take seconds, deep RL minutes, language models the
+# longest (a chain of stages: lm_reviews_1_pretrain, _2_reward_model, ... in file-name order).
+TIERS = ("tabular", "deep", "language model")
+
+
+def sample_tier(path: Path) -> int:
+    """0 tabular (and diagnostics), 1 deep RL, 2 language models; unreadable files count as deep."""
+    import tomllib
+
+    from rltui import registry
+
+    try:
+        data = tomllib.loads(path.read_text())
+        env_id = str((data.get("env") or {}).get("id", ""))
+        algo_id = str((data.get("algo") or {}).get("id", ""))
+        kind = registry.env_spec(env_id).kind
+        torch = registry.algo_spec(algo_id).uses_torch
+    except Exception:  # noqa: BLE001 — the launch itself says what is wrong with the file
+        return 1
+    if kind == "text":
+        return 2
+    return 1 if torch or kind == "control" else 0
+
+
+def plan_samples(folder: Path) -> list[tuple[Path, int]]:
+    """The sample configs in launch order: cheapest tier first; by file name within a tier, which
+    keeps each chain's stages (…_1_pretrain, …_2_grpo) in order."""
+    plan = [(path, sample_tier(path)) for path in sorted(folder.glob("*.toml"))]
+    return sorted(plan, key=lambda item: item[1])  # stable: file-name order within a tier

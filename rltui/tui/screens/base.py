@@ -43,6 +43,11 @@ class LabScreen(Screen):
         except ScreenStackError:  # the app is closing
             return False
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast as plain text (Textual's default reads it as markup: "[record]" vanished)."""
+        self.app.notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     def post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         app = self._lab
         if app is None or not app.is_running:

@@ -1,15 +1,19 @@
-"""Small modal dialogs: confirm, one-line prompt, and the help screen listing a screen's keys."""
+"""Small modal dialogs: confirm, one-line prompt, a column chooser, and the help screen listing a screen's keys.
+
+Their questions carry run names and paths (store text), so every label is plain text (markup=False).
+"""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, SelectionList, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -21,7 +25,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", variant="primary", id="no")
@@ -47,7 +51,7 @@ class PromptDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="question")
+            yield Label(self.title_text, classes="question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt")
             yield Label("enter: save · escape: cancel", classes="hint")
 
@@ -76,9 +80,9 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         for key, description in self.keys:
-            table.add_row(key, description)
+            table.add_row(Text(key), Text(description))
         with Vertical(classes="dialog help"):
-            yield Label(f"{self.title_text} — keys", classes="question")
+            yield Label(f"{self.title_text} — keys", classes="question", markup=False)
             with VerticalScroll():
                 if self.about:
                     yield Static(self.about, classes="about")
@@ -86,4 +90,29 @@ class HelpScreen(ModalScreen[None]):
             yield Label("escape: close · ctrl+p: command palette", classes="hint")
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ColumnsDialog(ModalScreen[list[str] | None]):
+    """Which columns the runs table shows: space ticks, enter keeps, escape leaves them as they were."""
+
+    # enter before the list's own (which would tick the row under the cursor)
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "keep", "Keep", priority=True)]
+
+    def __init__(self, columns: list[tuple[str, str]], shown: list[str]) -> None:
+        super().__init__()
+        self.columns, self.shown = columns, shown
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Columns of the runs table", classes="question")
+            yield SelectionList[str](*[(Text(label), key, key in self.shown) for key, label in self.columns],
+                                     id="columns")
+            yield Label("space: show/hide · enter: keep · escape: cancel · none ticked: the compact/wide default",
+                        classes="hint")
+
+    def action_keep(self) -> None:
+        self.dismiss(list(self.query_one("#columns", SelectionList).selected))
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,6 +24,7 @@ from textual.widgets import Button, Header, Input, Label, Select, Static, Switch
 
 from rltui import registry
 from rltui.config import ConfigError, RecordParams, RunConfig, dump_toml, validate_config
+from rltui.text import printable
 from rltui.tui import launching
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
@@ -61,13 +63,18 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, nested: bool = False) -> str:
+    """A value as one line of TOML, as typed into the form: 0.5, true, [64, 64], "a" inside lists."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return dump_toml({"v": value}).split("=", 1)[1].strip() if nested else value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):  # inline: dump_toml writes lists over several lines ("[" alone)
+        return "[" + ", ".join(format_value(v, nested=True) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {format_value(v, nested=True)}" for k, v in value.items()) + "}"
     return dump_toml({"v": value}).split("=", 1)[1].strip()
 
 
@@ -175,18 +182,19 @@ class NewRunScreen(LabScreen):
             yield Label(label, classes="field-name")
             yield widget
         if help_text:
-            yield Static(help_text, classes="field-help", id=f"help-{key}")
+            yield Static(help_text, classes="field-help", id=f"help-{key}", markup=False)
         yield Static("", classes="field-error", id=f"err-{key}")
 
-    def env_options(self) -> list[tuple[str, str]]:
-        return [(f"{e.id} ({e.kind})" + (f" — {e.summary}" if e.summary else ""), e.id)
+    def env_options(self) -> list[tuple[Text, str]]:
+        # Text, not str: a Select reads a str prompt as markup ("pip install 'rltui[box2d]'" lost "[box2d]").
+        return [(Text(f"{e.id} ({e.kind})" + (f" — {e.summary}" if e.summary else "")), e.id)
                 for e in sorted(registry.envs().values(), key=lambda e: e.id)]
 
     def algo_options(self) -> list[tuple[str, str]]:
         if self.env_id is None:
             return []
         kind = registry.env_spec(self.env_id).kind
-        return [(a.id + (f" — {a.summary}" if a.summary else ""), a.id)
+        return [(Text(a.id + (f" — {a.summary}" if a.summary else "")), a.id)
                 for a in sorted(registry.algos().values(), key=lambda a: a.id) if kind in a.env_kinds]
 
     async def on_mount(self) -> None:
@@ -245,7 +253,7 @@ class NewRunScreen(LabScreen):
             if is_bool(info):
                 control: Any = Switch(value=bool(value), id=fid)
             elif opts is not None:
-                control = Select([(str(o), o) for o in opts], value=value if value in opts else opts[0],
+                control = Select([(Text(str(o)), o) for o in opts], value=value if value in opts else opts[0],
                                  allow_blank=False, id=fid, compact=True)
             else:
                 control = Input(format_value(value) if name in known else "", placeholder=format_value(default),
@@ -254,7 +262,9 @@ class NewRunScreen(LabScreen):
             bits = [info.description or "", f"default {format_value(default)}" if default is not None else "",
                     rng, type_name(info)]
             widgets.append(Horizontal(Label(name, classes="field-name"), control, classes="form-row"))
-            widgets.append(Static(" · ".join(b for b in bits if b), classes="field-help", markup=False))
+            # One line each (cut with …); the focused field's help opens in full (on_descendant_focus).
+            widgets.append(Static(" · ".join(b for b in bits if b), classes="field-help", markup=False,
+                                  id=f"help-{section}-{name}"))
             widgets.append(Static("", classes="field-error", id=f"err-{section}-{name}"))
         await box.mount_all(widgets)
         self.no_blink()
@@ -326,7 +336,7 @@ class NewRunScreen(LabScreen):
         self.last_error = None
         n = len(configs)
         self.query_one("#form-error", Static).update(
-            f"✔ valid · {n} run{'s' if n > 1 else ''} ({configs[0].algo_id} on {configs[0].env_id})")
+            Text(f"✔ valid · {n} run{'s' if n > 1 else ''} ({configs[0].algo_id} on {configs[0].env_id})"))
         self.query_one("#form-error", Static).set_class(False, "error")
         return True
 
@@ -340,9 +350,16 @@ class NewRunScreen(LabScreen):
         found = self.query(f"#{target}") if target else []
         if found:
             w = found.first(Static)
-            w.update(f"✖ {err.message}")
+            w.update(Text(f"✖ {printable(err.message)}"))  # the message quotes what was typed: text, not markup
             w.add_class("visible")
-        self.query_one("#form-error", Static).update(f"✖ {err}")
+        self.query_one("#form-error", Static).update(Text(f"✖ {printable(err)}"))
+
+    def on_descendant_focus(self, event: Any) -> None:
+        """Open the focused field's help in full; the others stay one line."""
+        wid = getattr(event.widget, "id", None) or ""
+        help_id = "help-" + wid[2:] if wid.startswith("f-") else None
+        for w in self.query(".field-help"):
+            w.set_class(w.id == help_id, "open")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.remember(event.input)

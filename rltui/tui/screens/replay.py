@@ -21,6 +21,7 @@ from textual.widgets import Header, Static
 
 from rltui.store.models import Episode, Run
 from rltui.store.queries import latest_artifact, trajectory_dicts
+from rltui.text import printable
 from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
@@ -80,8 +81,12 @@ class ReplayScreen(LabScreen):
             meta = {"index": ep.index, "phase": ep.phase, "return": ep.return_, "length": ep.length} if ep else {}
             meta["run_name"] = run.name if run else "?"
             steps = trajectory_dicts(session, self.episode_id)
-            layout = latest_artifact(session, self.run_id, "layout")
-            tabular = latest_artifact(session, self.run_id, "tabular")
+            layout = tabular = None
+            try:  # a damaged artifact row: the episode still replays, drawn without it
+                layout = latest_artifact(session, self.run_id, "layout")
+                tabular = latest_artifact(session, self.run_id, "tabular")
+            except Exception as exc:  # noqa: BLE001
+                meta["broken"] = f"{type(exc).__name__}: {exc}"
         self.post(self._loaded, meta, steps, layout, tabular)
 
     def _loaded(self, meta: dict[str, Any], steps: list[dict[str, Any]], layout: Any, tabular: Any) -> None:
@@ -107,15 +112,22 @@ class ReplayScreen(LabScreen):
         step = self.steps[self.t]
         extras = step.get("extras") or {}
         playing = f"▶ playing {SPEEDS[self.speed_index]:g} steps/s" if self.playing else "⏸ paused"
-        self.query_one("#replay-status", Static).update(Text.assemble(
-            (f"run {self.run_id} {self.meta.get('run_name', '')} · episode {self.meta.get('index')} "
-             f"({self.meta.get('phase')}) · return {fmt.num(self.meta.get('return'))}\n", "bold"),
-            f"t = {self.t}/{n - 1}  {fmt.progress_bar((self.t + 1) / n, 20)}  {playing}",
-        ))
+        broken = f"  (layout not drawn: {printable(self.meta['broken'])})" if self.meta.get("broken") else ""
+        line1 = Text(f"run {self.run_id} {printable(self.meta.get('run_name', ''))} · episode {self.meta.get('index')} "
+                     f"({printable(self.meta.get('phase'))}) · return {fmt.num(self.meta.get('return'))}", style="bold",
+                     no_wrap=True, overflow="ellipsis")
+        line2 = Text(f"t = {self.t}/{n - 1}  {fmt.progress_bar((self.t + 1) / n, 20)}  {playing}{broken}",
+                     no_wrap=True, overflow="ellipsis")
+        self.query_one("#replay-status", Static).update(Text("\n").join([line1, line2]))
         is_text = (self.state_layout or {}).get("kind") == "text" or "token" in extras
         width = self.size.width or 80
-        state_view = draw_state(self.state_layout, self.steps, self.t, width=width // 2 - 4 if not is_text else width,
-                                V=self.values if (self.state_layout or {}).get("kind") in ("grid", "chain") else None)
+        try:
+            state_view = draw_state(self.state_layout, self.steps, self.t,
+                                    width=width // 2 - 4 if not is_text else width,
+                                    V=self.values if (self.state_layout or {}).get("kind") in ("grid", "chain") else None)
+        except Exception as exc:  # noqa: BLE001 — a layout of the wrong shape: the state as text instead
+            state_view = Text(f"state: {printable(step.get('state'))}\n(not drawn: {type(exc).__name__}: "
+                              f"{printable(exc)})")
         self.query_one("#replay-state", Static).update(state_view)
         self.query_one("#replay-extras", Static).update(self.extras_view(step, extras))
         self.query_one("#replay-extras", Static).display = True
@@ -134,10 +146,12 @@ class ReplayScreen(LabScreen):
         head = Table.grid(padding=(0, 1))
         head.add_column(style="bold", no_wrap=True)
         head.add_column()
+        # State and action names come from the MDP file or the env: plain Text cells, never markup.
         if not isinstance(step["state"], dict):
-            head.add_row("state s", state_name(layout, step["state"]) if not isinstance(step["state"], list)
-                         else ", ".join(f"{v:+.3f}" if isinstance(v, float) else str(v) for v in step["state"]))
-        head.add_row("action a", action_name(layout, step["action"]))
+            head.add_row("state s", Text(printable(
+                state_name(layout, step["state"]) if not isinstance(step["state"], list)
+                else ", ".join(f"{v:+.3f}" if isinstance(v, float) else str(v) for v in step["state"]))))
+        head.add_row("action a", Text(printable(action_name(layout, step["action"]))))
         head.add_row("reward r", fmt.num(step["reward"]))
         head.add_row("G_t so far", fmt.num(g))
         if step.get("done"):
@@ -159,7 +173,7 @@ class ReplayScreen(LabScreen):
                  "token"}
         other = {k: v for k, v in extras.items() if k not in shown}
         if other:
-            parts.append(Text("\n" + "\n".join(f"{k}: {v}" for k, v in list(other.items())[:8]), style="dim"))
+            parts.append(Text("\n" + "\n".join(printable(f"{k}: {v}") for k, v in list(other.items())[:8])))
         return Group(*parts)
 
     def token_table(self) -> Table:
@@ -170,7 +184,8 @@ class ReplayScreen(LabScreen):
         lo = max(0, min(self.t - 3, len(self.steps) - 7))
         for i in range(lo, min(len(self.steps), lo + 7)):
             e = self.steps[i].get("extras") or {}
-            table.add_row(str(i), repr(str(e.get("token", self.steps[i]["action"]))), fmt.num(e.get("logprob")),
+            table.add_row(str(i), Text(printable(repr(str(e.get("token", self.steps[i]["action"]))))),
+                          fmt.num(e.get("logprob")),
                           fmt.num(e.get("ref_logprob")), fmt.num(e.get("kl")), fmt.num(e.get("advantage")),
                           style="bold reverse" if i == self.t else "")
         return table

@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.lazy import Lazy
-from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Input, Log, Static, TabbedContent, TabPane
 
 from rltui.store.models import ACTIVE_STATUSES, Run
 from rltui.store.queries import (
@@ -34,16 +35,20 @@ from rltui.store.queries import (
     run_rows,
     run_status_note,
 )
+from rltui.text import clip, printable
 from rltui.tui import format as fmt
+from rltui.tui import run_actions
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
-from rltui.tui.widgets.values import chain_strip, q_table, value_grid
+from rltui.tui.widgets.values import chain_strip, fit_cell_width, q_table, value_grid
 
 X_AXES = ("step", "episode", "wall")
 X_LABEL = {"step": "step", "episode": "episode", "wall": "wall time (s)"}
-LOG_TAIL_LINES = 400
+LOG_FIRST_BYTES = 1_000_000  # the log opens on its last megabyte ...
+LOG_KEEP_LINES = 20_000  # ... and keeps at most this many lines while it follows
 EPISODE_PAGE = 200  # episodes put in the table at a time
+TABS = ("plots", "values", "episodes", "config", "log", "traceback")  # keys 1-6
 
 
 class RunScreen(LabScreen):
@@ -52,7 +57,7 @@ class RunScreen(LabScreen):
                   "debiased EMA) and of every metric it logged, V and Q for tabular runs with a slider "
                   "through the Bellman sweeps, the episodes (enter replays one), its config, log and traceback.")
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("x", "cycle_x", "X axis"),
         Binding("plus,equals_sign", "smooth(1)", "Smoother", key_display="+"),
         Binding("minus", "smooth(-1)", "Rougher", key_display="-", show=False),
@@ -61,6 +66,9 @@ class RunScreen(LabScreen):
         Binding("left_curly_bracket", "sweep_to(0)", "First sweep", show=False, key_display="{"),
         Binding("right_curly_bracket", "sweep_to(-1)", "Last sweep", show=False, key_display="}"),
         Binding("R", "replay", "Replay"),
+        Binding("k", "cancel_run", "Cancel"),
+        Binding("u", "resume_run", "Resume"),
+        Binding("slash", "search_log", "Search log", key_display="/", show=False),
         Binding("1", "tab('plots')", "Plots", show=False),
         Binding("2", "tab('values')", "Values", show=False),
         Binding("3", "tab('episodes')", "Episodes", show=False),
@@ -88,10 +96,16 @@ class RunScreen(LabScreen):
         self.tabular: dict[str, Any] | None = None
         self.sweeps = 0
         self.sweep = -1
+        self.sweep_target = -1  # where the slider's keys have moved it; `sweep` once that V is read
         self.sweep_values: Any = None
         self.sweep_step: int | None = None
         self.is_tabular = False
-        self._log_size = -1
+        self._log_offset = -1  # bytes of the log read so far (-1: not opened yet)
+        self.log_lines: list[str] = []
+        self._log_written = 0  # of log_lines, how many the Log widget holds
+        self._search_from = 0
+        self.hidden_tabs: set[str] = set()
+        self.info: dict[str, Any] = {}
         self._poll_busy = False
         self._poll_pending = False
         # The tabs' widgets, made here so they can be filled before their (lazy) mount.
@@ -104,7 +118,9 @@ class RunScreen(LabScreen):
                            ("length", "Length"), ("step", "Step"), ("traj", "Replay")):
             self.episodes_table.add_column(label, key=key)
         self.config_text = Static("", id="config-text", classes="pane")
-        self.log_text = Static("", id="log-text", classes="pane")
+        self.log_view = Log(id="log-text", max_lines=LOG_KEEP_LINES, auto_scroll=True)  # follows from the end
+        self.log_status = Static("", id="log-status", classes="statusline")
+        self.log_search = Input(placeholder="search the log — enter: next match · escape: close", id="log-search")
         self.traceback_text = Static("", id="traceback-text", classes="pane")
 
     def compose(self) -> ComposeResult:
@@ -119,13 +135,17 @@ class RunScreen(LabScreen):
             # The other tabs mount just after the first frame (Lazy): opening a run composes only
             # the Plots tab at once, and the rest follows a frame later instead of in one block.
             with TabPane("Values", id="values"):
-                yield Lazy(VerticalScroll(self.sweep_slider, self.values_grid, self.q_table))
+                # The slider and the heatmap stay put; only the Q table below them scrolls, so tabbing
+                # into it never scrolls them away. A grid wider than the pane scrolls sideways.
+                yield Lazy(Vertical(self.sweep_slider,
+                                    ScrollableContainer(self.values_grid, id="values-grid-box", can_focus=False),
+                                    VerticalScroll(self.q_table, id="q-table-box"), id="values-view"))
             with TabPane("Episodes", id="episodes"):
                 yield Lazy(Vertical(self.episodes_status, self.episodes_table))
             with TabPane("Config", id="config"):
                 yield Lazy(VerticalScroll(self.config_text, id="config-view"))
             with TabPane("Log", id="log"):
-                yield Lazy(VerticalScroll(self.log_text, id="log-view"))
+                yield Lazy(Vertical(self.log_search, self.log_view, self.log_status, id="log-box"))
             with TabPane("Traceback", id="traceback"):
                 yield Lazy(VerticalScroll(self.traceback_text, id="traceback-view"))
         yield LabFooter()
@@ -146,42 +166,77 @@ class RunScreen(LabScreen):
             if run is None:
                 self.post(self.notify, f"run {self.run_id} no longer exists", severity="error")
                 return
-            info = {"config_toml": run.config_toml, "log_path": run.log_path, "traceback": run.traceback,
-                    "error": run.error, "notes": run.notes}
+            info = {"config_toml": run.config_toml, "config": run.config, "log_path": run.log_path,
+                    "traceback": run.traceback, "error": run.error, "notes": run.notes, "tags": run.tags,
+                    "status": run.status, "name": run.name}
             names = artifact_names(session, self.run_id)
-            layout = latest_artifact(session, self.run_id, "layout") if "layout" in names else None
-            tabular = latest_artifact(session, self.run_id, "tabular") if "tabular" in names else None
-            last_v = artifact_at(session, self.run_id, "V", names["V"] - 1) if names.get("V") else None
+            broken: list[str] = []  # artifacts whose bytes are not what their kind says
+
+            def read(name: str, fetch: Any) -> Any:
+                try:
+                    return fetch()
+                except Exception as exc:  # noqa: BLE001 — a damaged row must not take the lab down
+                    broken.append(f"{name}: {type(exc).__name__}: {exc}")
+                    return None
+
+            layout = read("layout", lambda: latest_artifact(session, self.run_id, "layout")) if "layout" in names else None
+            tabular = read("tabular", lambda: latest_artifact(session, self.run_id, "tabular")) if "tabular" in names else None
+            last_v = read("V", lambda: artifact_at(session, self.run_id, "V", names["V"] - 1)) if names.get("V") else None
+        info["broken"] = broken
+        info["resolved"] = resolved_toml(info["config"])
         self.post(self._apply_static, info, names, layout, tabular, last_v)
         self.post(self.poll, True)
 
     def _apply_static(self, info: dict[str, Any], names: dict[str, int], layout: Any, tabular: Any,
                       last_v: Any) -> None:
+        first = not self.info
+        self.info = info
         self.state_layout = layout if isinstance(layout, dict) else None
         self.tabular = tabular if isinstance(tabular, dict) else None
         self.sweeps = names.get("V", 0)
-        self.is_tabular = bool(self.tabular or self.sweeps or (self.state_layout and self.state_layout.get("kind") in
-                                                               ("grid", "chain", "tabular")))
-        if last_v is not None:
-            self.sweep = self.sweeps - 1
+        self.is_tabular = bool(self.tabular or self.sweeps or info["broken"] or (
+            self.state_layout and self.state_layout.get("kind") in ("grid", "chain", "tabular")))
+        if isinstance(last_v, tuple) and len(last_v) == 2:
+            self.sweep = self.sweep_target = self.sweeps - 1
             self.sweep_step, self.sweep_values = last_v
         tabs = self.query_one("#run-tabs", TabbedContent)
-        if not self.is_tabular:
-            tabs.hide_tab("values")
-        self.config_text.update(
-            Syntax(info["config_toml"] or "", "toml", theme="ansi_dark", background_color="default",
-                   word_wrap=True))
-        tb = info["traceback"] or ""
-        err = info["error"] or ""
+        self.set_tab_shown("values", self.is_tabular)
+        self.config_text.update(self.config_view(info))
+        tb = printable(info["traceback"] or "", lines=True)
+        err = printable(info["error"] or "", lines=True)
         self.traceback_text.update(
             Text(f"{err}\n\n{tb}" if (err or tb) else "No error: this run has no traceback."))
-        if not (err or tb):
-            tabs.hide_tab("traceback")
+        self.set_tab_shown("traceback", bool(err or tb))
+        if first and (err or tb) and info["status"] in ("failed", "crashed"):
+            tabs.active = "traceback"  # a failed run opens on why it failed, not on an empty plot
         self.log_path = info["log_path"]
         self.update_log()
         self.draw_values()
         if self.sweeps:
             self.refresh_bindings()  # the sweep keys appear (check_action)
+
+    def set_tab_shown(self, tab: str, shown: bool) -> None:
+        tabs = self.query_one("#run-tabs", TabbedContent)
+        if shown and tab in self.hidden_tabs:
+            tabs.show_tab(tab)
+            self.hidden_tabs.discard(tab)
+        elif not shown and tab not in self.hidden_tabs:
+            tabs.hide_tab(tab)
+            self.hidden_tabs.add(tab)
+
+    def visible_tabs(self) -> list[tuple[str, str]]:
+        """(tab id, its key) of the tabs this run has (a deep run has no Values, a sound one no Traceback)."""
+        return [(tab, str(i + 1)) for i, tab in enumerate(TABS) if tab not in self.hidden_tabs]
+
+    @staticmethod
+    def config_view(info: dict[str, Any]) -> Group:
+        """Tags and notes, then the resolved config (every hyperparameter, as `rltui show --toml`)."""
+        tags = ", ".join(printable(t) for t in info.get("tags") or []) or "–"
+        notes = printable((info.get("notes") or "").strip(), lines=True) or "–"
+        head = Text.assemble(("tags  ", "bold"), tags, "\n", ("notes ", "bold"), notes, "\n\n",
+                             ("resolved config", "bold"), " (every value, defaults filled in; `rltui show ID --toml`)\n")
+        return Group(head, Syntax(printable(info["resolved"], lines=True), "toml", theme="ansi_dark",
+                                  background_color="default", word_wrap=True))
 
     def poll(self, force: bool = False) -> None:
         if not force and (not self.row or self.row.get("status") not in ACTIVE_STATUSES or not self.is_on_top):
@@ -263,21 +318,30 @@ class RunScreen(LabScreen):
 
     # --- drawing ---------------------------------------------------------------------------------
     def update_header(self) -> None:
+        """Two lines that never wrap: the name is cut to what the status, progress and times leave,
+        and the info line is cut at the edge (the whole name is in the title bar and `rltui show`)."""
         row, now = self.row, self.lab.clock()
+        width = max(20, (self.size.width or 80) - 2)
         status = fmt.status_text(row["status"], self.lab.theme_variables)
         note = run_status_note(row["status"], row.get("heartbeat_at"), row.get("waits_for"), row["env"])
         if note:  # "stalled: no heartbeat for 42 s", "waits for run 12"
             status.append(f" ({note})")
-        text = Text.assemble(
-            (f"run {row['id']} ", "bold"), (row["name"], "bold"), "  ", status, "  ",
-            f"{fmt.progress_bar(row['progress'], 16)} {row['progress'] * 100:.0f}%",
-            f"  ETA {fmt.eta(row, now)}  ·  {fmt.duration(fmt.run_duration(row, now))}\n",
-            (f"{row['algo']} on {row['env']} · seed {row['seed']} · {row.get('device_used') or row['device']}", "dim"),
-            (f" · last G {fmt.num(row.get('last_return'))} · best G {fmt.num(row.get('best_return'))}"
-             f" · episodes {fmt.count(row.get('episodes'))}" if row.get("episodes") else "", "dim"),
-        )
-        self.query_one("#run-header", Static).update(text, layout=False)  # fixed height: no re-layout
-        self.sub_title = f"run {row['id']} {row['name']}"
+        bar = 16 if width >= 100 else 8
+        rest = Text.assemble("  ", status, f"  {fmt.progress_bar(row['progress'], bar)} {row['progress'] * 100:.0f}%",
+                             f"  ETA {fmt.eta(row, now)} · {fmt.duration(fmt.run_duration(row, now))}")
+        lead = f"run {row['id']} "
+        name = clip(row["name"], max(8, width - len(lead) - rest.cell_len))
+        line1 = Text.assemble((lead, "bold"), (name, "bold"), rest, no_wrap=True, overflow="ellipsis")
+        info = (f"{printable(row['algo'])} on {printable(row['env'])} · seed {row['seed']} · "
+                f"{printable(row.get('device_used') or row['device'])}")
+        if row.get("episodes"):
+            info += (f" · last G {fmt.num(row.get('last_return'))} · best G {fmt.num(row.get('best_return'))}"
+                     f" · train episodes {fmt.count(row.get('episodes'))}")
+        line1.truncate(width, overflow="ellipsis")
+        line2 = Text(info, no_wrap=True, overflow="ellipsis")
+        line2.truncate(width, overflow="ellipsis")
+        self.query_one("#run-header", Static).update(Text("\n").join([line1, line2]), layout=False)
+        self.sub_title = f"run {row['id']} {printable(row['name'])}"
 
     def update_controls(self) -> None:
         self.query_one("#plot-controls", Static).update(
@@ -383,16 +447,19 @@ class RunScreen(LabScreen):
             self._episodes_window = (self._episodes_window[0], total)
             if at_end:
                 table.move_cursor(row=table.row_count - 1, animate=False)
-        self.episodes_status.update(
-            f"{fmt.count(total)} episodes · showing {fmt.count(table.row_count)}"
+        train = sum(1 for ep in self.episodes if ep["phase"] == "train")
+        self.episodes_status.update(Text(
+            f"{fmt.count(total)} episodes ({fmt.count(train)} train, {fmt.count(total - train)} eval)"
+            f" · showing {fmt.count(table.row_count)}"
             + (" (up at the top for older ones)" if self._episodes_window[0] else "")
-            + " · enter replays the episode under the cursor", layout=False)
+            + " · enter replays the episode under the cursor"), layout=False)
 
     @staticmethod
     def _add_episode_rows(table: DataTable, episodes: list[dict[str, Any]]) -> None:
         for ep in episodes:
             table.add_row(
-                Text(str(ep["index"]), justify="right"), ep["phase"], Text(fmt.num(ep["return"]), justify="right"),
+                Text(str(ep["index"]), justify="right"), fmt.plain(ep["phase"], 8),
+                Text(fmt.num(ep["return"]), justify="right"),
                 Text(str(ep["length"]), justify="right"), Text(fmt.count(ep["step"]), justify="right"),
                 "▶ replay" if ep["has_trajectory"] else "", key=str(ep["id"]),
             )
@@ -413,6 +480,16 @@ class RunScreen(LabScreen):
     def draw_values(self) -> None:
         if not self.is_tabular:
             return
+        try:
+            self._draw_values()
+        except Exception as exc:  # noqa: BLE001 — artifacts of the wrong shape: say so in their place
+            self.values_grid.update(Text(f"These values cannot be drawn: {type(exc).__name__}: {printable(exc)}"))
+        broken = self.info.get("broken") if self.info else None
+        if broken:
+            self.sweep_slider.update(Text("damaged artifacts: " + printable("; ".join(broken)), no_wrap=True,
+                                          overflow="ellipsis"))
+
+    def _draw_values(self) -> None:
         layout = self.state_layout or {}
         tab = self.tabular or {}
         at_end = self.sweeps == 0 or self.sweep == self.sweeps - 1
@@ -427,41 +504,72 @@ class RunScreen(LabScreen):
             track = "━" * pos + "●" + "─" * (width - 1 - pos)
             self.sweep_slider.update(Text.assemble(
                 ("Bellman sweep ", "bold"), f"{self.sweep}/{self.sweeps - 1} ", track,
-                ("  [ ] step · { } first/last", "dim")))
+                ("  [ ] step · { } first/last", "italic")))
         else:
             self.sweep_slider.update(Text("final values", style="bold"))
         if layout.get("kind") == "grid":
-            body = value_grid(layout, V, policy)
+            room = (self.size.width or 80) - 4
+            body = value_grid(layout, V, policy, cell_width=fit_cell_width(layout, room))
             note = "" if policy is not None else "\n(arrows: greedy policy, shown at the final sweep)"
-            self.values_grid.update(Text.assemble(body, (note, "dim")))
+            self.values_grid.update(Text.assemble(body, (note, "italic")))
         elif layout.get("kind") == "chain":
             self.values_grid.update(chain_strip(int(layout.get("n", len(V))), V))
         else:
             states = (tab.get("states") or layout.get("states") or [str(i) for i in range(len(V))])
             self.values_grid.update(
-                Text("\n".join(f"{s:>10}  V={float(v):+.4f}" for s, v in zip(states, V))))
+                Text("\n".join(f"{printable(s):>10}  V={float(v):+.4f}" for s, v in zip(states, V))))
         if tab.get("Q"):
             self.q_table.update(
                 q_table(tab.get("states") or [], tab.get("actions") or [], tab["Q"], tab.get("policy"), tab.get("V")))
 
     def update_log(self) -> None:
+        """Read what the log gained since the last tick (the last megabyte on opening) and follow it:
+        the Log widget scrolls with new lines while its view sits at the end, like `tail -f`."""
         path = getattr(self, "log_path", None)
-        widget = self.log_text
         if not path:
-            widget.update(Text("No log file: this run was not started by the background runner.", style="dim"))
+            self.log_status.update(Text("No log file: this run was not started by the background runner."))
             return
         try:
             size = Path(path).stat().st_size
         except OSError:
-            widget.update(Text(f"Log file {path} is not there (yet).", style="dim"))
+            self.log_status.update(Text(f"Log file {printable(path)} is not there (yet)."))
             return
-        if size == self._log_size:
+        if size == self._log_offset:
             return
-        self._log_size = size
+        start = max(0, size - LOG_FIRST_BYTES) if self._log_offset < 0 or size < self._log_offset else self._log_offset
+        if size < self._log_offset:  # rotated or truncated: read it again
+            self.log_lines, self._log_written = [], 0
+            self.log_view.clear()
         with open(path, "rb") as fh:
-            fh.seek(max(0, size - 200_000))
-            lines = fh.read().decode(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        widget.update(Text("\n".join(lines)))
+            fh.seek(start)
+            chunk = fh.read(size - start)
+        if not chunk.endswith(b"\n"):  # keep a half-written last line for the next tick
+            cut = chunk.rfind(b"\n") + 1
+            size = start + cut
+            chunk = chunk[:cut]
+        lines = chunk.decode(errors="replace").splitlines()
+        if self._log_offset < 0 and start > 0 and lines:
+            lines = lines[1:]  # the first line read mid-way
+        self._log_offset = size
+        self.log_lines.extend(printable(line, lines=True) for line in lines)
+        if len(self.log_lines) > LOG_KEEP_LINES:
+            drop = len(self.log_lines) - LOG_KEEP_LINES
+            del self.log_lines[:drop]
+            self._log_written = max(0, self._log_written - drop)
+        self.flush_log()
+
+    def flush_log(self) -> None:
+        """Hand the Log widget the lines it lacks (it exists once its tab was first opened)."""
+        log = self.log_view
+        if not log.is_mounted:
+            return
+        new = self.log_lines[self._log_written:]
+        if new:
+            first = self._log_written == 0
+            log.write_lines(new, scroll_end=True if first else None)  # None: follow only from the end
+            self._log_written = len(self.log_lines)
+        self.log_status.update(Text(f"{len(self.log_lines)} lines of {printable(self.log_path)} · / search"
+                                    " · follows new lines at the end"), layout=False)
 
     # --- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -483,11 +591,11 @@ class RunScreen(LabScreen):
         self.draw_returns()
 
     def action_tab(self, tab: str) -> None:
-        tabs = self.query_one("#run-tabs", TabbedContent)
-        try:
-            tabs.active = tab
-        except Exception:  # noqa: BLE001 — a hidden tab
+        if tab in self.hidden_tabs:  # a deep run has no Values tab, a run that did not fail no Traceback
+            shown = ", ".join(f"{key} {name.title()}" for name, key in self.visible_tabs())
+            self.notify(f"This run has no {tab.title()} tab ({shown}).", severity="warning", timeout=3)
             return
+        self.query_one("#run-tabs", TabbedContent).active = tab
         if tab == "episodes":
             self.episodes_table.focus()
 
@@ -495,23 +603,97 @@ class RunScreen(LabScreen):
         if event.pane.id == "episodes":
             self.show_episodes()
             self.episodes_table.focus()
+        elif event.pane.id == "log":
+            self.call_after_refresh(self.flush_log)  # the Log widget mounts with its tab (Lazy)
 
+    def action_back(self) -> None:
+        if self.log_search.display and self.log_search.has_class("visible"):
+            self.close_search()
+            return
+        self.app.pop_screen()
+
+    # --- cancel and resume (the same keys and flow as on the Runs screen) ----------------------------
+    def action_cancel_run(self) -> None:
+        if self.row.get("status") not in ACTIVE_STATUSES:
+            self.notify(f"Run {self.run_id} is {self.row.get('status', '…')}: only queued or running runs can be "
+                        "cancelled.", severity="warning")
+            return
+        run_actions.cancel_runs(self, [self.run_id], lambda: self.poll(force=True))
+
+    def action_resume_run(self) -> None:
+        if self.row.get("status") not in run_actions.RESUMABLE:
+            self.notify(f"Run {self.run_id} is {self.row.get('status', '…')}: only crashed, cancelled or failed runs "
+                        "can be resumed.", severity="warning")
+            return
+        run_actions.resume_runs(self, [self.run_id], self.reopen)
+
+    def reopen(self) -> None:
+        """After a resume the run's data after its checkpoint is gone: read it afresh, in a new screen."""
+        if self.is_on_top:
+            self.app.switch_screen(RunScreen(self.run_id))
+
+    # --- searching the log ---------------------------------------------------------------------------
+    def action_search_log(self) -> None:
+        self.action_tab("log")
+        box = self.log_search
+        box.add_class("visible")
+        box.cursor_blink = not self.lab.is_headless
+        box.focus()
+
+    def close_search(self) -> None:
+        self.log_search.remove_class("visible")
+        self.log_view.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "log-search":
+            self.find_in_log(event.value)
+
+    def find_in_log(self, query: str) -> int | None:
+        """Scroll to the next log line holding `query` (any case), wrapping at the end; its index."""
+        needle = query.strip().lower()
+        lines = self.log_view.lines
+        if not needle or not lines:
+            return None
+        n = len(lines)
+        hits = [i for i, line in enumerate(lines) if needle in line.lower()]
+        if not hits:
+            self.log_status.update(Text(f"no line holds {printable(query)!r}"), layout=False)
+            return None
+        after = [i for i in hits if i >= self._search_from]
+        line = after[0] if after else hits[0]
+        self._search_from = line + 1
+        self.log_view.scroll_to(y=max(0, line - 2), animate=False, immediate=True)
+        self.log_status.update(Text(f"{printable(query)!r}: line {line + 1} of {n} · match {hits.index(line) + 1} of "
+                                    f"{len(hits)} · enter: next · escape: close"), layout=False)
+        return line
+
+    # --- the sweep slider ------------------------------------------------------------------------------
     def action_sweep(self, delta: int) -> None:
+        """Each press moves one sweep from where the last press left the slider (not from the V on
+        screen: a key pressed while the previous sweep was still being read would be lost)."""
         if self.sweeps:
-            self.load_sweep(max(0, min(self.sweeps - 1, self.sweep + delta)))
+            self.sweep_target = max(0, min(self.sweeps - 1, self.sweep_target + delta))
+            self.load_sweep(self.sweep_target)
 
     def action_sweep_to(self, index: int) -> None:
         if self.sweeps:
-            self.load_sweep(index % self.sweeps)
+            self.sweep_target = index % self.sweeps
+            self.load_sweep(self.sweep_target)
 
     @work(thread=True, exclusive=True, group="sweep")
     def load_sweep(self, index: int) -> None:
-        with self.lab.store.read() as session:
-            found = artifact_at(session, self.run_id, "V", index)
+        try:
+            with self.lab.store.read() as session:
+                found = artifact_at(session, self.run_id, "V", index)
+        except Exception as exc:  # noqa: BLE001 — a damaged V row: say so where it would show
+            self.post(self.values_grid.update, Text(f"sweep {index} cannot be read: {printable(exc)}"))
+            return
         if found is not None:
             self.post(self._apply_sweep, index, found)
 
     def _apply_sweep(self, index: int, found: tuple) -> None:
+        if index != self.sweep_target:
+            return  # a newer press is on its way
         self.sweep = index
         self.sweep_step, self.sweep_values = found
         self.draw_values()
@@ -538,8 +720,23 @@ class RunScreen(LabScreen):
         meta = self._episodes_meta.get(episode_id)
         if meta is not None and not meta["has_trajectory"]:
             self.notify(f"Episode {meta['index']} kept no trajectory (see [record] in the config).",
-                        severity="warning")
+                        severity="warning", markup=False)
             return
         from rltui.tui.screens.replay import ReplayScreen
 
         self.lab.push_screen(ReplayScreen(self.run_id, episode_id))
+
+
+def resolved_toml(config: Any) -> str:
+    """The stored config with every default filled in (what the run ran with), as TOML; the stored
+    config itself where it no longer validates (an algorithm since renamed, say)."""
+    from rltui.config import dump_toml
+
+    if not isinstance(config, dict):
+        return ""
+    try:
+        from rltui.config import validate_config
+
+        return dump_toml(validate_config(dict(config), source="stored config").to_dict())
+    except Exception:  # noqa: BLE001 — show what is stored rather than nothing
+        return dump_toml(config)

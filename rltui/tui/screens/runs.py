@@ -23,8 +23,9 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Header, Input, Static
 
+from rltui.text import printable
 from rltui.tui import format as fmt
-from rltui.tui import launching
+from rltui.tui import launching, run_actions
 from rltui.tui.format import ACTIVE_STATUSES
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
@@ -34,21 +35,36 @@ COLUMNS = [
     ("sel", " "), ("id", "ID"), ("name", "Name"), ("status", "Status"), ("progress", "Progress"),
     ("last", "Last G"), ("best", "Best G"), ("env", "Env"), ("algo", "Algo"), ("steps", "Steps"),
     ("device", "Device"), ("duration", "Duration"), ("created", "Created"), ("tags", "Tags"),
+    ("notes", "Notes"),
 ]
+LABELS = dict(COLUMNS)
+# Compact mode (the default below WIDE columns): the columns that fit 80, the selection mark in the
+# ID cell, the progress as a bare percentage, shorter names. `v` picks any set of columns instead.
+COMPACT = ["id", "name", "status", "progress", "last", "best", "algo"]
+WIDE = 120
+NAME_WIDTH = {False: 32, True: 18}  # a long name is cut with … (the run screen shows it whole)
+CLIP_WIDTH = {"env": 16, "algo": 16, "tags": 24, "notes": 32}
+COMPACT_CLIP = {"algo": 10, "env": 10}
 PAGE = 200  # rows put in the table at a time
 LOAD_CHUNK = 500  # runs read per step of the full load (about 10 ms of Python each)
 LOAD_PAUSE = 0.005  # seconds the full load lets the UI thread have between chunks
 # Columns a live run changes every poll get the width of their widest value up front: a column that
 # widens re-renders the whole table (hundreds of ms with a screenful of runs while runs write).
 LIVE_WIDTHS = {"progress": 13, "last": 9, "best": 9, "steps": 5, "duration": 8}
+COMPACT_LIVE_WIDTHS = {"progress": 4, "last": 8, "best": 8}
+COMPACT_LABELS = {"progress": "Done"}
+# What each compact column takes (its widest cell, plus the cell padding of 2): below 80 columns the
+# compact table keeps the columns that fit, in COMPACT's order, rather than running off the edge.
+COMPACT_ROOM = {"id": 7, "name": 20, "status": 14, "progress": 6, "last": 10, "best": 10, "algo": 12}
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
 class RunsScreen(LabScreen):
     HELP_TITLE = "Runs"
     AUTO_FOCUS = "#runs-table"
-    HELP_ABOUT = ("Every run in the store, updated live. Select runs with space to compare, cancel or delete "
-                  "several at once; otherwise actions apply to the run under the cursor.")
+    HELP_ABOUT = ("Every run in the store, updated live. Select runs with space to compare, cancel, resume or "
+                  "delete several at once; otherwise actions apply to the run under the cursor. Below 120 "
+                  "columns the table is compact (z toggles it); v picks the columns.")
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
@@ -56,7 +72,8 @@ class RunsScreen(LabScreen):
         Binding("space", "toggle_select", "Select", show=False),
         Binding("m", "compare", "Compare"),
         Binding("w", "app.sweeps", "Sweeps", show=False),
-        Binding("x", "cancel_run", "Cancel"),
+        Binding("k", "cancel_run", "Cancel"),
+        Binding("u", "resume_run", "Resume"),
         Binding("d", "delete", "Delete"),
         Binding("r", "rename", "Rename", show=False),
         Binding("t", "tag", "Tag", show=False),
@@ -65,9 +82,12 @@ class RunsScreen(LabScreen):
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse", "Reverse sort", show=False),
         Binding("L", "launch_samples", "Launch samples", show=False),
+        Binding("g", "first_row", "First row", show=False),
+        Binding("G", "last_row", "Last row", show=False),
+        Binding("v", "choose_columns", "Columns", show=False),
+        Binding("z", "toggle_compact", "Compact/wide", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("escape", "clear", "Clear filter/selection", show=False),
-        Binding("q", "app.quit", "Quit", show=False),
     ]
 
     def __init__(self) -> None:
@@ -82,19 +102,70 @@ class RunsScreen(LabScreen):
         self._loaded = False
         self._liveness_tick = 0
         self.ordered: list[dict[str, Any]] = []
+        self.compact_choice: bool | None = None  # None: compact below WIDE columns
+        self.chosen_columns: list[str] | None = None  # the column chooser's pick (v), else the mode's
+        self.shown_columns: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: name, env, algo, tag or status — enter to keep, escape to clear", id="filter")
         yield Static(id="welcome")
         table: DataTable = LiveTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key, width=LIVE_WIDTHS.get(key))
+        self.shown_columns = self.visible_columns()
+        self.add_columns(table)
         yield table
         yield Static("reading the store …", id="runs-status", classes="statusline")
         yield LabFooter()
 
+    # --- columns ---------------------------------------------------------------------------------
+    @property
+    def compact(self) -> bool:
+        if self.compact_choice is not None:
+            return self.compact_choice
+        width = self.size.width or self.app.size.width
+        return width < WIDE
+
+    def visible_columns(self) -> list[str]:
+        if self.chosen_columns is not None:
+            return [k for k, _ in COLUMNS if k in self.chosen_columns]
+        if self.compact:
+            room = (self.size.width or self.app.size.width) - 2  # the vertical scrollbar
+            shown, used = [], 0
+            for key in COMPACT:
+                used += COMPACT_ROOM[key]
+                if used > room and len(shown) >= 3:
+                    break
+                shown.append(key)
+            return shown
+        return [k for k, _ in COLUMNS]
+
+    def add_columns(self, table: DataTable) -> None:
+        widths = COMPACT_LIVE_WIDTHS if self.compact else LIVE_WIDTHS
+        for key in self.shown_columns:
+            label = COMPACT_LABELS.get(key, LABELS[key]) if self.compact else LABELS[key]
+            table.add_column(label, key=key, width=widths.get(key, LIVE_WIDTHS.get(key)))
+
+    def refit_columns(self) -> None:
+        """Put the columns the mode and chooser ask for into the table, if they changed."""
+        wanted = self.visible_columns()
+        signature = (tuple(wanted), self.compact)
+        if signature == getattr(self, "_column_signature", None):
+            return
+        self._column_signature = signature
+        self.shown_columns = wanted
+        table = self.query_one("#runs-table", DataTable)
+        table.clear(columns=True)
+        self.add_columns(table)
+        self.rebuild()
+
+    def on_resize(self, event) -> None:  # noqa: ANN001
+        if self.compact_choice is None and self.chosen_columns is None and self._loaded_once:
+            self.refit_columns()
+
+    _loaded_once = False
+
     def on_mount(self) -> None:
+        self._column_signature = (tuple(self.shown_columns), self.compact)
         self.query_one("#runs-table", DataTable).loading = True
         # The first frame goes out before the store is touched; then the first page is read.
         self.call_after_refresh(self.load_first_page)
@@ -123,7 +194,10 @@ class RunsScreen(LabScreen):
             row.update(returns.get(row["id"], {}))
             self.rows[row["id"]] = row
         self.query_one("#runs-table", DataTable).loading = False
-        self.rebuild()
+        self._loaded_once = True
+        self.shown_columns = []  # the width is known now: fit the columns to it
+        self._column_signature = None
+        self.refit_columns()
         # The rest only once these rows are painted: its read competes with the UI thread for the GIL.
         self.call_after_refresh(self.load_all)
 
@@ -214,12 +288,15 @@ class RunsScreen(LabScreen):
     def matches(self, row: dict[str, Any]) -> bool:
         if not self.filter_text:
             return True
-        hay = " ".join([row["name"], row["env"], row["algo"], row["status"], *row.get("tags", [])]).lower()
+        hay = " ".join([row["name"], row["env"], row["algo"], row["status"], *(row.get("tags") or []),
+                        row.get("notes") or ""]).lower()
         return all(word in hay for word in self.filter_text.lower().split())
 
     def cells(self, row: dict[str, Any], theme_vars: dict[str, str] | None = None) -> dict[str, Any]:
+        """Every column's cell for `row`; store text (names, tags, notes) as plain Text, never markup."""
         now = self.lab.clock()
         theme_vars = theme_vars if theme_vars is not None else self.lab.theme_variables
+        compact = self.compact
         status = fmt.status_text(row["status"], theme_vars)
         if row["status"] == "queued" and row["id"] in self.queue:
             status.append(f" #{self.queue[row['id']]}")
@@ -232,21 +309,29 @@ class RunsScreen(LabScreen):
         last = row.get("last_return", summary.get("final_return"))
         best = row.get("best_return", summary.get("best_return"))
         steps = row.get("steps") or summary.get("steps") or summary.get("sweeps")
+        selected = row["id"] in self.selected
+        clips = {**CLIP_WIDTH, **COMPACT_CLIP} if compact else CLIP_WIDTH
+        progress = float(row.get("progress") or 0.0)
+        notes = (row.get("notes") or "").strip().splitlines()
         return {
-            "sel": Text("●", style="bold") if row["id"] in self.selected else " ",
-            "id": Text(str(row["id"]), justify="right"),
-            "name": row["name"],
+            "sel": Text("●", style="bold") if selected else " ",
+            # compact mode has no selection column: the mark goes before the id
+            "id": Text(("●" if selected and "sel" not in self.shown_columns else "") + str(row["id"]),
+                       justify="right", style="bold" if selected and compact else ""),
+            "name": fmt.plain(row["name"], NAME_WIDTH[compact]),
             "status": status,
-            "progress": f"{fmt.progress_bar(row['progress'], 8)} {row['progress'] * 100:3.0f}%",
+            "progress": (Text(f"{progress * 100:3.0f}%", justify="right") if compact
+                         else Text(f"{fmt.progress_bar(progress, 8)} {progress * 100:3.0f}%")),
             "last": Text(fmt.num(last), justify="right"),
             "best": Text(fmt.num(best), justify="right"),
-            "env": row["env"],
-            "algo": row["algo"],
+            "env": fmt.plain(row["env"], clips["env"]),
+            "algo": fmt.plain(row["algo"], clips["algo"]),
             "steps": Text(fmt.count(steps), justify="right"),
-            "device": row.get("device_used") or row.get("device") or "",
+            "device": fmt.plain(row.get("device_used") or row.get("device") or "", 12),
             "duration": Text(fmt.duration(fmt.run_duration(row, now)), justify="right"),
-            "created": fmt.when(row.get("created_at")),
-            "tags": ",".join(row.get("tags") or []),
+            "created": Text(fmt.when(row.get("created_at"))),
+            "tags": fmt.plain(",".join(row.get("tags") or []), clips["tags"]),
+            "notes": fmt.plain(notes[0] + (" …" if len(notes) > 1 else "") if notes else "", clips["notes"]),
         }
 
     def sort_value(self, row: dict[str, Any]) -> Any:
@@ -293,7 +378,7 @@ class RunsScreen(LabScreen):
         theme_vars = self.lab.theme_variables  # computed once, not once per row
         for row in self.ordered[start:start + (count or PAGE)]:
             c = self.cells(row, theme_vars)
-            table.add_row(*[c[k] for k, _ in COLUMNS], key=str(row["id"]))
+            table.add_row(*[c[k] for k in self.shown_columns], key=str(row["id"]))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
@@ -309,7 +394,7 @@ class RunsScreen(LabScreen):
             key = str(run_id)
             if key in table.rows:
                 c = self.cells(self.rows[run_id], theme_vars)
-                table.update_row(key, {col: c[col] for col, _ in COLUMNS})
+                table.update_row(key, {col: c[col] for col in self.shown_columns})
 
     def update_welcome(self) -> None:
         welcome = self.query_one("#welcome", Static)
@@ -321,18 +406,21 @@ class RunsScreen(LabScreen):
             samples = launching.sample_runs_dir()
             if samples is not None:
                 names = sorted(p.stem for p in samples.glob("*.toml"))
-                offer = (f"Press [b]L[/b] to launch the {len(names)} sample runs in {samples} "
-                         f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}), or ")
+                offer: list[Any] = [
+                    "Press ", ("L", "bold"),
+                    f" to launch the {len(names)} sample runs in {printable(samples)} (it asks first; the quick "
+                    f"tabular ones go first: {', '.join(printable(n) for n in names[:6])}"
+                    f"{', …' if len(names) > 6 else ''}), or "]
             else:
-                offer = ("No sample_runs/ folder was found next to rltui or in this directory (start rltui in the "
-                         "repository root of a source checkout to be offered the sample runs).\n\nPress ")
-            welcome.update(
-                "[b]Welcome to rltui[/b] — a terminal laboratory for reinforcement learning.\n\n"
-                "This store has no runs yet.\n\n" + offer +
-                "[b]n[/b] to configure a new run, or run one from a shell:\n"
-                "  rltui run sample_runs/maze_value_iteration.toml\n\n"
-                "[b]?[/b] lists the keys of every screen · [b]ctrl+p[/b] opens the command palette"
-            )
+                offer = ["No sample_runs/ folder was found next to rltui or in this directory (start rltui in the "
+                         "repository root of a source checkout to be offered the sample runs).\n\nPress "]
+            welcome.update(Text.assemble(
+                ("Welcome to rltui", "bold"), " — a terminal laboratory for reinforcement learning.\n\n"
+                "This store has no runs yet.\n\n", *offer,
+                ("n", "bold"), " to configure a new run, or run one from a shell:\n"
+                "  rltui run sample_runs/maze_value_iteration.toml\n\n",
+                ("?", "bold"), " lists the keys of every screen · ", ("ctrl+p", "bold"), " opens the command palette",
+            ))
 
     def update_status(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -341,13 +429,13 @@ class RunsScreen(LabScreen):
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         parts = [f"{len(self.rows)} runs"] + [f"{n} {s}" for s, n in sorted(counts.items())]
         if self.filter_text:
-            parts.append(f"filter '{self.filter_text}': {len(self.ordered)} match")
+            parts.append(f"filter '{printable(self.filter_text)}': {len(self.ordered)} match")
         if table.row_count < len(self.ordered):
             parts.append(f"showing {table.row_count} (more as you scroll)")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         parts.append(f"sort {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
-        self.query_one("#runs-status", Static).update(" · ".join(parts), layout=False)  # one line, always
+        self.query_one("#runs-status", Static).update(Text(" · ".join(parts)), layout=False)  # one line, always
 
     # --- helpers ---------------------------------------------------------------------------------
     def cursor_id(self) -> int | None:
@@ -402,7 +490,10 @@ class RunsScreen(LabScreen):
 
         with self.lab.store.read() as session:
             run = session.get(Run, run_id)
-            config = dict(run.config) if run else None
+            if run is None:
+                return
+            # The run's name now (it may have been renamed since), not the one in its config.
+            config = {**(run.config or {}), "name": run.name}
         from rltui.tui.screens.new_run import NewRunScreen
 
         self.lab.push_screen(NewRunScreen(initial=config, title=f"Clone of run {run_id}"), self._after_new)
@@ -493,12 +584,46 @@ class RunsScreen(LabScreen):
         if not ids:
             self.notify("Nothing to cancel: only queued or running runs can be cancelled.", severity="warning")
             return
-        for run_id in ids:
-            try:
-                self.notify(launching.cancel(self.lab.store, run_id))
-            except Exception as exc:  # noqa: BLE001 — tell the user, keep the lab open
-                self.notify(f"run {run_id}: cancel failed: {exc}", severity="error")
-        self.load_all()
+        run_actions.cancel_runs(self, ids, self.load_all)
+
+    def action_resume_run(self) -> None:
+        ids = [i for i in self.targets() if self.rows.get(i, {}).get("status") in run_actions.RESUMABLE]
+        if not ids:
+            self.notify("Nothing to resume: only crashed, cancelled or failed runs can be resumed.",
+                        severity="warning")
+            return
+        run_actions.resume_runs(self, ids, self.load_all)
+
+    # --- moving and columns ------------------------------------------------------------------------
+    def action_first_row(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count:
+            table.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count < len(self.ordered):
+            self.add_page(len(self.ordered) - table.row_count)  # every row, so the last is the last run
+            self.update_status()
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+
+    def action_toggle_compact(self) -> None:
+        self.compact_choice = not self.compact
+        self.refit_columns()
+        self.notify(f"{'compact' if self.compact else 'wide'} table (z switches)", timeout=2)
+
+    def action_choose_columns(self) -> None:
+        from rltui.tui.screens.dialogs import ColumnsDialog
+
+        def done(chosen: list[str] | None) -> None:
+            if chosen is None:
+                return
+            self.chosen_columns = chosen or None  # none ticked: back to the mode's own columns
+            self.refit_columns()
+
+        self.lab.push_screen(ColumnsDialog([(key, label) for key, label in COLUMNS if key != "sel"],
+                                           self.shown_columns), done)
 
     def action_delete(self) -> None:
         ids = self.targets()
@@ -526,7 +651,7 @@ class RunsScreen(LabScreen):
 
         from rltui.tui.screens.dialogs import ConfirmDialog
 
-        self.lab.push_screen(ConfirmDialog(f"Delete run {names}{more} and all its data?{warn}"), done)
+        self.lab.push_screen(ConfirmDialog(f"Delete run {printable(names)}{more} and all its data?{warn}"), done)
 
     def _edit(self, title: str, field: str, current: str, convert) -> None:  # noqa: ANN001
         run_id = self.cursor_id()
@@ -569,7 +694,27 @@ class RunsScreen(LabScreen):
         if samples is None:
             self.notify("No sample_runs/ folder found (start rltui in the repository root).", severity="warning")
             return
-        self.launch_samples(sorted(samples.glob("*.toml")))
+        self.plan_samples(samples)
+
+    @work(thread=True, exclusive=True, group="launch")
+    def plan_samples(self, folder) -> None:  # noqa: ANN001
+        """Read which sample is cheap (the registry, off the UI thread), then ask before queueing."""
+        self.post(self._confirm_samples, folder, launching.plan_samples(folder))
+
+    def _confirm_samples(self, folder, plan: list) -> None:  # noqa: ANN001
+        from rltui.tui.screens.dialogs import ConfirmDialog
+
+        counts = [sum(1 for _, tier in plan if tier == t) for t in range(len(launching.TIERS))]
+        kinds = ", ".join(f"{n} {name}" for n, name in zip(counts, launching.TIERS) if n)
+        busy = f"\nThe store already holds {len(self.rows)} runs; these come on top." if self.rows else ""
+        question = (f"Launch the {len(plan)} sample runs in {printable(folder)}?\n{kinds}: queued cheapest first, "
+                    f"each chain of stages in order. The language-model chains train for many minutes.{busy}")
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.launch_samples([path for path, _ in plan])
+
+        self.lab.push_screen(ConfirmDialog(question), done)
 
     @work(thread=True, group="launch")
     def launch_samples(self, paths: list) -> None:

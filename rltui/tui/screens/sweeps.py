@@ -37,7 +37,7 @@ class SweepsScreen(LabScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("enter", "open", "Open", show=False),
-        Binding("x", "cancel_sweep", "Cancel"),
+        Binding("k", "cancel_sweep", "Cancel"),
     ]
 
     def __init__(self) -> None:
@@ -143,7 +143,7 @@ class SweepScreen(LabScreen):
         Binding("enter", "open", "Open", show=False),
         Binding("space", "toggle_select", "Select", show=False),
         Binding("m", "compare", "Compare"),
-        Binding("x", "cancel_sweep", "Cancel"),
+        Binding("k", "cancel_sweep", "Cancel"),
     ]
 
     def __init__(self, sweep_id: int) -> None:

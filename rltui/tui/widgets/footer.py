@@ -20,6 +20,10 @@ class LabFooter(Footer):
     _rebuild_pending = False
     _shown: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("compact", True)  # one space between keys: a screen's main keys fit 80 columns
+        super().__init__(*args, **kwargs)
+
     def bindings_changed(self, screen: Screen) -> None:
         if self._rebuild_pending:
             return

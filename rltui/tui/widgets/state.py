@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from rich.text import Text
 
-from rltui.tui.widgets.values import chain_strip, value_grid
+from rltui.text import printable
+from rltui.tui.widgets.values import chain_strip, fit_cell_width, value_grid
 
 
 def cartpole(state: Sequence[float], width: int = 60, height: int = 9, x_limit: float = 2.4) -> Text:
@@ -35,7 +36,7 @@ def cartpole(state: Sequence[float], width: int = 60, height: int = 9, x_limit: 
     text = Text(no_wrap=True)
     for row in canvas:
         text.append("".join(row) + "\n")
-    text.append(f"x={x:+.3f}  ẋ={x_dot:+.3f}  θ={math.degrees(theta):+.2f}°  θ̇={theta_dot:+.3f}", style="dim")
+    text.append(f"x={x:+.3f}  ẋ={x_dot:+.3f}  θ={math.degrees(theta):+.2f}°  θ̇={theta_dot:+.3f}", style="italic")
     return text
 
 
@@ -43,9 +44,9 @@ def token_text(tokens: Sequence[str], current: int, prompt: str = "") -> Text:
     """The response so far, token by token; the current token highlighted, later ones hidden."""
     text = Text()
     if prompt:
-        text.append(prompt, style="dim")
+        text.append(printable(prompt, lines=True), style="italic")
     for i, tok in enumerate(tokens[: current + 1]):
-        text.append(tok, style="bold reverse" if i == current else "")
+        text.append(printable(tok), style="bold reverse" if i == current else "")
     return text
 
 
@@ -54,8 +55,8 @@ def vector(state: Any, labels: Sequence[str] | None = None) -> Text:
     values = state if isinstance(state, (list, tuple)) else [state]
     for i, v in enumerate(values):
         name = labels[i] if labels and i < len(labels) else f"s[{i}]"
-        text.append(f"{name:>12} = ")
-        text.append(f"{v:+.4f}\n" if isinstance(v, (int, float)) else f"{v}\n")
+        text.append(f"{printable(name):>12} = ")
+        text.append(f"{v:+.4f}\n" if isinstance(v, (int, float)) else f"{printable(v)}\n")
     text.rstrip()
     return text
 
@@ -81,7 +82,8 @@ def draw_state(layout: dict[str, Any] | None, steps: Sequence[dict[str, Any]], t
     state = step["state"]
     if kind == "grid" and isinstance(state, int):
         path = [s["state"] for s in steps[:t] if isinstance(s["state"], int)]
-        return value_grid(layout, V or [], None, agent=state, path=path, cell_width=6)
+        return value_grid(layout, V or [], None, agent=state, path=path,
+                          cell_width=fit_cell_width(layout, width, widest=6))
     if kind == "chain" and isinstance(state, int):
         path = [s["state"] for s in steps[:t]]
         return chain_strip(int(layout.get("n", len(layout.get("states", [])) or state + 1)), V, agent=state, path=path)
@@ -94,4 +96,4 @@ def draw_state(layout: dict[str, Any] | None, steps: Sequence[dict[str, Any]], t
         return token_text(tokens, t, prompt)
     if kind == "vector" or isinstance(state, list):
         return vector(state, layout.get("labels"))
-    return Text(f"state: {state_name(layout, state)}")
+    return Text(f"state: {printable(state_name(layout, state))}")

@@ -7,9 +7,13 @@ from typing import Any, Sequence
 from rich.table import Table
 from rich.text import Text
 
+from rltui.text import printable
+
 ARROWS = {"up": "↑", "right": "→", "down": "↓", "left": "←", "north": "↑", "east": "→", "south": "↓",
           "west": "←", "u": "↑", "r": "→", "d": "↓", "l": "←", "stay": "·", "noop": "·"}
-CELL_GLYPH = {"#": "███", "H": " ○ ", "C": " ░ "}
+# Cells that are not states (the layout has no position for them): walls and the cliff.
+CELL_FILL = {"#": "█", "C": "░"}
+CELL_WIDTHS = (7, 6, 5)  # the widest that fits the pane; where even 5 does not, the grid scrolls sideways
 # A blue → white → red ramp readable on dark and light backgrounds (text switches black/white).
 NEG, MID, POS = (49, 95, 180), (235, 235, 235), (200, 60, 50)
 
@@ -37,11 +41,30 @@ def _text_on(bg: str) -> str:
     return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
 
 
+def fit_cell_width(layout: dict[str, Any], width: int, widest: int = 7) -> int:
+    """The widest cell (at most `widest`) with which the grid's columns fit in `width` characters."""
+    cols = max(1, int(layout.get("cols", 1)))
+    for w in CELL_WIDTHS:
+        if w <= widest and w * cols <= width:
+            return w
+    return CELL_WIDTHS[-1]
+
+
+def value_label(v: float, width: int) -> str:
+    """V(s) in at most width-1 characters (a space apart from its neighbours): +0.53, -14.0, -14, -1e2."""
+    room = max(2, width - 1)
+    for text in (f"{v:+.2f}", f"{v:+.1f}", f"{v:+.0f}", f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")):
+        if len(text) <= room:
+            return text
+    return text[:room]
+
+
 def value_grid(layout: dict[str, Any], V: Sequence[float], policy: Sequence[Any] | None = None,
                agent: int | None = None, path: Sequence[int] = (), cell_width: int = 7) -> Text:
     """The grid: each state's cell coloured by V(s), showing V and the greedy arrow.
 
-    Walls, pits and cliff cells come from the layout's map; `agent` marks a state (replay).
+    Walls and cliff cells (not states) are filled, pits and goals lettered, from the layout's map;
+    `agent` marks a state (replay). Values are written to fit `cell_width` (fit_cell_width).
     """
     rows, cols = int(layout["rows"]), int(layout["cols"])
     grid_map = layout.get("map") or ["." * cols] * rows
@@ -57,26 +80,31 @@ def value_grid(layout: dict[str, Any], V: Sequence[float], policy: Sequence[Any]
                 ch = grid_map[r][c] if r < len(grid_map) and c < len(grid_map[r]) else "."
                 s = where.get((r, c))
                 if s is None or ch == "#":
-                    glyph = "█" * cell_width if ch == "#" else " " * cell_width
-                    text.append(glyph, style="dim")
+                    fill = CELL_FILL.get(ch, " ")
+                    if ch == "C":  # the cliff: a hatched band, lettered, so it is never blank
+                        label = ("C" + fill * (cell_width - 1)) if line == 0 else fill * cell_width
+                    else:
+                        label = fill * cell_width
+                    text.append(label, style="bold" if ch == "C" else "")
                     continue
                 v = vals[s] if s < len(vals) else 0.0
                 bg = value_colour(v, lo, hi) if vals else "#808080"
                 fg = _text_on(bg)
                 if line == 0:
                     mark = {"G": "G", "S": "S", "H": "H", "C": "C"}.get(ch, " ")
+                    terminal = policy is not None and s < len(policy) and policy[s] is None
                     if agent is not None and s == agent:
-                        label = f"{mark}  @ "
+                        a = "@"
                     else:
-                        a = arrow(policy[s]) if policy is not None and s < len(policy) else " "
-                        label = f"{mark}  {a} " if not (policy is not None and s < len(policy) and policy[s] is None) else f"{mark}    "
-                    if s in visited and not (agent is not None and s == agent):
-                        label = label[:-1] + "∙"
+                        a = arrow(policy[s]) if policy is not None and s < len(policy) and not terminal else " "
+                    trail = "∙" if s in visited and not (agent is not None and s == agent) else " "
+                    gap = " " * max(0, (cell_width - 3) // 2)
+                    label = f"{mark}{gap}{a}{trail}".ljust(cell_width)
                     style = f"bold {fg} on {bg}"
                 else:
-                    label = f"{v:+.2f}" if abs(v) < 100 else f"{v:+.0f}"
+                    label = value_label(v, cell_width).center(cell_width)
                     style = f"{fg} on {bg}"
-                text.append(label.center(cell_width)[:cell_width], style=style)
+                text.append(label[:cell_width], style=style)
             text.append("\n")
     text.rstrip()
     return text
@@ -110,20 +138,20 @@ def q_table(states: Sequence[str], actions: Sequence[str], Q: Sequence[Sequence[
     table.add_column("s", no_wrap=True)
     if V is not None:
         table.add_column("V(s)", justify="right")
-    for a in actions:
-        table.add_column(f"Q(s,{a})", justify="right")
+    for a in actions:  # names from the MDP file are text, not markup
+        table.add_column(Text(f"Q(s,{printable(a)})"), justify="right")
     table.add_column("π(s)", justify="center")
     for s, name in enumerate(list(states)[:limit]):
         qs = list(Q[s]) if s < len(Q) else []
         live = [i for i, q in enumerate(qs) if q is not None]  # null: unavailable, or a terminal state
         best = max(live, key=lambda i: qs[i]) if live else None
-        cells = [str(name)]
+        cells: list[Any] = [Text(printable(name))]
         if V is not None:
             cells.append(f"{float(V[s]):.3f}")
         terminal = policy is not None and s < len(policy) and policy[s] is None
         for i, q in enumerate(qs):
             cells.append(Text("—" if q is None else f"{q:.3f}", style="bold" if i == best and not terminal else ""))
-        cells.append(arrow(policy[s]) if policy is not None and s < len(policy) else "")
+        cells.append(Text(arrow(policy[s]) if policy is not None and s < len(policy) else ""))
         table.add_row(*cells)
     return table
 
@@ -147,8 +175,8 @@ def bars(labels: Sequence[str], values: Sequence[float], width: int = 24, highli
             line[k] = "█"
         line[min(zero, width)] = "│" if a == b else line[min(zero, width)]
         style = "bold" if i == highlight else ""
-        text.append(f"{str(label):>{pad}} ", style=style)
-        text.append("".join(line), style="bold" if i == highlight else ("dim" if highlight is not None else ""))
+        text.append(f"{printable(label):>{pad}} ", style=style)
+        text.append("".join(line), style="bold" if i == highlight else "")
         text.append(" " + fmt.format(v) + ("  ◀" if i == highlight else "") + "\n", style=style)
     text.rstrip()
     return text
