@@ -118,6 +118,9 @@ class Episode(Base):
     step: Mapped[int | None] = mapped_column(Integer, default=None)  # global step at its end
     wall_time: Mapped[float] = mapped_column(Float, default=0.0)
     has_trajectory: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The gold (oracle) score of an LM response where `return` is a learned reward model's proxy
+    # score; null elsewhere. return − oracle_score ranks the responses that fool the reward model.
+    oracle_score: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
 
     run: Mapped[Run] = relationship(back_populates="episodes")
     steps: Mapped[list[Step]] = relationship(
