@@ -176,6 +176,7 @@ class Recorder:
         phase: str = "train",
         steps: Sequence[StepRecord] | None = None,
         step: int | None = None,
+        oracle_score: float | None = None,
     ) -> None: ...
 
     def wants_trajectory(self, index: int, phase: str = "train") -> bool:
@@ -279,6 +280,7 @@ class StoreRecorder(Recorder):
         phase: str = "train",
         steps: Sequence[StepRecord] | None = None,
         step: int | None = None,
+        oracle_score: float | None = None,
     ) -> None:
         keep = steps is not None and self.wants_trajectory(index, phase)
         row = {
@@ -290,6 +292,7 @@ class StoreRecorder(Recorder):
             "step": None if step is None else int(step),
             "wall_time": self.wall_time(),
             "has_trajectory": keep,
+            "oracle_score": oracle_score,
         }
         with self._lock:
             self._pending.episodes.append((row, list(steps[: self.policy.max_steps]) if keep else None))
@@ -419,8 +422,8 @@ class StoreRecorder(Recorder):
     # or per-row Core processing is in the way.
     _METRICS_SQL = "INSERT INTO metrics (run_id, key, step, value, wall_time) VALUES (?, ?, ?, ?, ?)"
     _EPISODE_SQL = (
-        'INSERT INTO episodes (run_id, "index", phase, "return", length, step, wall_time, has_trajectory) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        'INSERT INTO episodes (run_id, "index", phase, "return", length, step, wall_time, has_trajectory, oracle_score) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     _STEPS_SQL = (
         "INSERT INTO steps (episode_id, t, state, action, reward, done, extras) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -442,7 +445,7 @@ class StoreRecorder(Recorder):
                 cur.execute(
                     self._EPISODE_SQL,
                     (row["run_id"], row["index"], row["phase"], row["return"], row["length"],
-                     row["step"], row["wall_time"], 1 if row["has_trajectory"] else 0),
+                     row["step"], row["wall_time"], 1 if row["has_trajectory"] else 0, row["oracle_score"]),
                 )
                 if not steps:
                     continue
@@ -479,6 +482,7 @@ class StoreRecorder(Recorder):
                     run_id=row["run_id"], index=row["index"], phase=row["phase"],
                     return_=row["return"], length=row["length"], step=row["step"],
                     wall_time=row["wall_time"], has_trajectory=row["has_trajectory"],
+                    oracle_score=row["oracle_score"],
                 )
             ).inserted_primary_key[0]
             if not steps:

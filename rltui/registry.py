@@ -59,7 +59,7 @@ _FAMILY_HINT = {
         "pomdp", "qmdp",
     ),
     "rltui.schemas.diagnostics": ("ticker", "heartbeat_probe"),
-    "rltui.schemas.lm": ("lm-reviews", "lm-arithmetic", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo"),
+    "rltui.schemas.lm": ("lm-reviews", "lm-arithmetic", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo", "best_of_n"),
     "rltui.schemas.control": (
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3", "FrozenLake-v1",
         "CliffWalking-v1", "Taxi-v4", "MountainCarContinuous-v0", "dqn", "reinforce", "ppo", "a2c", "sac", "td3",

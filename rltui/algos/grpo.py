@@ -121,7 +121,8 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
                 "val/response_length": float(fmask.sum(1).mean()),
             },
         )
-        log.add(ro, scores.tolist(), "train", episodes, logprob=old_logprobs, ref_logprob=ref_logprobs,
+        log.add(ro, scores.tolist(), "train", episodes, oracle=oracle if scorer.reward_model is not None else None,
+                logprob=old_logprobs, ref_logprob=ref_logprobs,
                 kl=(old_logprobs - ref_logprobs) * fmask, advantage=advantages)
         if it % params.eval_every == 0:
             last_eval = run_eval()

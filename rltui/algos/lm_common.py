@@ -204,6 +204,12 @@ class Rollout:
     def lengths(self) -> list[int]:
         return self.response_mask.sum(1).tolist()
 
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """The responses at `idx` (a 1-D index tensor), as a rollout of their own."""
+        rows = idx.tolist()
+        return Rollout(self.query[idx], self.query_mask[idx], self.response[idx], self.response_mask[idx],
+                       [self.prompts[i] for i in rows])
+
 
 @torch.no_grad()
 def generate(
@@ -347,19 +353,25 @@ class EpisodeLog:
         self.recorder, self.tok, self.per_batch = recorder, tok, record_per_batch
         self.count = {"train": 0, "eval": 0}
 
-    def add(self, ro: Rollout, scores: Sequence[float], phase: str, step: int, **per_token: torch.Tensor | None) -> None:
+    def add(self, ro: Rollout, scores: Sequence[float], phase: str, step: int, *, oracle: Sequence[float] | None = None,
+            **per_token: torch.Tensor | None) -> None:
         """One episode per response; the first `record_per_batch` keep their steps (if wanted).
 
+        scores: the return (the task's score: reward model or exact match); oracle: the gold score of
+        each response where the score is a learned proxy, stored beside it so the responses that fool
+        the reward model (proxy − gold largest) can be found.
         per_token: (B, R) tensors among logprob, ref_logprob, kl, value, advantage (None: left out).
         """
         lengths = ro.lengths()
-        for i, (score, length) in enumerate(zip(scores, lengths)):
+        golds = list(oracle) if oracle is not None else [None] * len(lengths)
+        for i, (score, length, gold) in enumerate(zip(scores, lengths, golds)):
             index = self.count[phase]
             self.count[phase] += 1
             steps = None
             if i < self.per_batch and self.recorder.wants_trajectory(index, phase):
                 steps = self._steps(ro, i, length, float(score), per_token)
-            self.recorder.episode(index, float(score), int(length), phase=phase, steps=steps, step=step)
+            self.recorder.episode(index, float(score), int(length), phase=phase, steps=steps, step=step,
+                                  oracle_score=None if gold is None else float(gold))
 
     def _steps(self, ro: Rollout, i: int, length: int, score: float, per_token: dict) -> list[StepRecord]:
         ids = ro.response[i, :length].tolist()
@@ -401,8 +413,47 @@ def evaluate(policy: TinyLM, ref: TinyLM | None, env: Any, tok: CharTokenizer, s
     if env.task == "verifiable":
         greedy = rollout(policy, tok, prompts, env.max_response_len, 1.0, None, device, greedy=True)
         metrics["eval/accuracy"] = sum(scorer.oracle(greedy)) / len(prompts)
-    log.add(ro, scores.tolist(), "eval", step, logprob=logprobs, ref_logprob=ref_logprobs, kl=kl)
+    if scorer.reward_model is not None:
+        metrics.update(reward_model_agreement(policy, env, tok, scorer, prompts, temperature, g, device))
+    log.add(ro, scores.tolist(), "eval", step, oracle=oracle if scorer.reward_model is not None else None,
+            logprob=logprobs, ref_logprob=ref_logprobs, kl=kl)
     return metrics
+
+
+@torch.no_grad()
+def reward_model_agreement(policy: TinyLM, env: Any, tok: CharTokenizer, scorer: Scorer, prompts: Sequence[str],
+                           temperature: float, generator: torch.Generator | None, device: str) -> dict[str, float]:
+    """Is the reward model still trustworthy on what the policy writes now? Two fresh responses per
+    prompt from the current policy, ranked by the reward model r and by the gold oracle g:
+
+        rm/agreement_with_gold = P[ sign(r(y1) − r(y2)) = sign(g(y1) − g(y2)) | g(y1) ≠ g(y2) ]
+        rm/gold_margin         = E[ (r(y1) − r(y2)) · sign(g(y1) − g(y2)) | g(y1) ≠ g(y2) ]
+
+    The first is 1 for a reward model that ranks like the oracle and ½ for one that no longer tells
+    better from worse; the second is the reward model's score gap in the gold's direction (its mean
+    margin between gold-agreeing and gold-disagreeing pairs). Both fall as the policy's responses
+    leave the reward model's training distribution. Pairs the oracle ties are left out (and
+    rm/decided_pairs says how many were left); with none decided only that count is logged.
+    """
+    ro = rollout(policy, tok, [p for p in prompts for _ in range(2)], env.max_response_len, temperature, generator, device)
+    proxy = scorer(ro).float().view(-1, 2)
+    gold = torch.tensor(scorer.oracle(ro), dtype=torch.float32, device=proxy.device).view(-1, 2)
+    return gold_agreement(proxy, gold)
+
+
+def gold_agreement(proxy: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
+    """The two figures above from (pairs, 2) tensors of reward-model and oracle scores."""
+    gold_sign = torch.sign(gold[:, 0] - gold[:, 1])
+    decided = gold_sign != 0
+    if not bool(decided.any()):  # agreement is undefined when the oracle ties every pair
+        return {"rm/decided_pairs": 0.0}
+    proxy_gap = (proxy[:, 0] - proxy[:, 1])[decided]
+    gold_sign = gold_sign[decided]
+    return {
+        "rm/agreement_with_gold": float((torch.sign(proxy_gap) == gold_sign).float().mean()),
+        "rm/gold_margin": float((proxy_gap * gold_sign).mean()),
+        "rm/decided_pairs": float(decided.sum()),
+    }
 
 
 def epoch_minibatch(items: list, step: int, batch_size: int, order: list[int], rng) -> tuple[list, list[int]]:

@@ -143,7 +143,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
                 "val/response_length": float(fmask.sum(1).mean()),
             },
         )
-        log.add(ro, scores.tolist(), "train", episodes, logprob=logprobs, ref_logprob=ref_logprobs, kl=kl,
+        log.add(ro, scores.tolist(), "train", episodes, oracle=oracle if scorer.reward_model is not None else None, logprob=logprobs, ref_logprob=ref_logprobs, kl=kl,
                 value=values, advantage=advantages)
 
         if params.adaptive_kl:  # Ziegler et al.: β ← β (1 + clip(KL/target − 1, ±0.2) · B / horizon)

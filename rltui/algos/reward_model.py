@@ -27,6 +27,12 @@ def pair_scores(model: ScalarModel, tok: CharTokenizer, pairs, device: str) -> t
     return r[: len(pairs)], r[len(pairs):]
 
 
+def pair_correct(r_w: torch.Tensor, r_l: torch.Tensor) -> torch.Tensor:
+    """1 where the reward model ranks the chosen response higher, ½ on a tie (a coin flip would
+    break it), 0 otherwise: the one rule behind both the training and the held-out accuracy."""
+    return (r_w > r_l).float() + 0.5 * (r_w == r_l).float()
+
+
 @torch.no_grad()
 def pair_accuracy(model: ScalarModel, tok: CharTokenizer, pairs, device: str, batch: int = 256) -> tuple[float, float]:
     """(accuracy, mean margin r_w − r_l) on `pairs`; a tie counts half (a coin flip would break it)."""
@@ -35,7 +41,7 @@ def pair_accuracy(model: ScalarModel, tok: CharTokenizer, pairs, device: str, ba
     correct, margin = 0.0, 0.0
     for i in range(0, len(pairs), batch):
         r_w, r_l = pair_scores(model, tok, pairs[i : i + batch], device)
-        correct += float((r_w > r_l).sum() + 0.5 * (r_w == r_l).sum())
+        correct += float(pair_correct(r_w, r_l).sum())
         margin += float((r_w - r_l).sum())
     model.train(was)
     return correct / len(pairs), margin / len(pairs)
@@ -78,7 +84,7 @@ def train(env, params, recorder, *, seed: int, device: str) -> dict:
         optimizer.step()
         step += 1
         if step % 5 == 0 or step == 1:
-            recorder.log(step, loss=loss.item(), accuracy=(r_w > r_l).float().mean().item(),
+            recorder.log(step, loss=loss.item(), accuracy=pair_correct(r_w, r_l).mean().item(),
                          **{"rewards/margins": (r_w - r_l).mean().item()})
         if step % params.eval_every == 0 or step == total:
             acc, margin = pair_accuracy(model, tok, heldout, device)

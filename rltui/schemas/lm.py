@@ -1,6 +1,6 @@
 """The LM lab's envs and algorithms: the RLHF pipeline as runs (torch-free: the TUI imports this).
 
-    lm_pretrain (pretraining / SFT)  →  reward_model (Bradley–Terry)  →  lm_ppo | grpo | dpo
+    lm_pretrain (pretraining / SFT)  →  reward_model (Bradley–Terry)  →  lm_ppo | grpo | dpo | best_of_n
 
 A later stage names its starting checkpoint with `init_run`: a run id (`init_run = 12`) or
 "latest:ALGO" (`init_run = "latest:lm_pretrain"`: the newest completed run of that algorithm in the
@@ -149,6 +149,20 @@ class DPOParams(_Stage):
         return _check_run_ref(value)
 
 
+class BestOfNParams(Params):
+    init_run: int | str | None = Field("latest:lm_pretrain", description=f"the SFT policy to sample from: {RUN_REF_HELP}")
+    reward_run: int | str | None = Field("latest:reward_model", description=f"the reward model that picks the best of N: {RUN_REF_HELP}")
+    n: int = Field(16, ge=1, le=4096, description="samples per prompt; the one the reward model scores highest is kept (KL = log N − (N−1)/N)")
+    eval_prompts: int = Field(64, ge=1, le=1024, description="held-out prompts, N samples each")
+    temperature: float = Field(1.0, gt=0.0, le=2.0, description="sampling temperature")
+    batch_size: int = Field(1024, ge=1, le=65536, description="responses sampled at once (memory bound)")
+
+    @field_validator("init_run", "reward_run", mode="before")
+    @classmethod
+    def _run_ref(cls, value):  # noqa: ANN001, ANN206
+        return _check_run_ref(value)
+
+
 ENVS = [
     EnvSpec("lm-reviews", ReviewsParams, "rltui.envs.text:make_reviews", "text",
             "preference task: short reviews, a sentiment-lexicon oracle ranks responses"),
@@ -166,6 +180,8 @@ ALGOS = [
              "RLHF PPO: per-token KL to π_ref, value-head critic, GAE over tokens", True, ("lm", "on-policy")),
     AlgoSpec("grpo", GRPOParams, "rltui.algos.grpo:train", _TEXT,
              "group-relative policy optimisation: no critic, advantages within a group", True, ("lm", "on-policy")),
+    AlgoSpec("best_of_n", BestOfNParams, "rltui.algos.best_of_n:train", _TEXT,
+             "best-of-N sampling from the SFT policy with a reward model: the over-optimisation baseline", True, ("lm",)),
     AlgoSpec("dpo", DPOParams, "rltui.algos.dpo:train", _TEXT,
              "direct preference optimisation, offline on the oracle's pairs", True, ("lm", "offline")),
 ]

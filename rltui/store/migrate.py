@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # The newest revision in migrations/versions, known without importing alembic or parsing the
 # scripts: opening a store that is already at head (every start of the TUI, the CLI and a worker)
 # then costs no alembic import. tests/test_migrations.py checks that it is alembic's head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0008"
 
 
 class MigrationError(Exception):

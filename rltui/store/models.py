@@ -147,6 +147,9 @@ class Episode(Base):
     return_max: Mapped[float | None] = mapped_column(Float, default=None)
     return_mean: Mapped[float | None] = mapped_column(Float, default=None)
     length_mean: Mapped[float | None] = mapped_column(Float, default=None)
+    # The gold (oracle) score of an LM response where `return` is a learned reward model's proxy
+    # score; null elsewhere. return − oracle_score ranks the responses that fool the reward model.
+    oracle_score: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
 
     run: Mapped[Run] = relationship(back_populates="episodes")
     steps: Mapped[list[Step]] = relationship(

@@ -270,7 +270,7 @@ def episode_rows(
     """Episodes for the run screen's list (every phase), oldest first, only those after `after_id`."""
     query = (
         select(Episode.id, Episode.index, Episode.phase, Episode.return_, Episode.length, Episode.step,
-               Episode.wall_time, Episode.has_trajectory)
+               Episode.wall_time, Episode.has_trajectory, Episode.oracle_score)
         .where(Episode.run_id == run_id, Episode.id > after_id)
         .order_by(Episode.id)
     )
@@ -278,9 +278,22 @@ def episode_rows(
         query = query.limit(limit)
     return [
         {"id": r.id, "index": r.index, "phase": r.phase, "return": r.return_, "length": r.length,
-         "step": r.step, "wall_time": r.wall_time, "has_trajectory": r.has_trajectory}
+         "step": r.step, "wall_time": r.wall_time, "has_trajectory": r.has_trajectory,
+         "oracle_score": r.oracle_score}
         for r in session.execute(query)
     ]
+
+
+def proxy_gold_gap(episode: dict[str, Any]) -> float | None:
+    """How far the reward model overrates a response: its proxy score (the return) minus the gold
+    (oracle) score. None where no gold is stored (every non-LM episode)."""
+    gold = episode.get("oracle_score")
+    return None if gold is None else episode["return"] - gold
+
+
+def by_proxy_gold_gap(episodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The episodes that fool the reward model first (largest proxy − gold); those without gold last."""
+    return sorted(episodes, key=lambda e: (proxy_gold_gap(e) is None, -(proxy_gold_gap(e) or 0.0)))
 
 
 def trajectory_dicts(session: Session, episode_id: int) -> list[dict[str, Any]]:
