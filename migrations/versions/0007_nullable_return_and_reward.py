@@ -29,7 +29,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM steps WHERE reward IS NULL")
+    # Steps first: foreign keys are off while migrations run on SQLite, so nothing cascades.
+    op.execute('DELETE FROM steps WHERE reward IS NULL OR episode_id IN (SELECT id FROM episodes WHERE "return" IS NULL)')
     op.execute('DELETE FROM episodes WHERE "return" IS NULL')
     with op.batch_alter_table("steps", schema=None) as batch_op:
         batch_op.alter_column("reward", existing_type=sa.Float(), nullable=False)
