@@ -273,22 +273,21 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
         engine = create_store_engine(url)
     except Exception as exc:  # a URL naming a driver that is not installed
         raise StoreError(f"{where}: cannot open the store ({_scrub(str(exc), url)})") from exc
-    if upgrade:
-        from rltui.store.migrate import schema_state
+    from rltui.store.migrate import schema_state
 
-        try:
-            with engine.connect() as conn:
-                state = schema_state(conn)
-        except Exception as exc:
-            engine.dispose()
-            raise StoreError(f"{where}: cannot connect ({_scrub(str(exc), url)})") from exc
-        try:
-            _refuse_foreign(where, state)
-            if state.needs_upgrade:
-                upgrade_to_head(engine)
-        except Exception:
-            engine.dispose()
-            raise
+    try:
+        with engine.connect() as conn:
+            state = schema_state(conn)
+    except Exception as exc:
+        engine.dispose()
+        raise StoreError(f"{where}: cannot connect ({_scrub(str(exc), url)})") from exc
+    try:
+        _refuse_foreign(where, state)
+        if upgrade and state.needs_upgrade:
+            upgrade_to_head(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return Store(url=url, engine=engine, backup=backup)
 
 

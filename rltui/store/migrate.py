@@ -17,6 +17,7 @@ the first migration on such a store moves it over (`adopt_legacy_version`).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -179,8 +180,18 @@ def adopt_legacy_version(conn: Connection) -> bool:
     return True
 
 
+# Alembic's `context` is one module-level proxy per process: two threads migrating at once (two
+# TUI workers opening a new store) would run inside each other's context.
+_ALEMBIC_LOCK = threading.Lock()
+
+
 def _migrate(engine: Engine, run) -> None:  # noqa: ANN001
     """Run an alembic command inside one transaction we own (alembic sees it as external)."""
+    with _ALEMBIC_LOCK:
+        _migrate_unlocked(engine, run)
+
+
+def _migrate_unlocked(engine: Engine, run) -> None:  # noqa: ANN001
     sqlite = engine.dialect.name == "sqlite"
     if sqlite:
         engine = engine.execution_options(sqlite_begin="IMMEDIATE")
