@@ -138,6 +138,9 @@ def test_the_password_is_never_shown(pg_url, pg_server, monkeypatch, capsys):
         assert PASSWORD not in repr(store) and PASSWORD not in store.where
     finally:
         store.dispose()
+    with pytest.raises(StoreError) as err:  # a URL that does not parse
+        open_store(pg_url.replace(f":{pg_server.port}/", ":port/"))
+    assert PASSWORD not in str(err.value) and "neither a file path nor a database URL" in str(err.value)
     # A server that refuses us, and one that is not there: errors name the store, not the password.
     wrong = pg_url.replace(PASSWORD, PASSWORD + "x")
     unreachable = pg_url.replace(f":{pg_server.port}/", ":1/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow
 from rltui.store import open_store, resolve_url
 from rltui.store.models import Episode, Metric, Run, Step
-from rltui.store.queries import artifact_series, latest_artifact, metric_series
+from rltui.store.queries import artifact_series, episode_returns, latest_artifact, metric_series
 
 
 @pytest.fixture
@@ -234,6 +235,8 @@ def test_nan_and_inf_are_stored_as_null(any_store):
         assert [(st.state, st.reward, st.extras) for st in eps[0].steps] == [
             ([None, 0.5], None, {"Q": [0.5, None, None], "V": None, "ok": 2}), ([0.0, 0.5], None, None)]
         assert s.get(Run, run_id).summary == {"best_return": None, "last": 3.0}
+        returns = [r[4] for r in episode_returns(s, run_id)]  # what the lab plots: NaN, never None
+        assert math.isnan(returns[0]) and returns[1] == 3.0
 
 
 def test_postgresql_store_is_at_head_and_agrees_with_the_models(pg_url):

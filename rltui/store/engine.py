@@ -133,12 +133,12 @@ def _read_sqlite_state(path: Path) -> SchemaState:
 
 def display_url(url: str) -> str:
     """A store's URL as it may be shown: a SQLite file as its path, any other URL without its password."""
-    path = sqlite_path(url)
-    if path is not None:
-        return str(path)
-    from sqlalchemy.engine import make_url
-
     try:
+        path = sqlite_path(url)
+        if path is not None:
+            return str(path)
+        from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 — not a URL we can parse: show its scheme alone, never the rest
         return url.split("://", 1)[0] + "://…"
