@@ -8,8 +8,9 @@ Algorithms know nothing of databases. They call
     recorder.progress(fraction); recorder.should_stop()
 
 and `StoreRecorder` buffers it all and writes in batches (one IMMEDIATE transaction per flush, raw
-executemany), so a tight training loop never waits on SQLite. `record` settings decide which
-episodes keep their step-by-step trajectory so a long run cannot flood the store.
+executemany; COPY on PostgreSQL), so a tight training loop never waits on the store. `record`
+settings decide which episodes keep their step-by-step trajectory so a long run cannot flood the
+store.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from rltui.store.engine import Store
 
 # No SQLAlchemy here: algorithms import this module, and on SQLite a run writes through raw
-# sqlite3 (Store.sql). Only another backend's flush goes through SQLAlchemy Core (_write_core).
+# sqlite3 (Store.sql). Only another backend's flush goes through SQLAlchemy (_write_copy, _write_core).
 
 
 def utcnow() -> datetime:

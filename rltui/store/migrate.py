@@ -70,7 +70,8 @@ def read_schema_state(tables: Iterable[str], versions: Callable[[str], list[str]
     """
     tables = set(tables)
     rltui_tables = bool(RLTUI_TABLES & tables)
-    other = tables - RLTUI_TABLES - {VERSION_TABLE, LEGACY_VERSION_TABLE}
+    # sqlite_*: SQLite's own bookkeeping (sqlite_stat1 after ANALYZE, sqlite_sequence), nobody's data.
+    other = {t for t in tables - RLTUI_TABLES - {VERSION_TABLE, LEGACY_VERSION_TABLE} if not t.startswith("sqlite_")}
     legacy_rows = versions(LEGACY_VERSION_TABLE) if LEGACY_VERSION_TABLE in tables else []
     ours = [r for r in legacy_rows if r in LEGACY_REVISIONS] if rltui_tables else []
     foreign = next((r for r in legacy_rows if r not in ours), None)
