@@ -3,11 +3,17 @@
 rltui.store.migrate passes the connection to migrate on (foreign keys off, BEGIN IMMEDIATE on
 SQLite) in `config.attributes["connection"]`; the caller commits. Run by hand, the alembic command
 line gets a fresh engine from sqlalchemy.url.
+
+The revision lives in rltui's own version table (VERSION_TABLE), never in Alembic's default
+`alembic_version`, which other Alembic apps on the same database (an Optuna storage) use.
+Before Alembic reads it, prepare_connection takes PostgreSQL's schema lock and moves a legacy
+revision over.
 """
 
 from alembic import context
 from sqlalchemy import create_engine
 
+from rltui.store.migrate import VERSION_TABLE, prepare_connection
 from rltui.store.models import Base
 
 config = context.config
@@ -15,9 +21,11 @@ target_metadata = Base.metadata
 
 
 def _configure(connection) -> None:  # noqa: ANN001
+    prepare_connection(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
         render_as_batch=True,
         compare_type=True,
     )
@@ -42,6 +50,7 @@ def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
         render_as_batch=True,
         literal_binds=True,
     )

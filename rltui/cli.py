@@ -261,7 +261,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with store.read() as session:
         run = session.get(Run, args.id)
         if run is None:
-            raise CliError(f"no run with id {args.id} in {store.url}")
+            raise CliError(f"no run with id {args.id} in {store.where}")
         data = run_dict(run)
         data["config"] = run.config
         data["traceback"] = run.traceback
@@ -372,12 +372,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from rltui.store import open_store, resolve_url
-    from rltui.store.engine import sqlite_path, sqlite_revision
+    from rltui.store.engine import display_url, sqlite_path, sqlite_revision
     from rltui.store.migrate import current_revision, head_revision, script_directory
 
     url = resolve_url(args.db)
     path = sqlite_path(url)
-    where = str(path) if path is not None else url
+    where = display_url(url)  # never the URL's password
     if args.action == "check":
         return _db_check(args, path)
     head = head_revision()

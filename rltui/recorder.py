@@ -8,31 +8,31 @@ Algorithms know nothing of databases. They call
     recorder.progress(fraction); recorder.should_stop()
 
 and `StoreRecorder` buffers it all and writes in batches (one IMMEDIATE transaction per flush, raw
-executemany), so a tight training loop never waits on SQLite. `record` settings decide which
-episodes keep their step-by-step trajectory so a long run cannot flood the store.
+executemany; COPY on PostgreSQL), so a tight training loop never waits on the store. `record`
+settings decide which episodes keep their step-by-step trajectory so a long run cannot flood the
+store.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
-from rltui.store.sql import Json, SQLiteTx, Tx, as_json
+from rltui.store.sql import Json, SQLiteTx, Tx, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
 
 # No SQLAlchemy here: algorithms import this module, and on SQLite a run writes through raw
-# sqlite3 (Store.sql). Only another backend's flush goes through SQLAlchemy Core (_write_core).
+# sqlite3 (Store.sql). Only another backend's flush goes through SQLAlchemy (_write_copy, _write_core).
 
 
 def utcnow() -> datetime:
@@ -72,63 +72,6 @@ def _numpy() -> Any:
     """numpy if something loaded it, else None: then no value can be a numpy array, and the recorder
     (imported by `rltui run --detach` via the config) need not pay for importing it."""
     return sys.modules.get("numpy")
-
-
-def to_jsonable(value: Any) -> Any:
-    """numpy scalars and arrays (and nested containers of them) as plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
-        return value.tolist()
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-# The C encoder with a hook for numpy/torch values: plain Python data never leaves C.
-_json_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-
-try:  # orjson is ~10x faster than json on the small per-step objects (see bench/bench_store.py)
-    import orjson
-
-    _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-
-    def _fast_encode(value: Any) -> str:
-        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTS).decode()
-
-except ImportError:  # pragma: no cover - orjson is a declared dependency
-    _fast_encode = _json_encode
-
-
-def json_text(value: Any) -> str:
-    """`value` as compact standard JSON text; the fast path for the per-step columns.
-
-    NaN and ±inf become null (standard JSON has no NaN; PostgreSQL's json refuses it).
-    """
-    if type(value) is int:  # tabular states and actions (bool is excluded on purpose)
-        return str(value)
-    try:
-        return _fast_encode(value)
-    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way, same output
-        return _json_encode(_finite_or_null(to_jsonable(value)))
-
-
-def _finite_or_null(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 def encode_artifact(value: Any) -> tuple[str, bytes]:
@@ -256,7 +199,7 @@ class StoreRecorder(Recorder):
         # The hot path of every training loop: build the rows, append, count; no other work.
         now = time.monotonic()
         run_id, step, wall = self.run_id, int(step), now - self._t0
-        rows = [(run_id, key, step, float(value), wall) for key, value in metrics.items()]
+        rows = [(run_id, key, step, finite_or_none(value), wall) for key, value in metrics.items()]
         with self._lock:
             pending = self._pending.metrics
             pending += rows
@@ -268,7 +211,7 @@ class StoreRecorder(Recorder):
         wall = self.wall_time()
         with self._lock:
             self._pending.metrics.extend(
-                (self.run_id, key, int(s), float(v), wall) for s, v in zip(steps, values)
+                (self.run_id, key, int(s), finite_or_none(v), wall) for s, v in zip(steps, values)
             )
         self._maybe_flush()
 
@@ -287,7 +230,7 @@ class StoreRecorder(Recorder):
             "run_id": self.run_id,
             "index": int(index),
             "phase": phase,
-            "return": float(ret),
+            "return": finite_or_none(ret),
             "length": int(length),
             "step": None if step is None else int(step),
             "wall_time": self.wall_time(),
@@ -387,10 +330,14 @@ class StoreRecorder(Recorder):
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
         else:
+            from rltui.store import pg_copy
             from rltui.store.sql import AlchemyTx
 
             with self.store.write_connection() as conn, conn.begin():
-                self._write_core(conn, pending)
+                if pg_copy.usable(conn):
+                    self._write_copy(conn, pending)
+                else:
+                    self._write_core(conn, pending)
                 self._write_run_row(AlchemyTx(conn), pending)
 
     def _fatal(self, exc: Exception) -> Exception:
@@ -462,11 +409,50 @@ class StoreRecorder(Recorder):
         for artifact in pending.artifacts:
             tx.run(self._ARTIFACT_SQL, **artifact)
 
-    def _write_core(self, conn, pending: _Pending) -> None:  # noqa: ANN001
-        """Any other backend (PostgreSQL): portable Core inserts."""
-        from sqlalchemy import delete, insert, update
+    def _write_copy(self, conn, pending: _Pending) -> None:  # noqa: ANN001
+        """PostgreSQL through psycopg: the SQLite fast path's rows, streamed by COPY (store/pg_copy.py)."""
+        from rltui.store import pg_copy
 
-        from rltui.store.models import Artifact, Episode, Metric, Step
+        if pending.metrics:
+            pg_copy.copy_rows(conn, pg_copy.METRICS, pending.metrics)
+        if pending.episodes:
+            ids = pg_copy.reserve_ids(conn, "episodes", len(pending.episodes))
+            episode_rows, steps_rows, pruned = [], [], []
+            for episode_id, (row, steps) in zip(ids, pending.episodes):
+                episode_rows.append((episode_id, row["run_id"], row["index"], row["phase"], row["return"],
+                                     row["length"], row["step"], row["wall_time"], row["has_trajectory"],
+                                     row["oracle_score"]))
+                if steps:
+                    steps_rows.extend(_step_rows(episode_id, steps))
+                    if row["phase"] == "train":
+                        pruned.extend(self._prune(row["index"], episode_id))
+            pg_copy.copy_rows(conn, pg_copy.EPISODES, episode_rows)
+            pg_copy.copy_rows(conn, pg_copy.STEPS, steps_rows)
+            self._drop_trajectories(conn, pruned)
+        self._write_artifacts(conn, pending)
+
+    def _drop_trajectories(self, conn, episode_ids: list[int]) -> None:  # noqa: ANN001
+        from sqlalchemy import delete, update
+
+        from rltui.store.models import Episode, Step
+
+        if episode_ids:
+            conn.execute(delete(Step).where(Step.episode_id.in_(episode_ids)))
+            conn.execute(update(Episode).where(Episode.id.in_(episode_ids)).values(has_trajectory=False))
+
+    def _write_artifacts(self, conn, pending: _Pending) -> None:  # noqa: ANN001
+        from sqlalchemy import insert
+
+        from rltui.store.models import Artifact
+
+        if pending.artifacts:
+            conn.execute(insert(Artifact), pending.artifacts)
+
+    def _write_core(self, conn, pending: _Pending) -> None:  # noqa: ANN001
+        """Any other backend (or PostgreSQL through a driver without COPY): portable Core inserts."""
+        from sqlalchemy import insert
+
+        from rltui.store.models import Episode, Metric, Step
 
         if pending.metrics:
             conn.execute(
@@ -492,18 +478,15 @@ class StoreRecorder(Recorder):
                 [
                     {
                         "episode_id": episode_id, "t": int(s.t), "state": to_jsonable(s.state),
-                        "action": to_jsonable(s.action), "reward": float(s.reward),
+                        "action": to_jsonable(s.action), "reward": finite_or_none(s.reward),
                         "done": bool(s.done), "extras": to_jsonable(s.extras) if s.extras else None,
                     }
                     for s in steps
                 ],
             )
             if row["phase"] == "train":
-                for old in self._prune(row["index"], episode_id):
-                    conn.execute(delete(Step).where(Step.episode_id == old))
-                    conn.execute(update(Episode).where(Episode.id == old).values(has_trajectory=False))
-        if pending.artifacts:
-            conn.execute(insert(Artifact), pending.artifacts)
+                self._drop_trajectories(conn, self._prune(row["index"], episode_id))
+        self._write_artifacts(conn, pending)
 
     def _write_run_row(self, tx: Tx, pending: _Pending) -> None:
         values: dict[str, Any] = {}
@@ -536,7 +519,7 @@ def _step_rows(episode_id: int, steps: Sequence[StepRecord]) -> list[tuple]:
             int(s.t),
             enc(s.state),
             enc(s.action),
-            float(s.reward),
+            finite_or_none(s.reward),
             1 if s.done else 0,
             enc(s.extras) if s.extras else None,
         )

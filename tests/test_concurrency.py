@@ -186,7 +186,7 @@ def test_two_processes_opening_an_old_store_at_once_upgrade_it_once(store, db_pa
     assert [p.exitcode for p in procs] == [0, 0]
     raw = sqlite3.connect(db_path)
     try:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert raw.execute("SELECT version_num FROM rltui_alembic_version").fetchall() == [(head_revision(),)]
         assert raw.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:

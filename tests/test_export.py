@@ -1,5 +1,6 @@
 """`rltui export ID --format json|csv [-o FILE]` through the real command line, on a store filled by
-StoreRecorder the way an algorithm fills it."""
+StoreRecorder the way an algorithm fills it: a SQLite file and a PostgreSQL database (the command
+line finds it through $RLTUI_DB, so the password never sits on a command line)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,26 @@ import numpy as np
 import pytest
 
 from conftest import rltui_cli
+from pgserver import PASSWORD
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder
+from rltui.store import open_store
 from rltui.store.models import Run
 from test_store import make_run
 
 
 @pytest.fixture
-def filled(store):
+def cli_store(store_url, monkeypatch):
+    """A store, also the one every `rltui` command in the test talks to."""
+    monkeypatch.setenv("RLTUI_DB", store_url)
+    s = open_store(store_url)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def filled(cli_store):
     """A run with metrics (one NaN), train and eval episodes, two kept trajectories, a summary."""
+    store = cli_store
     run_id = make_run(store)
     with store.write() as s:
         run = s.get(Run, run_id)
@@ -40,9 +53,9 @@ def filled(store):
     return store, run_id
 
 
-def test_export_json_to_stdout(filled, db_path):
+def test_export_json_to_stdout(filled):
     _, run_id = filled
-    proc = rltui_cli("export", str(run_id), "--format", "json", db=db_path, check=True)
+    proc = rltui_cli("export", str(run_id), "--format", "json", check=True)
     data = json.loads(proc.stdout)
     assert data["metrics"]["epsilon"] == [[s, 1.0 - s / 10] for s in range(10)]
     assert data["metrics"]["td_error"][:3] == [[0, 1.0], [1, 0.5], [2, 0.25]]
@@ -63,13 +76,13 @@ def test_export_json_to_stdout(filled, db_path):
     assert data["run"]["id"] == run_id and data["run"]["config_toml"] == 'name = "t"\n'
 
 
-def test_export_json_to_a_file_and_csv_tables(filled, db_path, tmp_path):
+def test_export_json_to_a_file_and_csv_tables(filled, tmp_path):
     _, run_id = filled
     out = tmp_path / "run.json"
-    rltui_cli("export", str(run_id), "-o", str(out), db=db_path, check=True)  # json is the default
+    rltui_cli("export", str(run_id), "-o", str(out), check=True)  # json is the default
     assert json.loads(out.read_text())["summary"]["best_return"] == 0.97
 
-    proc = rltui_cli("export", str(run_id), "--format", "csv", db=db_path, check=True, cwd=tmp_path)
+    proc = rltui_cli("export", str(run_id), "--format", "csv", check=True, cwd=tmp_path)
     folder = tmp_path / f"run-{run_id}-csv"  # the default directory, in the current directory
     assert "runs.csv" in proc.stderr
     tables = {}
@@ -93,14 +106,15 @@ def test_export_json_to_a_file_and_csv_tables(filled, db_path, tmp_path):
     assert json.loads(first["state"]) == 1 and json.loads(first["extras"])["Q"] == [0.1, 0.2, 0.3, 0.4]
 
     custom = tmp_path / "elsewhere"
-    rltui_cli("export", str(run_id), "--format", "csv", "-o", str(custom), db=db_path, check=True)
+    rltui_cli("export", str(run_id), "--format", "csv", "-o", str(custom), check=True)
     assert sorted(p.name for p in custom.iterdir()) == ["episodes.csv", "metrics.csv", "runs.csv", "steps.csv"]
 
 
-def test_export_of_an_unknown_run_is_a_clear_error(store, db_path):
-    proc = rltui_cli("export", "42", db=db_path)
+def test_export_of_an_unknown_run_is_a_clear_error(cli_store):
+    proc = rltui_cli("export", "42")
     assert proc.returncode == 2
     assert "no run with id 42" in proc.stderr and "Traceback" not in proc.stderr
+    assert PASSWORD not in proc.stderr
     assert proc.stdout == ""
 
 

@@ -1,9 +1,9 @@
-"""The schema lives in migrations/: models agree with it, it goes up and down with data intact, an
-old file is copied aside before an upgrade, and a newer or foreign file is refused untouched."""
+"""The schema lives in migrations/: models agree with it, it goes up and down with data intact (on
+SQLite and PostgreSQL), an old file is copied aside before an upgrade, a store from before rltui had
+its own version table is moved over, and a newer or foreign file is refused untouched."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from pathlib import Path
 
@@ -11,31 +11,45 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from conftest import rltui_cli
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder
 from rltui.store import StoreError, open_store
 from rltui.store.engine import create_store_engine
-from rltui.store.migrate import SCHEMA_HEAD, downgrade, head_revision, known_revisions, upgrade
+from rltui.store.migrate import (
+    LEGACY_REVISIONS,
+    SCHEMA_HEAD,
+    VERSION_TABLE,
+    current_revision,
+    downgrade,
+    head_revision,
+    known_revisions,
+    upgrade,
+)
 from rltui.store.models import Base
-from test_store import make_run
+from test_store import any_store, make_run  # noqa: F401 — any_store: the fixture
 
 TABLES = {"runs", "metrics", "episodes", "steps", "artifacts"}
 
 
 def schema_diff(engine) -> list:  # noqa: ANN001
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
         return compare_metadata(ctx, Base.metadata)
 
 
 def revision_of(path: Path) -> str | None:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        return conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()[0]
     finally:
         conn.close()
+
+
+def engine_revision(engine) -> str | None:  # noqa: ANN001
+    with engine.connect() as conn:
+        return current_revision(conn)
 
 
 def populate(store) -> int:  # noqa: ANN001
@@ -47,70 +61,82 @@ def populate(store) -> int:  # noqa: ANN001
     for i in range(3):
         steps = [StepRecord(t, t, t % 2, -1.0, t == 3, {"Q": np.array([0.5, -0.5]), "V": 0.25}) for t in range(4)]
         rec.episode(i, -4.0, 4, steps=steps, step=4 * (i + 1))
+    rec.episode(3, float("nan"), 1, steps=[StepRecord(0, 0, 1, -1.0, True)], step=17)  # a NaN return
+    rec.episode(4, -1.0, 2, steps=[StepRecord(0, 0, 1, float("inf"), False), StepRecord(1, 1, 0, -1.0, True)], step=19)
     rec.artifact("V", np.arange(3.0), step=0)
     rec.summary(best_return=-4.0)
     rec.close()
     return run_id
 
 
-def columns_of(path: Path) -> dict[str, list[str]]:
-    conn = sqlite3.connect(path)
+def snapshot(engine) -> dict[str, list[dict]]:  # noqa: ANN001
+    """Every row of every table, in a stable order."""
+    with engine.connect() as conn:
+        return {
+            t: sorted((dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {t}"))), key=lambda r: r["id"])
+            for t in sorted(TABLES)
+        }
+
+
+def file_snapshot(path: Path) -> dict[str, list[dict]]:
+    engine = create_store_engine(f"sqlite:///{path}")
     try:
-        return {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in sorted(TABLES)}
+        return snapshot(engine)
     finally:
-        conn.close()
+        engine.dispose()
 
 
-def snapshot(path: Path, columns: dict[str, list[str]] | None = None) -> dict[str, list]:
-    """Every row of every table (of `columns` only: those an older revision had), in a stable order."""
-    columns = columns or columns_of(path)
-    conn = sqlite3.connect(path)
-    try:
-        quoted = {t: ", ".join('"' + c + '"' for c in columns[t]) for t in TABLES}
-        return {t: sorted(conn.execute(f"SELECT {quoted[t]} FROM {t}").fetchall(), key=repr) for t in sorted(TABLES)}
-    finally:
-        conn.close()
+def without_nulls_older_revisions_cannot_hold(rows: dict[str, list[dict]], target: str) -> dict[str, list[dict]]:
+    """What a downgrade to `target` keeps: before 0003 no NULL metric, before 0007 no NULL return or
+    reward (and no steps of an episode that goes)."""
+    out = dict(rows)
+    if target < "0003":
+        out["metrics"] = [r for r in rows["metrics"] if r["value"] is not None]
+    if target < "0007":
+        gone = {e["id"] for e in rows["episodes"] if e["return"] is None}
+        out["episodes"] = [e for e in rows["episodes"] if e["id"] not in gone]
+        out["steps"] = [r for r in rows["steps"] if r["reward"] is not None and r["episode_id"] not in gone]
+    return out
 
 
-def test_models_and_migrations_agree(store):
-    assert schema_diff(store.engine) == []
+def test_models_and_migrations_agree(any_store):
+    assert schema_diff(any_store.engine) == []
     assert SCHEMA_HEAD == head_revision()  # the constant that spares alembic imports on open
-    with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    assert engine_revision(any_store.engine) == head_revision()
+    assert LEGACY_REVISIONS <= known_revisions()
 
 
-def test_up_and_down_on_an_empty_store(store):
-    downgrade(store.engine, "base")
-    assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
-    upgrade(store.engine, "head")
-    assert TABLES <= set(inspect(store.engine).get_table_names())
-    assert schema_diff(store.engine) == []
+def test_up_and_down_on_an_empty_store(any_store):
+    engine = any_store.engine
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) == {VERSION_TABLE}
+    upgrade(engine, "head")
+    assert TABLES <= set(inspect(engine).get_table_names())
+    assert schema_diff(engine) == []
 
 
-def test_up_and_down_on_a_populated_store_keeps_the_data(store, db_path):
+def test_up_and_down_on_a_populated_store_keeps_the_data(any_store):
+    store, engine = any_store, any_store.engine
     run_id = populate(store)
-    before = snapshot(db_path)
-    nan_rows = [r for r in before["metrics"] if r[4] is None]
-    assert len(nan_rows) == 1  # the NaN point
+    before = snapshot(engine)
+    assert [r["step"] for r in before["metrics"] if r["value"] is None] == [50]  # the NaN point
+    assert [e["index"] for e in before["episodes"] if e["return"] is None] == [3]
+    assert sum(r["reward"] is None for r in before["steps"]) == 1  # the inf reward
     for target in sorted(known_revisions())[:-1]:  # down to each older revision and back up
-        downgrade(store.engine, target)
-        assert revision_of(db_path) == target
-        upgrade(store.engine, "head")
-        after = snapshot(db_path)
-        if target < "0003":  # revisions before 0003 cannot hold NaN points: those alone are dropped
-            expected = {**before, "metrics": [r for r in before["metrics"] if r[4] is not None]}
-        else:
-            expected = before
-        assert after == expected
+        downgrade(engine, target)
+        assert engine_revision(engine) == target
+        upgrade(engine, "head")
+        after = snapshot(engine)
+        assert after == without_nulls_older_revisions_cannot_hold(before, target)
         before = after
-    assert schema_diff(store.engine) == []
-    # foreign keys are back on and the cascade still works after the table rebuilds
-    with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-    downgrade(store.engine, "base")
-    upgrade(store.engine, "head")
-    assert snapshot(db_path) == {t: [] for t in sorted(TABLES)}
+    assert schema_diff(engine) == []
+    if store.is_sqlite:  # foreign keys are back on and the cascade still works after the table rebuilds
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    downgrade(engine, "base")
+    upgrade(engine, "head")
+    assert snapshot(engine) == {t: [] for t in sorted(TABLES)}
     assert run_id == 1
 
 
@@ -119,7 +145,7 @@ def test_an_old_store_is_copied_aside_then_upgraded(db_path):
     populate(store)
     downgrade(store.engine, "0001")
     store.dispose()
-    old, old_columns = snapshot(db_path), columns_of(db_path)
+    old = file_snapshot(db_path)
     assert revision_of(db_path) == "0001"
 
     store = open_store(str(db_path))  # opening upgrades, after a backup
@@ -128,8 +154,10 @@ def test_an_old_store_is_copied_aside_then_upgraded(db_path):
         backups = sorted(db_path.parent.glob(f"{db_path.name}.0001.*.bak"))
         assert len(backups) == 1 and store.backup == backups[0]
         assert revision_of(backups[0]) == "0001"
-        assert snapshot(backups[0]) == old  # a complete copy on its own (no -wal next to it)
-        assert snapshot(db_path, old_columns) == old  # the data came through the upgrade
+        assert file_snapshot(backups[0]) == old  # a complete copy on its own (no -wal next to it)
+        # the data came through the upgrade (the columns later revisions add aside)
+        assert {t: [{k: r[k] for k in old_rows[0]} for r in file_snapshot(db_path)[t]] if old_rows else []
+                for t, old_rows in old.items()} == old
         assert oct(backups[0].stat().st_mode & 0o777) == oct(0o600)
     finally:
         store.dispose()
@@ -143,7 +171,7 @@ def _file_state(path: Path) -> tuple[bytes, bool, bool]:
 
 def _stamp(path: Path, revision: str) -> None:
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = ?", (revision,))
     conn.commit()
     conn.close()
 
@@ -223,15 +251,51 @@ def test_db_commands_through_the_cli(tmp_path):
     assert len(list(tmp_path.glob("cli.db.0001.*.bak"))) == 1
 
 
-def test_nan_metrics_round_trip(store):
-    run_id = make_run(store)
-    rec = StoreRecorder(store, run_id)
-    rec.log(0, loss=1.0)
-    rec.log(1, loss=float("nan"), q=float("inf"))
-    rec.close()
-    from rltui.store.queries import metric_series
+def as_an_old_rltui_left_it(conn) -> None:  # noqa: ANN001
+    """The revision in Alembic's default table, as every rltui before rltui_alembic_version kept it
+    (the DDL is Alembic's own for its version table)."""
+    (revision,) = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).one()
+    conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                      "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
+    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": revision})
+    conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
 
-    with store.read() as s:
-        values = [v for _, v, _ in metric_series(s, run_id, "loss")]
-        assert values[0] == 1.0 and (values[1] is None or math.isnan(values[1]))
-        assert metric_series(s, run_id, "q")[0][1] == math.inf
+
+def test_a_store_from_before_rltuis_own_version_table_is_moved_over(store_url):
+    """A store built at 0003 the old way (its revision in alembic_version) opens, is backed up (a
+    SQLite file), upgraded to head, and keeps its revision in rltui_alembic_version from then on."""
+    store = open_store(store_url)
+    populate(store)
+    downgrade(store.engine, "0003")
+    with store.engine.begin() as conn:
+        as_an_old_rltui_left_it(conn)
+    old = without_nulls_older_revisions_cannot_hold(snapshot(store.engine), "0003")
+    store.dispose()
+
+    store = open_store(store_url)
+    try:
+        tables = set(inspect(store.engine).get_table_names())
+        assert VERSION_TABLE in tables and "alembic_version" not in tables
+        assert engine_revision(store.engine) == head_revision()
+        assert snapshot(store.engine) == old
+        assert schema_diff(store.engine) == []
+        if store.is_sqlite:
+            assert store.backup is not None and store.backup.name.startswith("store.db.0003.")
+            assert file_snapshot(store.backup) == old
+    finally:
+        store.dispose()
+
+
+def test_the_old_layout_is_reported_and_upgraded_by_the_cli(db_path):
+    store = open_store(str(db_path))
+    downgrade(store.engine, "0003")
+    with store.engine.begin() as conn:
+        as_an_old_rltui_left_it(conn)
+    store.dispose()
+    before = db_path.read_bytes()
+    proc = rltui_cli("db", "current", db=db_path, check=True)
+    assert "revision 0003" in proc.stdout and "rltui db upgrade" in proc.stdout
+    assert db_path.read_bytes() == before
+    proc = rltui_cli("db", "upgrade", db=db_path, check=True)
+    assert f"upgraded to {head_revision()}" in proc.stdout
+    assert revision_of(db_path) == head_revision()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -12,7 +13,15 @@ from sqlalchemy import func, select
 from rltui.recorder import RecordPolicy, StepRecord, StoreRecorder, utcnow
 from rltui.store import open_store, resolve_url
 from rltui.store.models import Episode, Metric, Run, Step
-from rltui.store.queries import artifact_series, latest_artifact, metric_series
+from rltui.store.queries import artifact_series, episode_returns, latest_artifact, metric_series
+
+
+@pytest.fixture
+def any_store(store_url):
+    """The same store tests on a SQLite file and on a real PostgreSQL database."""
+    s = open_store(store_url)
+    yield s
+    s.dispose()
 
 
 def make_run(store) -> int:
@@ -48,7 +57,8 @@ def test_sqlite_is_tuned(store):
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
-def test_recorder_batches_metrics_episodes_and_artifacts(store):
+def test_recorder_batches_metrics_episodes_and_artifacts(any_store):
+    store = any_store
     run_id = make_run(store)
     rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=2, eval=True), flush_every=60)
     for step in range(100):
@@ -76,7 +86,8 @@ def test_recorder_batches_metrics_episodes_and_artifacts(store):
         assert s.get(Run, run_id).summary == {"best_return": 1.0}
 
 
-def test_deleting_a_run_cascades(store):
+def test_deleting_a_run_cascades(any_store):
+    store = any_store
     run_id = make_run(store)
     rec = StoreRecorder(store, run_id)
     rec.log(0, x=1.0)
@@ -89,7 +100,8 @@ def test_deleting_a_run_cascades(store):
             assert s.scalar(select(func.count(model.id))) == 0
 
 
-def test_checkpoints_keep_the_newest_two(store):
+def test_checkpoints_keep_the_newest_two(any_store):
+    store = any_store
     run_id = make_run(store)
     rec = StoreRecorder(store, run_id)
     assert rec.last_checkpoint() is None
@@ -120,7 +132,8 @@ def test_step_json_fast_path_matches_plain_json():
     assert json.loads(json_text(np.arange(4).reshape(2, 2)[:, 0])) == [0, 2]  # non-contiguous view
 
 
-def test_steps_written_by_the_fast_path_read_back_through_the_models(store):
+def test_steps_written_by_the_fast_path_read_back_through_the_models(any_store):
+    store = any_store
     run_id = make_run(store)
     rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1))
     steps = [StepRecord(np.int64(t), [0.1 * t, np.float32(0.5)], np.int64(t % 2), np.float32(-1.0), t == 1,
@@ -143,9 +156,13 @@ def _recorded(store, run_id):
         return metrics, eps, s.get(Run, run_id).summary
 
 
-def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monkeypatch):
-    """The Core-insert path other backends (PostgreSQL) take, run on SQLite, against the fast path."""
+def test_portable_core_path_writes_what_the_fast_path_writes(any_store, monkeypatch):
+    """The Core-insert path of backends without a fast path, against the fast path of this one
+    (raw executemany on SQLite, COPY on PostgreSQL), on the same store."""
+    from rltui.store import pg_copy
     from rltui.store.engine import Store
+
+    store = any_store
 
     def record(run_id):
         rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=2, eval=True), flush_every=60)
@@ -156,47 +173,84 @@ def test_portable_core_path_writes_what_the_sqlite_fast_path_writes(store, monke
                                                       StepRecord(1, [0.0, 1.0], 0, -0.5, True)], step=step)
                 rec.flush() if step == 8 else None  # pruning across flushes too
         rec.episode(0, 2.0, 1, phase="eval", steps=[StepRecord(0, 0, 0, 2.0, True)])
+        rec.artifact("V", np.arange(3.0), step=0)
         rec.summary(best=2.0)
         rec.close()
         return _recorded(store, run_id)
 
     fast = record(make_run(store))
     monkeypatch.setattr(Store, "is_sqlite", property(lambda self: False))
+    monkeypatch.setattr(pg_copy, "usable", lambda conn: False)
     core = record(make_run(store))
     assert fast[0] == core[0] and fast[2] == core[2] == {"best": 2.0}
     assert fast[1] == core[1]
     assert [(p, i) for p, i, *_rest, has, _steps in fast[1] if has] == [("train", 3), ("train", 4), ("eval", 0)]
+    assert fast[0][-1] == ("nan_at_end", 19, None)
 
 
-def test_postgresql_store_migrates_records_and_exports(pg_url):
+def test_postgresql_flushes_go_through_copy(pg_url, monkeypatch):
+    """On PostgreSQL with psycopg the recorder streams metrics, episodes and steps with COPY."""
+    from rltui.store import pg_copy
+
+    statements = []
+    real = pg_copy.copy_rows
+    monkeypatch.setattr(pg_copy, "copy_rows", lambda conn, sql, rows: (statements.append(sql.split()[1]), real(conn, sql, rows)))
+    store = open_store(pg_url)
+    try:
+        run_id = make_run(store)
+        rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1, last=0))
+        rec.log(0, loss=0.5)
+        rec.episode(0, 1.0, 1, steps=[StepRecord(0, 0, 1, 1.0, True, {"Q": [0.5, float("nan")]})])
+        rec.close()
+        assert statements == ["metrics", "episodes", "steps"]
+        with store.read() as s:
+            (ep,) = s.scalars(select(Episode)).all()
+            assert [(st.t, st.extras) for st in ep.steps] == [(0, {"Q": [0.5, None]})]
+            assert s.scalar(select(Metric.value)) == 0.5
+    finally:
+        store.dispose()
+
+
+def test_nan_and_inf_are_stored_as_null(any_store):
+    """A NaN or ±inf anywhere in a batch (metrics, returns, rewards, extras, summary) is kept as
+    null, and the rest of the batch with it; on PostgreSQL one NaN used to fail the whole flush."""
+    store = any_store
+    nan, inf = float("nan"), float("inf")
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1, last=0), flush_every=60)
+    rec.log(0, loss=1.0, q=inf, kl=-inf, g=nan)
+    rec.log(1, loss=np.float32("nan"))
+    steps = [StepRecord(0, [nan, 0.5], 1, inf, False, {"Q": np.array([0.5, np.nan, -np.inf]), "V": nan, "ok": 2}),
+             StepRecord(1, [0.0, 0.5], 0, nan, True)]
+    rec.episode(0, nan, 2, steps=steps, step=2)
+    rec.episode(1, 3.0, 1, steps=[StepRecord(0, 0, 0, 3.0, True)], step=3)
+    rec.summary(best_return=nan, last=3.0)
+    rec.close()
+    with store.read() as s:
+        metrics = s.execute(select(Metric.step, Metric.key, Metric.value).where(Metric.run_id == run_id)).all()
+        assert sorted(map(tuple, metrics)) == [(0, "g", None), (0, "kl", None), (0, "loss", 1.0), (0, "q", None),
+                                               (1, "loss", None)]
+        eps = s.scalars(select(Episode).order_by(Episode.index)).all()
+        assert [(e.index, e.return_) for e in eps] == [(0, None), (1, 3.0)]
+        assert [(st.state, st.reward, st.extras) for st in eps[0].steps] == [
+            ([None, 0.5], None, {"Q": [0.5, None, None], "V": None, "ok": 2}), ([0.0, 0.5], None, None)]
+        assert s.get(Run, run_id).summary == {"best_return": None, "last": 3.0}
+        returns = [r[4] for r in episode_returns(s, run_id)]  # what the lab plots: NaN, never None
+        assert math.isnan(returns[0]) and returns[1] == 3.0
+
+
+def test_postgresql_store_is_at_head_and_agrees_with_the_models(pg_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from rltui.export import run_export
-    from rltui.store.migrate import downgrade, head_revision, upgrade
+    from rltui.store.migrate import VERSION_TABLE, current_revision, head_revision
     from rltui.store.models import Base
 
     store = open_store(pg_url)
     try:
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
-            assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
-        run_id = make_run(store)
-        rec = StoreRecorder(store, run_id, policy=RecordPolicy(last=1))
-        for step in range(5):
-            rec.log(step, loss=float(step))
-        rec.log(5, loss=float("nan"))
-        for i in range(2):
-            rec.episode(i, 1.0, 2, steps=[StepRecord(0, [0.5], 1, 0.5, False, {"Q": np.ones(2)}), StepRecord(1, [1.0], 0, 0.5, True)], step=2 * i)
-        rec.summary(best=1.0)
-        rec.close()
-        data = run_export(store, run_id)
-        assert data["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
-        assert [t["index"] for t in data["trajectories"]] == [1]
-        assert data["trajectories"][0]["steps"][0] == {"t": 0, "state": [0.5], "action": 1, "reward": 0.5, "done": False, "extras": {"Q": [1.0, 1.0]}}
-        downgrade(store.engine, "0001")
-        upgrade(store.engine, "head")
-        # PostgreSQL keeps NaN as NaN (never NULL), so even a downgrade below 0003 keeps the point.
-        assert run_export(store, run_id)["metrics"]["loss"] == [[s, float(s)] for s in range(5)] + [[5, None]]
+            assert current_revision(conn) == head_revision()
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+            assert compare_metadata(ctx, Base.metadata) == []
     finally:
         store.dispose()

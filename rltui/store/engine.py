@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from typing import TYPE_CHECKING, Any
 
 from rltui.store.faults import DAMAGED, READ_ONLY, StoreError, StoreFault, describe
-from rltui.store.migrate import SCHEMA_HEAD, upgrade_to_head
+from rltui.store.migrate import SCHEMA_HEAD, SchemaState, read_schema_state, upgrade_to_head
 from rltui.store.sql import AlchemyDatabase, SQLiteDatabase, sqlite_uri, tune_sqlite_connection
 
 if TYPE_CHECKING:
@@ -179,8 +179,8 @@ def _not_a_store(path: Path, exc: Exception) -> StoreError:
     )
 
 
-def _read_sqlite_revision(path: Path) -> tuple[str | None, bool]:
-    """(alembic revision, has any table) of an existing SQLite file, read without touching it."""
+def _read_sqlite_state(path: Path) -> SchemaState:
+    """The schema state of an existing SQLite file, read without touching it."""
     if path.is_dir():
         raise StoreError(f"{path} is a directory; give --db a file path such as {path / 'rltui.db'}")
     try:
@@ -188,15 +188,44 @@ def _read_sqlite_revision(path: Path) -> tuple[str | None, bool]:
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the store ({exc}); check the path and its permissions") from exc
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "alembic_version" not in tables:
-            return None, bool(tables)
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return (row[0] if row else None), True
+        return read_schema_state(
+            (r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")),
+            lambda table: [r[0] for r in conn.execute(f"SELECT version_num FROM {table}")],
+        )
     except sqlite3.DatabaseError as exc:
         raise _not_a_store(path, exc) from exc
     finally:
         conn.close()
+
+
+def display_url(url: str) -> str:
+    """A store's URL as it may be shown: a SQLite file as its path, any other URL without its password."""
+    try:
+        path = sqlite_path(url)
+        if path is not None:
+            return str(path)
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 — not a URL we can parse: show its scheme alone, never the rest
+        return url.split("://", 1)[0] + "://…"
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (a driver's error message, say) with the URL's password masked, in case it quotes it."""
+    from urllib.parse import unquote
+
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001
+        return text
+    if not password:
+        return text
+    for form in {str(password), quote(str(password), safe=""), unquote(str(password))}:
+        text = text.replace(form, "***")
+    return text
 
 
 class Store:
@@ -218,18 +247,18 @@ class Store:
         self._sql_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Store(url={self.url!r})"
+        return f"Store(url={self.where!r})"
+
+    @property
+    def where(self) -> str:
+        """The store as it may be shown to a user (never with the URL's password)."""
+        return display_url(self.url)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = create_store_engine(self.url, read_only=bool(self.read_only))
         return self._engine
-
-    @property
-    def where(self) -> str:
-        """The store as messages name it: its file, or its URL without a password."""
-        return store_location(self.url)
 
     def refuse_writes(self) -> None:
         if self.read_only:
@@ -292,27 +321,24 @@ class Store:
 
 
 def store_location(url: str) -> str:
-    path = sqlite_path(url)
-    if path is not None:
-        return str(path)
-    if url.startswith("sqlite"):
-        return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string()  # the password as ***
+    """The store as messages name it: its file, or its URL without a password."""
+    return display_url(url)
 
 
 def create_store_engine(url: str, read_only: bool = False) -> Engine:
     from sqlalchemy import create_engine
 
+    from rltui.store.sql import json_text
+
+    # JSON columns written through the ORM or Core get the same text as Store.sql's: NaN as null.
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:  # options were checked by resolve_url; read-only connects as sql.sqlite_uri
             url = f"sqlite:///{sqlite_uri(str(path), True)}&uri=true" if read_only else f"sqlite:///{path}"
-        engine = create_engine(url, connect_args={"timeout": 15})
+        engine = create_engine(url, connect_args={"timeout": 15}, json_serializer=json_text)
         _tune_sqlite(engine, read_only)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text)
     _ENGINES.add(engine)
     return engine
 
@@ -323,40 +349,51 @@ def open_store(db: str | None = None, *, upgrade: bool = True) -> Store:
     try:
         path = sqlite_path(url)
     except Exception as exc:  # a malformed URL
-        raise StoreError(f"{url!r} is neither a file path nor a database URL ({exc})") from exc
+        raise StoreError(f"{display_url(url)!r} is neither a file path nor a database URL ({_scrub(str(exc), url)})") from exc
     backup = (_prepare_sqlite_file(path, upgrade=upgrade, read_only=read_only_reason(path, sqlite_options(url)))
               if path is not None else None)
     if path is not None:
         return Store(url=url, backup=backup)  # the engine comes when a session is first asked for
+    where = display_url(url)
     try:
         engine = create_store_engine(url)
     except Exception as exc:  # a URL naming a driver that is not installed
-        from sqlalchemy.engine import make_url
+        raise StoreError(f"{where}: cannot open the store ({_scrub(str(exc), url)})") from exc
+    from rltui.store.migrate import schema_state
 
-        raise StoreError(f"{make_url(url).render_as_string()}: cannot open the store ({exc})") from exc
-    if upgrade:
-        from rltui.store.migrate import current_revision
-
-        try:
-            with engine.connect() as conn:
-                current = current_revision(conn)
-        except Exception as exc:
-            engine.dispose()
-            raise StoreError(f"{engine.url.render_as_string()}: cannot connect ({exc})") from exc
-        _refuse_unknown(engine.url.render_as_string(), current)
-        if current != SCHEMA_HEAD:
+    try:
+        with engine.connect() as conn:
+            state = schema_state(conn)
+    except Exception as exc:
+        engine.dispose()
+        raise StoreError(f"{where}: cannot connect ({_scrub(str(exc), url)})") from exc
+    try:
+        _refuse_foreign(where, state)
+        if upgrade and state.needs_upgrade:
             upgrade_to_head(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return Store(url=url, engine=engine, backup=backup)
 
 
-def _refuse_unknown(where: str, revision: str | None) -> None:
-    from rltui.store.migrate import head_revision, known_revisions
+def _refuse_foreign(where: str, state: SchemaState) -> None:
+    """Refuse a store written by a newer rltui, and a database that holds something else."""
+    if state.revision is not None and state.revision != SCHEMA_HEAD:
+        from rltui.store.migrate import head_revision, known_revisions
 
-    if revision is not None and revision != SCHEMA_HEAD and revision not in known_revisions():
+        if state.revision not in known_revisions():
+            raise StoreError(
+                f"{where}: this store's schema is at revision {state.revision!r}, which this rltui does "
+                f"not know (it was written by a newer rltui). Upgrade rltui (this one knows revisions up "
+                f"to {head_revision()!r}) or point --db at another store; the store was left untouched."
+            )
+    if state.revision is None and not state.empty:
+        found = f"its alembic_version holds {state.foreign_revision!r}, another app's revision" if (
+            state.foreign_revision) else "it has tables and no rltui schema revision"
         raise StoreError(
-            f"{where}: this store's schema is at revision {revision!r}, which this rltui does not "
-            f"know (it was written by a newer rltui). Upgrade rltui (this one knows revisions up to "
-            f"{head_revision()!r}) or point --db at another store; the store was left untouched."
+            f"{where} is not an rltui store ({found}). Point --db or $RLTUI_DB at an rltui store, or at "
+            f"an empty database or a new file name to create one; nothing was changed."
         )
 
 
@@ -395,7 +432,7 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
 
 def sqlite_revision(path: Path) -> str | None:
     """The schema revision of an existing SQLite store, read without touching the file."""
-    return _read_sqlite_revision(path)[0]
+    return _read_sqlite_state(path).revision
 
 
 def _prepare_sqlite_file(path: Path, *, upgrade: bool, read_only: str | None = None) -> Path | None:
@@ -403,22 +440,17 @@ def _prepare_sqlite_file(path: Path, *, upgrade: bool, read_only: str | None = N
     if read_only and not path.exists():
         raise StoreError(f"{path}: no store there, and none can be created ({read_only})")
     if path.exists():
-        revision, has_tables = _read_sqlite_revision(path)
-        _refuse_unknown(str(path), revision)
-        if revision is None and has_tables:
-            raise StoreError(
-                f"{path} is a SQLite database but not an rltui store (it has tables and no rltui "
-                f"schema revision). Point --db at an rltui store or at a new file name."
-            )
-        if not upgrade or revision == SCHEMA_HEAD:
+        state = _read_sqlite_state(path)
+        _refuse_foreign(str(path), state)
+        if not upgrade or not state.needs_upgrade:
             return None
         if read_only:
             raise StoreError(
-                f"{path}: this store's schema is at revision {revision or 'none'}, older than this rltui's "
+                f"{path}: this store's schema is at revision {state.revision or 'none'}, older than this rltui's "
                 f"{SCHEMA_HEAD}, and it cannot be upgraded: it is read-only ({read_only}). Open it with a "
                 f"writable copy, or with the rltui that wrote it"
             )
-        backup = backup_sqlite(path, revision) if revision is not None else None
+        backup = backup_sqlite(path, state.revision) if state.revision is not None else None
         engine = create_store_engine(f"sqlite:///{path}")
         try:
             upgrade_to_head(engine)

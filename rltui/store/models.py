@@ -113,7 +113,7 @@ class Metric(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(100))
     step: Mapped[int] = mapped_column(Integer)
-    # NULL stands for NaN: SQLite stores a NaN REAL as NULL (a diverged loss is worth keeping).
+    # NULL stands for NaN and ±inf, on every backend (a diverged loss is worth keeping).
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)  # seconds since the run started
     # A bucket of thinned points (rltui/store/thinning.py): how many it stands for, their min, max
@@ -135,7 +135,8 @@ class Episode(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer)
     phase: Mapped[str] = mapped_column(String(16), default="train")  # train | eval
-    return_: Mapped[float] = mapped_column("return", Float)
+    # NULL stands for NaN or ±inf, as in metrics.value (a diverged run's returns are worth keeping).
+    return_: Mapped[float | None] = mapped_column("return", Float, nullable=True)
     length: Mapped[int] = mapped_column(Integer)
     step: Mapped[int | None] = mapped_column(Integer, default=None)  # global step at its end
     wall_time: Mapped[float] = mapped_column(Float, default=0.0)
@@ -175,7 +176,7 @@ class Step(Base):
     t: Mapped[int] = mapped_column(Integer)
     state: Mapped[Any] = mapped_column(JSON)
     action: Mapped[Any] = mapped_column(JSON)
-    reward: Mapped[float] = mapped_column(Float)
+    reward: Mapped[float | None] = mapped_column(Float, nullable=True)  # NULL: NaN or ±inf
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     extras: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 

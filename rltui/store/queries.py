@@ -255,13 +255,16 @@ def _seek_sample(session: Session, run_id: int, key: str, lo: int, hi: int, n: i
 def episode_returns(
     session: Session, run_id: int, after_id: int = 0, phase: str = "train"
 ) -> list[tuple[int, int, int | None, float, float, int]]:
-    """(id, index, step, wall_time, return, length) of episodes with id > after_id, in id order."""
+    """(id, index, step, wall_time, return, length) of episodes with id > after_id, in id order.
+
+    A return stored as NULL (it was NaN or ±inf) comes back as NaN, a number the plots can skip."""
     rows = session.execute(
         select(Episode.id, Episode.index, Episode.step, Episode.wall_time, Episode.return_, Episode.length)
         .where(Episode.run_id == run_id, Episode.phase == phase, Episode.id > after_id)
         .order_by(Episode.id)
     )
-    return [tuple(r) for r in rows]
+    nan = float("nan")
+    return [(i, index, step, wall, nan if ret is None else ret, length) for i, index, step, wall, ret, length in rows]
 
 
 def episode_rows(

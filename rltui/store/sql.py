@@ -7,17 +7,21 @@ SQLAlchemy `text()` (any other backend). Values cross both the same way:
 
 - datetimes are written as SQLAlchemy writes them on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", so the
   ORM reads them back and equality with a stored value holds); read them with `as_datetime`;
-- JSON columns are written as `Json(value)` and read with `as_json`;
+- JSON columns are written as `Json(value)` (as `json_text` writes it) and read with `as_json`;
+- NaN and ±inf are stored as null on every backend, in REAL columns and inside JSON (standard JSON
+  has no NaN, and PostgreSQL refuses one: a single NaN in a batch failed the whole transaction);
 - rows come back as plain tuples.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
 import weakref
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Sequence
@@ -64,6 +68,72 @@ def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+_INF = math.inf
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A REAL column's value: a float, or None for NaN and ±inf (a comparison, no call)."""
+    value = float(value)
+    return value if -_INF < value < _INF else None
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars and arrays (and nested containers of them) as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
+        return value.tolist()
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors: without importing either
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# The C encoder with a hook for numpy/torch values: plain Python data never leaves C.
+_json_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+try:  # orjson is ~10x faster than json on the small per-step objects (see bench/bench_store.py)
+    import orjson
+
+    _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+    def _fast_encode(value: Any) -> str:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTS).decode()
+
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _fast_encode = _json_encode
+
+
+def json_text(value: Any) -> str:
+    """`value` as compact standard JSON text; the fast path for the per-step columns.
+
+    NaN and ±inf become null (standard JSON has no NaN; PostgreSQL's json refuses it).
+    """
+    if type(value) is int:  # tabular states and actions (bool is excluded on purpose)
+        return str(value)
+    try:
+        return _fast_encode(value)
+    except TypeError:  # e.g. integers beyond 64 bits: convert the slow way, same output
+        return _json_encode(_finite_or_null(to_jsonable(value)))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 # A test hook, and a way to cap a store's size: SQLite's max_page_count on every connection this
 # process opens. Past it, writes fail exactly as on a full disk ("database or disk is full").
 MAX_PAGE_COUNT_ENV = "RLTUI_SQLITE_MAX_PAGE_COUNT"
@@ -101,7 +171,7 @@ def _sqlite_param(value: Any) -> Any:
     if isinstance(value, datetime):
         return sqlite_datetime(value)
     if isinstance(value, Json):
-        return json.dumps(value.value, separators=(",", ":"))
+        return json_text(value.value)
     return value
 
 
@@ -149,6 +219,7 @@ class AlchemyTx(Tx):
         json_names = [k for k, v in params.items() if isinstance(v, Json)]
         if json_names:
             statement = statement.bindparams(*(bindparam(k, type_=JSON) for k in json_names))
+        # JSON goes through the engine's json_serializer (json_text: NaN as null).
         values = {k: v.value if isinstance(v, Json) else v for k, v in params.items()}
         return self.conn.execute(statement, values)
 

@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store = open_store(args[0])
     ids = populate(store, live="--live" in args)
-    print(f"wrote {len(ids)} demo runs to {store.url}")
+    print(f"wrote {len(ids)} demo runs to {store.where}")
     return 0
 
 
