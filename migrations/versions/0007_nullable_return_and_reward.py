@@ -7,7 +7,7 @@ diverged episode made the recorder's whole batch fail, losing its metrics, episo
 Downgrade deletes the rows older rltui versions cannot hold (as 0003 does for metrics).
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01 20:40:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

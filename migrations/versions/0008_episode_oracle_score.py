@@ -5,7 +5,7 @@ oracle's score (the gold) is kept beside it, so the lab can rank the responses t
 model (return − oracle_score) and replay them token by token. Null for every other env.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 20:40:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
