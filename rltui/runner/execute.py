@@ -298,23 +298,30 @@ FULL_DISK_WAIT = 600.0  # s a worker keeps trying to record its failure on a ful
 
 
 def finish_failed(store: Store, run_id: int, exc: BaseException, tb: str, pid: int) -> None:
-    """Record a failed run even on a full disk: as soon as its one row can be written."""
+    """Record a failed run even on a full disk: as soon as its one row can be written, dropping the
+    traceback (the log has it), then all but the fault's first words, if the row would not fit."""
     import time
 
     from rltui.store.faults import FULL, StoreFault, fault_kind
 
     error = str(exc) if isinstance(exc, StoreFault) else f"{type(exc).__name__}: {exc}"
-    deadline = time.monotonic() + FULL_DISK_WAIT
+    tries = [(error, tb), (error, None), (f"{store.where}: disk full", None)]
+    deadline, said = time.monotonic() + FULL_DISK_WAIT, False
     while True:
+        text, trace = tries[0]
         try:
-            return finish_run(store, run_id, FAILED, error=error, tb=tb, pid=pid)
+            return finish_run(store, run_id, FAILED, error=text, tb=trace, pid=pid)
         except Exception as again:
             if fault_kind(again) != FULL or time.monotonic() > deadline:
                 raise
-            if tb is not None:
-                tb = None  # the traceback may be what does not fit; the log has it
+            if len(tries) > 1:
+                tries.pop(0)
                 continue
-            time.sleep(1.0)
+            if not said:
+                said = True
+                print(f"rltui: run {run_id}: waiting for space in {store.where} to record that it failed",
+                      file=sys.stderr, flush=True)
+            time.sleep(2.0)
 
 
 def _status(store: Store, run_id: int) -> str | None:
