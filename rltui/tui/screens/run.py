@@ -35,6 +35,7 @@ from rltui.store.queries import (
     run_rows,
     run_status_note,
 )
+from rltui.store.queries import by_proxy_gold_gap, proxy_gold_gap
 from rltui.text import clip, printable
 from rltui.tui import format as fmt
 from rltui.tui import run_actions
@@ -69,6 +70,7 @@ class RunScreen(LabScreen):
         Binding("k", "cancel_run", "Cancel"),
         Binding("u", "resume_run", "Resume"),
         Binding("slash", "search_log", "Search log", key_display="/", show=False),
+        Binding("o", "order_episodes", "Rank by proxy − gold", show=False),
         Binding("1", "tab('plots')", "Plots", show=False),
         Binding("2", "tab('values')", "Values", show=False),
         Binding("3", "tab('episodes')", "Episodes", show=False),
@@ -114,9 +116,9 @@ class RunScreen(LabScreen):
         self.q_table = Static("", id="q-table")
         self.episodes_status = Static("", id="episodes-status", classes="statusline")
         self.episodes_table = DataTable(id="episodes-table", cursor_type="row", zebra_stripes=True)
-        for key, label in (("index", "Episode"), ("phase", "Phase"), ("return", "Return G"),
-                           ("length", "Length"), ("step", "Step"), ("traj", "Replay")):
-            self.episodes_table.add_column(label, key=key)
+        self.has_gold = False  # LM episodes scored by a reward model carry the oracle's (gold) score
+        self.episode_order = "time"  # or "gap": the responses that fool the reward model first
+        self._set_episode_columns()
         self.config_text = Static("", id="config-text", classes="pane")
         self.log_view = Log(id="log-text", max_lines=LOG_KEEP_LINES, auto_scroll=True)  # follows from the end
         self.log_status = Static("", id="log-status", classes="statusline")
@@ -410,14 +412,49 @@ class RunScreen(LabScreen):
         plot.set_data(PlotData(
             title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel, series=[series]))
 
+    def _set_episode_columns(self) -> None:
+        table = self.episodes_table
+        table.clear(columns=True)
+        gold = [("gold", "Gold"), ("gap", "Proxy − gold")] if self.has_gold else []
+        for key, label in (("index", "Episode"), ("phase", "Phase"), ("return", "Return G"), *gold,
+                           ("length", "Length"), ("step", "Step"), ("traj", "Replay")):
+            table.add_column(label, key=key)
+        self._episodes_window = (0, 0)
+
     def add_episodes(self, episodes: list[dict[str, Any]]) -> None:
         """Keep the new episodes; the table shows them only while its tab is open (see show_episodes)."""
         for ep in episodes:
             self.episodes.append(ep)
             self._episodes_meta[ep["id"]] = ep
             self.episode_list_last = max(self.episode_list_last, ep["id"])
+        if not self.has_gold and any(ep.get("oracle_score") is not None for ep in episodes):
+            self.has_gold = True  # the gold and proxy − gold columns appear, and the `o` key
+            self._set_episode_columns()
+            self.refresh_bindings()
         if self.query_one("#run-tabs", TabbedContent).active == "episodes":
             self.show_episodes()
+
+    def action_order_episodes(self) -> None:
+        """Episodes in time order, or ranked by proxy − gold: the responses the reward model overrates most."""
+        self.episode_order = "gap" if self.episode_order == "time" else "time"
+        self.episodes_table.clear()
+        self._episodes_window = (0, 0)
+        self.action_tab("episodes")
+        self.show_episodes()
+
+    def show_ranked_episodes(self) -> None:
+        """The EPISODE_PAGE episodes with the largest proxy − gold, largest first (redrawn as they come)."""
+        table = self.episodes_table
+        ranked = [ep for ep in by_proxy_gold_gap(self.episodes) if ep.get("oracle_score") is not None][:EPISODE_PAGE]
+        keep = self._episode_under_cursor() if table.row_count else None
+        table.clear()
+        self._add_episode_rows(table, ranked, self.has_gold)
+        self._episodes_window = (0, len(self.episodes))
+        if keep is not None and str(keep) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
+        self.episodes_status.update(Text(
+            f"{fmt.count(len(self.episodes))} episodes · the {fmt.count(table.row_count)} the reward model overrates most"
+            " (proxy return − gold score, largest first) · o: time order · enter replays"), layout=False)
 
     def show_episodes(self, older: bool = False) -> None:
         """Bring the episodes table up to date: a window of the newest episodes, oldest first.
@@ -427,6 +464,9 @@ class RunScreen(LabScreen):
         appended below (the cursor follows them from the last row, like `tail -f`), a page more of
         older ones each time the cursor reaches the top (`older`).
         """
+        if self.episode_order == "gap":
+            self.show_ranked_episodes()
+            return
         table = self.episodes_table
         total = len(self.episodes)
         shown_to = self._episodes_window[1]
@@ -436,14 +476,14 @@ class RunScreen(LabScreen):
             lo = max(0, lo - EPISODE_PAGE) if older else max(0, total - EPISODE_PAGE)
             keep = self._episode_under_cursor() if table.row_count else None
             table.clear()
-            self._add_episode_rows(table, self.episodes[lo:])
+            self._add_episode_rows(table, self.episodes[lo:], self.has_gold)
             self._episodes_window = (lo, total)
             if keep is not None and str(keep) in table.rows:
                 table.move_cursor(row=table.get_row_index(str(keep)), animate=False)
             elif table.row_count:
                 table.move_cursor(row=table.row_count - 1, animate=False)
         elif total > shown_to:
-            self._add_episode_rows(table, self.episodes[shown_to:])
+            self._add_episode_rows(table, self.episodes[shown_to:], self.has_gold)
             self._episodes_window = (self._episodes_window[0], total)
             if at_end:
                 table.move_cursor(row=table.row_count - 1, animate=False)
@@ -452,14 +492,18 @@ class RunScreen(LabScreen):
             f"{fmt.count(total)} episodes ({fmt.count(train)} train, {fmt.count(total - train)} eval)"
             f" · showing {fmt.count(table.row_count)}"
             + (" (up at the top for older ones)" if self._episodes_window[0] else "")
-            + " · enter replays the episode under the cursor"), layout=False)
+            + " · enter replays the episode under the cursor"
+            + (" · o: rank by proxy − gold" if self.has_gold else "")), layout=False)
 
     @staticmethod
-    def _add_episode_rows(table: DataTable, episodes: list[dict[str, Any]]) -> None:
+    def _add_episode_rows(table: DataTable, episodes: list[dict[str, Any]], gold: bool = False) -> None:
         for ep in episodes:
+            gap = proxy_gold_gap(ep)
+            gold_cells = [Text(fmt.num(ep.get("oracle_score")) if gap is not None else "", justify="right"),
+                          Text(fmt.num(gap) if gap is not None else "", justify="right")] if gold else []
             table.add_row(
                 Text(str(ep["index"]), justify="right"), fmt.plain(ep["phase"], 8),
-                Text(fmt.num(ep["return"]), justify="right"),
+                Text(fmt.num(ep["return"]), justify="right"), *gold_cells,
                 Text(str(ep["length"]), justify="right"), Text(fmt.count(ep["step"]), justify="right"),
                 "▶ replay" if ep["has_trajectory"] else "", key=str(ep["id"]),
             )
@@ -577,6 +621,8 @@ class RunScreen(LabScreen):
         footer; None would show them greyed out, which says nothing to a Q-learning or PPO run)."""
         if action in ("sweep", "sweep_to"):
             return bool(self.sweeps)
+        if action == "order_episodes":
+            return self.has_gold
         return True
 
     def action_cycle_x(self) -> None:
