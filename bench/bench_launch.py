@@ -167,7 +167,7 @@ class WorkerSampler:
         import glob
 
         while not self.done.is_set():
-            count, rss = 0, 0.0
+            found: dict[str, tuple[str, float]] = {}  # pid -> (parent pid, RSS MiB)
             for path in glob.glob("/proc/[0-9]*/cmdline"):
                 try:
                     with open(path, "rb") as f:
@@ -175,15 +175,17 @@ class WorkerSampler:
                     if b"rltui.runner.worker" not in cmd or self.marker not in cmd:
                         continue
                     with open(path[:-7] + "status") as f:
-                        status = f.read()
+                        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
                 except OSError:
                     continue
-                if "State:\tZ" in status:
+                if status.get("State", "").strip().startswith("Z"):
                     continue
-                count += 1
-                for line in status.splitlines():
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1]) / 1024
+                rss_kib = status.get("VmRSS", "0 kB").split()[0]
+                found[path.split("/")[2]] = (status.get("PPid", "").strip(), int(rss_kib) / 1024)
+            # A worker's own child between fork and exec (a subprocess it runs) shows the worker's
+            # command line for a moment: it is not another worker.
+            workers = {pid: v for pid, v in found.items() if v[0] not in found}
+            count, rss = len(workers), sum(v[1] for v in workers.values())
             self.most, self.peak_rss_mib = max(self.most, count), max(self.peak_rss_mib, rss)
             self.samples += 1
             time.sleep(0.01)
@@ -208,6 +210,7 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
     # The peer, measured in the same conditions just before: one run alone, launched the same way.
     single_db = tmp / f"single-{via}.db"
     open_store(str(single_db)).dispose()
+    peer_sampler = WorkerSampler(str(single_db))  # the same /proc sampling load as the burst's
     t_single = time.perf_counter()
     if via == "submit":
         single_store = open_store(str(single_db))
@@ -218,6 +221,7 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     single_first = wait_first_metric(single_db, 1, cpu=False)[0] - t_single
     _wait_drained(single_db)
+    peer_sampler.stop()
     sampler = WorkerSampler(str(db))
     import threading
 

@@ -49,12 +49,15 @@ def listed(db) -> dict[int, dict]:
     return {r["id"]: r for r in json.loads(rltui_cli("ls", "--json", db=db, check=True).stdout)}
 
 
-def test_a_waiting_run_shows_what_it_waits_for_and_fails_at_once_when_that_run_fails(store):
-    dep = launch.submit(store, probe(steps=40, fail=30))
+def test_a_waiting_run_shows_what_it_waits_for_and_fails_at_once_when_that_run_fails(store, monkeypatch):
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "1")
+    blocker = launch.submit(store, probe(steps=400, name="blocker"))  # holds the one slot meanwhile
+    dep = launch.submit(store, probe(steps=10, fail=3))
     stage = launch.submit(store, load_config_text(STAGE.format(ref=dep)))
     shown = listed(store.path)[stage]
     assert shown["status"] == "queued" and shown["status_note"] == f"waits for run {dep}"
     assert f"waits for run {dep}" in rltui_cli("ls", db=store.path, check=True).stdout
+    assert launch.cancel(store, blocker, wait=True, grace=5) == "cancelled"  # the dep starts now, and fails
     wait_status(store, dep, {"failed"})
     failed = wait_status(store, stage, {"failed"}, timeout=5)  # the dep's worker settles it on its way out
     assert failed["error"] == f"algo.init_run = {dep}: run {dep} (heartbeat_probe) failed; this run cannot start without it"

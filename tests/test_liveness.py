@@ -94,8 +94,12 @@ def test_other_hosts_go_by_the_heartbeat_and_a_reboot_ends_every_run_of_the_boot
 
 
 HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+import os, sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+if len(sys.argv) > 2:  # stand in for run 1's worker: claim it (committed), then freeze inside a write
+    start = int(open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[19])
+    conn.execute("UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host_id = ?, host = ?,"
+                 " heartbeat_at = datetime('now') WHERE id = 1", (os.getpid(), start, sys.argv[2], os.uname().nodename))
 conn.execute("BEGIN IMMEDIATE")
 conn.execute("UPDATE runs SET notes = 'held' WHERE id = 1")
 print("holding", flush=True)
@@ -119,7 +123,8 @@ def test_readers_stay_fast_and_correct_while_another_process_holds_the_write_loc
             proc = rltui_cli(*args, db=store.path, timeout=60)
             took = time.monotonic() - start
             assert proc.returncode == 0, (args, proc.stderr)
-            assert "locked" not in proc.stderr and took < 5, (args, took, proc.stderr)
+            # Waiting for the lock would take the 15 s busy timeout; a loaded machine's start-up, seconds.
+            assert "locked" not in proc.stderr and took < 12, (args, took, proc.stderr)
             if args[0] == "ls":
                 listed = {r["id"]: r for r in json.loads(proc.stdout)}
                 assert listed[done]["summary"] == {"final_return": 5.0}
@@ -137,19 +142,15 @@ def test_readers_stay_fast_and_correct_while_another_process_holds_the_write_loc
 
 @pytest.mark.slow
 def test_a_worker_stopped_inside_its_write_leaves_readers_working_and_a_launch_one_clear_line(store, tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path)], stdout=subprocess.PIPE, text=True)
+    launch.submit(store, load_config_text(PROBE), start=False)
+    # A stand-in worker: the run is its, and it is frozen inside its write transaction.
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path), host_id()], stdout=subprocess.PIPE, text=True)
     try:
-        # A stand-in worker: the run is its, and it is frozen inside its write transaction.
-        launch.submit(store, load_config_text(PROBE), start=False)
-        with store.sql.write() as tx:
-            tx.run("UPDATE runs SET status = 'running', pid = :pid, pid_start = :start, host_id = :hid, host = :host,"
-                   " heartbeat_at = :now WHERE id = 1", pid=holder.pid, start=process_start(holder.pid),
-                   hid=host_id(), host=os.uname().nodename, now=utcnow())
         assert holder.stdout.readline().strip() == "holding"
         os.kill(holder.pid, signal.SIGSTOP)
         start = time.monotonic()
-        assert rltui_cli("ls", db=store.path, check=True, timeout=60)
-        assert time.monotonic() - start < 5
+        listing = rltui_cli("ls", db=store.path, check=True, timeout=60)
+        assert time.monotonic() - start < 12 and "running" in listing.stdout
         config = tmp_path / "probe.toml"
         config.write_text(PROBE)
         proc = rltui_cli("run", str(config), "--detach", db=store.path, timeout=60)

@@ -35,19 +35,21 @@ def probe(name: str = "p", steps: int = 10, step_seconds: float = 0.01):
 
 
 def worker_pids(marker: str) -> list[int]:
-    """Live worker processes whose command line names `marker` (a store path), from /proc."""
-    out = []
+    """Live worker processes whose command line names `marker` (a store path), from /proc. A worker's
+    own child between fork and exec (a subprocess it runs) shows the same command line for a moment:
+    it is not another worker."""
+    found = {}
     for path in glob.glob("/proc/[0-9]*/cmdline"):
         try:
             with open(path, "rb") as f:
                 cmd = f.read()
             with open(path.replace("cmdline", "stat")) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
         except OSError:
             continue
         if b"rltui.runner.worker" in cmd and marker.encode() in cmd and state != "Z":
-            out.append(int(path.split("/")[2]))
-    return out
+            found[int(path.split("/")[2])] = int(ppid)
+    return [pid for pid, ppid in found.items() if ppid not in found]
 
 
 class Sampler(threading.Thread):

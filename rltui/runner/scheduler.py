@@ -25,7 +25,8 @@ import glob
 import hashlib
 import os
 from collections import Counter
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from rltui import registry
 from rltui.recorder import utcnow
@@ -261,29 +262,24 @@ class ClaimBusy(Exception):
     """A claim asked not to wait found the store's write lock taken."""
 
 
-def _claim_transaction(store: Any, wait: bool):  # noqa: ANN202
-    """The transaction a claim runs in: SQLite's write lock, or PostgreSQL's per-host advisory lock."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def transaction():  # noqa: ANN202
-        try:
-            ctx = store.sql.write() if wait else store.sql.try_write()
-            with ctx as tx:
-                if not store.is_sqlite:
-                    if wait:
-                        tx.all("SELECT pg_advisory_xact_lock(:key)", key=_host_lock_key())
-                    elif not tx.scalar("SELECT pg_try_advisory_xact_lock(:key)", key=_host_lock_key()):
-                        raise ClaimBusy("another claimer on this host holds the claim lock")
-                yield tx
-        except ClaimBusy:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            if not wait and is_busy(exc):
-                raise ClaimBusy(str(exc)) from exc
-            raise
-
-    return transaction()
+@contextmanager
+def _claim_transaction(store: Any, wait: bool) -> Iterator[Tx]:
+    """The transaction a claim runs in: SQLite's write lock, or PostgreSQL's per-host advisory lock.
+    With wait=False a busy store raises ClaimBusy at once."""
+    try:
+        with (store.sql.write() if wait else store.sql.try_write()) as tx:
+            if not store.is_sqlite:
+                if wait:
+                    tx.all("SELECT pg_advisory_xact_lock(:key)", key=_host_lock_key())
+                elif not tx.scalar("SELECT pg_try_advisory_xact_lock(:key)", key=_host_lock_key()):
+                    raise ClaimBusy("another claimer on this host holds the claim lock")
+            yield tx
+    except ClaimBusy:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if not wait and is_busy(exc):
+            raise ClaimBusy(str(exc)) from exc
+        raise
 
 
 def is_busy(exc: BaseException) -> bool:
