@@ -55,7 +55,7 @@ COMPACT_LIVE_WIDTHS = {"progress": 4, "last": 8, "best": 8}
 COMPACT_LABELS = {"progress": "Done"}
 # What each compact column takes (its widest cell, plus the cell padding of 2): below 80 columns the
 # compact table keeps the columns that fit, in COMPACT's order, rather than running off the edge.
-COMPACT_ROOM = {"id": 7, "name": 20, "status": 14, "progress": 6, "last": 10, "best": 10, "algo": 12}
+COMPACT_ROOM = {"id": 6, "name": 20, "status": 13, "progress": 6, "last": 10, "best": 10, "algo": 12}
 SORTABLE = ["id", "name", "status", "progress", "last", "best", "env", "algo", "steps", "duration", "created"]
 
 
