@@ -136,3 +136,41 @@ def test_the_study_samples_run_end_to_end_on_a_tiny_budget(store):
     ranked = by_proxy_gold_gap(rows)
     gaps = [r["return"] - r["oracle_score"] for r in ranked if r["oracle_score"] is not None]
     assert gaps == sorted(gaps, reverse=True)
+
+
+async def test_the_episodes_tab_ranks_the_responses_that_fool_the_reward_model(store):
+    """In the lab: an LM run's Episodes tab shows gold and proxy − gold, and `o` ranks by the gap."""
+    from rltui.config import load_config_text
+    from rltui.recorder import StoreRecorder
+    from rltui.store.models import COMPLETED
+    from rltui.tui.screens.run import RunScreen
+
+    from test_tui_common import make_app, settle
+
+    run_id = create_run(store, load_config_text('[env]\nid = "lm-reviews"\n[algo]\nid = "best_of_n"'), status=COMPLETED)
+    rec = StoreRecorder(store, run_id)
+    proxy_gold = [(0.5, 1.0), (3.0, -2.0), (2.0, 1.0), (1.0, 1.5)]  # gaps −0.5, 5, 1, −0.5
+    for i, (proxy, gold) in enumerate(proxy_gold):
+        rec.episode(i, proxy, 10, phase="eval", step=i, oracle_score=gold)
+    rec.close()
+
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.push_screen(RunScreen(run_id))
+        await settle(pilot, 3)
+        screen = app.screen
+        await pilot.press("3")
+        await settle(pilot)
+        table = screen.episodes_table
+        assert [str(c.label) for c in table.columns.values()][2:5] == ["Return G", "Gold", "Proxy − gold"]
+        in_time_order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        assert in_time_order == ["0", "1", "2", "3"]
+        await pilot.press("o")
+        await settle(pilot)
+        ranked = [(table.get_row_at(i)[0].plain, table.get_row_at(i)[4].plain) for i in range(table.row_count)]
+        assert [index for index, _gap in ranked][:2] == ["1", "2"]  # the hack (gap 5) first, then gap 1
+        assert ranked[0][1] == "5.00" or float(ranked[0][1]) == 5.0
+        await pilot.press("o")
+        await settle(pilot)
+        assert [table.get_row_at(i)[0].plain for i in range(table.row_count)] == ["0", "1", "2", "3"]

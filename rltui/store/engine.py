@@ -213,7 +213,7 @@ def display_url(url: str) -> str:
 
 def _scrub(text: str, url: str) -> str:
     """`text` (a driver's error message, say) with the URL's password masked, in case it quotes it."""
-    from urllib.parse import unquote
+    from urllib.parse import quote, unquote
 
     try:
         from sqlalchemy.engine import make_url
