@@ -20,6 +20,7 @@ from rltui import registry
 from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
+from rltui.runner.sysmetrics import log_sample
 from rltui.store.engine import Store
 from rltui.store.sql import Json, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
@@ -148,6 +149,7 @@ class Heartbeat(threading.Thread):
                     print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
                     self.recorder.lose()
                     return
+                log_sample(self.recorder)  # sys/* metrics: CPU %, RSS, GPU (rltui.runner.sysmetrics)
                 self.recorder.flush()
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
                 print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)

@@ -35,6 +35,7 @@ from rltui.store.queries import (
 from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
+from rltui.tui.widgets.metric_grid import MetricGrid, metric_plot_data, system_line
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
 from rltui.tui.widgets.values import chain_strip, q_table, value_grid
 
@@ -59,6 +60,7 @@ class RunScreen(LabScreen):
         Binding("left_curly_bracket", "sweep_to(0)", "First sweep", show=False, key_display="{"),
         Binding("right_curly_bracket", "sweep_to(-1)", "Last sweep", show=False, key_display="}"),
         Binding("R", "replay", "Replay"),
+        Binding("slash", "filter_plots", "Filter", key_display="/"),
         Binding("1", "tab('plots')", "Plots", show=False),
         Binding("2", "tab('values')", "Values", show=False),
         Binding("3", "tab('episodes')", "Episodes", show=False),
@@ -113,6 +115,7 @@ class RunScreen(LabScreen):
                 with VerticalScroll(classes="plots", id="plots-scroll"):
                     yield PlotView(PlotData(title="episode return G", message="no episodes yet"),
                                    id="plot-return", classes="main")
+                    yield MetricGrid(id="metric-grid")
             # The other tabs mount just after the first frame (Lazy): opening a run composes only
             # the Plots tab at once, and the rest follows a frame later instead of in one block.
             with TabPane("Values", id="values"):
@@ -266,6 +269,7 @@ class RunScreen(LabScreen):
             (f"{row['algo']} on {row['env']} · seed {row['seed']} · {row.get('device_used') or row['device']}", "dim"),
             (f" · last G {fmt.num(row.get('last_return'))} · best G {fmt.num(row.get('best_return'))}"
              f" · episodes {fmt.count(row.get('episodes'))}" if row.get("episodes") else "", "dim"),
+            (system_line(self.metric_points), "dim"),
         )
         self.query_one("#run-header", Static).update(text, layout=False)  # fixed height: no re-layout
         self.sub_title = f"run {row['id']} {row['name']}"
@@ -292,45 +296,26 @@ class RunScreen(LabScreen):
             xs = [float(r[2] if r[2] is not None else r[1]) for r in self.returns]
         smooth = ema_debiased(ys, self.alpha)
         n = plot.columns
-        rx, ry = downsample_xy(xs, ys, n)
         sx, sy = downsample_xy(xs, smooth, n)
-        series = [Series("raw", rx, ry, color="gray")]
+        series = [Series.envelope("raw", xs, ys, n, color="gray")]  # each bucket's min–max shaded
         if self.alpha > 0:
             series.append(Series(f"EMA α={self.alpha:.2f}", sx, sy, color="blue"))
         plot.set_data(PlotData(title=f"episode return G ({len(ys)} episodes)", xlabel=X_LABEL[self.x_axis],
                                series=series))
 
     def ensure_metric_plots(self, keys: list[str]) -> None:
-        scroll = self.query_one("#plots-scroll", VerticalScroll)
-        for key in keys:
-            wid = "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key)
-            if not scroll.query(f"#{wid}"):
-                scroll.mount(PlotView(PlotData(title=key), id=wid))
+        self.query_one(MetricGrid).ensure(keys)
 
     def on_plot_view_resized(self, message: PlotView.Resized) -> None:
         """A scrollbar appeared or the terminal changed size: redraw for the new number of columns."""
         if message.plot.id == "plot-return":
             self.draw_returns()
-        elif message.plot.id and message.plot.id.startswith("metric-"):
-            for key in self.metric_points:
-                if "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key) == message.plot.id:
-                    self.draw_metric(key)
 
     def draw_metric(self, key: str) -> None:
-        wid = "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key)
-        found = self.query(f"#{wid}")
-        if not found:
-            return
-        pts = self.metric_points.get(key, [])
-        plot = found.first(PlotView)
-        if len(pts) > plot.columns:  # the terminal got narrower since the query
-            xs, ys = downsample_xy([p[0] for p in pts], [p[1] for p in pts], plot.columns)
-            pts = list(zip(xs, ys))
+        grid = self.query_one(MetricGrid)
         xlabel = "wall time (s)" if self.x_axis == "wall" else "step"
-        color = ["orange", "green", "magenta", "cyan", "red"][sorted(self.metric_points).index(key) % 5]
-        plot.set_data(PlotData(
-            title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel,
-            series=[Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)]))
+        points = self.metric_points.get(key, [])
+        grid.draw(key, lambda columns: metric_plot_data(key, points, xlabel, columns, grid.colour(key)))
 
     def add_episodes(self, episodes: list[dict[str, Any]]) -> None:
         """Keep the new episodes; the table shows them only while its tab is open (see show_episodes)."""
@@ -467,6 +452,11 @@ class RunScreen(LabScreen):
         self.alpha = round(min(0.99, max(0.0, self.alpha + 0.05 * direction)), 2)
         self.update_controls()
         self.draw_returns()
+
+    def action_filter_plots(self) -> None:
+        """`/`: filter the metric plots by name (the Plots tab comes to the front)."""
+        self.action_tab("plots")
+        self.query_one(MetricGrid).open_filter()
 
     def action_tab(self, tab: str) -> None:
         tabs = self.query_one("#run-tabs", TabbedContent)
