@@ -43,6 +43,8 @@ class Series:
     mark_peak: bool = False  # mark the highest point (the gold score's peak)
     # Where other series of the same group end (a seed that stopped early): marked on the line.
     dropouts: list[float] = field(default_factory=list)
+    role: str = ""  # what the caller drew it as ("proxy", "gold"): for the caller's own titles and tests
+    run_id: int | None = None
 
     @classmethod
     def envelope(cls, label: str, xs: list[float], ys: list[float | None], max_points: int, **kwargs) -> "Series":  # noqa: ANN003
@@ -253,10 +255,12 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
             if marks:
                 plt.scatter([m[0] for m in marks], [m[1] for m in marks], color=colour, marker="┃",
                             label="a seed ends")
-        if s.mark_peak:
-            k = max(range(len(ys)), key=ys.__getitem__)
-            plt.scatter([xs[k]], [ys[k]], color=colour, marker="▲",
-                        label=f"peak {tick_label(ys[k], nice_step(abs(ys[k]) or 1.0, 100))}")
+    # Peaks: each marked, only the highest named in the legend (one entry, not one per run).
+    peaks = [(max(ys), xs[ys.index(max(ys))], colour) for s, colour, xs, ys in drawn if s.mark_peak]
+    for y, x, colour in sorted(peaks):
+        top = (y, x, colour) == max(peaks)
+        plt.scatter([x], [y], color=colour, marker="▲",
+                    label=f"peak {tick_label(y, nice_step(abs(y) or 1.0, 100))}" if top else None)
     if nan_xs:
         plt.scatter(sorted(set(nan_xs)), [y1] * len(set(nan_xs)), color="red", marker="×",
                     label=f"NaN ×{len(nan_xs)}")
