@@ -173,6 +173,8 @@ class CompareScreen(LabScreen):
 
     def _loaded(self, runs: list[dict[str, Any]]) -> None:
         self.runs = runs
+        if not any(len(r["episode"]) for r in runs):
+            self.x_axis = "step"  # no training episodes (language models, dynamic programming): steps
         grid = self.query_one(MetricGrid)
         grid.ensure(sorted({k for r in runs for k in r["metrics"]}))
         self.draw_table()
