@@ -6,6 +6,7 @@
     rltui mdp CONFIG.toml [--json]
     rltui run CONFIG.toml --detach [--json]      (a background worker; returns at once)
     rltui cancel ID      rltui resume ID      rltui db upgrade|current|history
+    rltui serve [--host 127.0.0.1] [--port 8000]  (the lab in a browser)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a crashed, cancelled or failed run (same id)")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("serve", help="serve the lab to a browser (textual-serve; no authentication)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
 
     p = sub.add_parser("db", help="the store's schema: upgrade, current, history")
     p.add_argument("action", choices=("upgrade", "current", "history"))
@@ -335,6 +340,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rltui.serve import ServeError, serve
+
+    try:
+        return serve(args.db, host=args.host, port=args.port)
+    except ServeError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _open_tui(args: argparse.Namespace) -> int:
     from rltui.tui.app import run_app
 
@@ -350,6 +364,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "resume": cmd_resume,
     "db": cmd_db,
+    "serve": cmd_serve,
 }
 
 
