@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -79,7 +80,7 @@ def test_store_downsampling_keeps_the_spike_the_best_value_and_the_nan(store_url
 async def test_run_screen_shows_the_spike_the_nan_and_a_flat_constant(store):
     run_id = add_honest_metrics_run(store)
     app = make_app(store)
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_run_screen(app, pilot, run_id)
         await wait_until(pilot, lambda: "50" in screen.query_one("#metric-loss").text)
         loss = screen.query_one("#metric-loss")
@@ -126,7 +127,7 @@ def test_grid_columns_and_filter_words():
 async def test_metric_grid_uses_the_width_and_filters_with_slash(demo_store):
     ids = demo_store.demo_ids
     app = make_app(demo_store)
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         screen = await open_run_screen(app, pilot, ids["ppo"])
         grid = screen.query_one("#metric-grid")
         plots = {p.id: p for p in grid.query("PlotView")}
@@ -194,7 +195,7 @@ async def test_compare_any_metric_and_proxy_against_gold_on_kl(store):
 
     ids = add_lm_runs(store)
     app = make_app(store)
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         app.push_screen(CompareScreen(list(ids.values())))
         await wait_until(pilot, lambda: app.screen.runs)
@@ -251,6 +252,9 @@ def test_system_sampler_reads_this_process_from_proc():
     time.sleep(0.5)
     idle = sampler.sample()["sys/cpu_percent"]
     assert idle < 10 and cpu_seconds() > 0
+    had_torch = "torch" in sys.modules
+    assert "sys/gpu_mem_mb" not in sampler.sample() or had_torch  # GPU figures only from a run's own torch
+    assert ("torch" in sys.modules) == had_torch  # the sampler never imports torch itself
     assert header_text({"sys/cpu_percent": 97.4, "sys/rss_mb": 2048.0, "sys/gpu_util_percent": 40.0,
                         "sys/gpu_mem_mb": 512.0}) == "CPU 97% · RSS 2.0 GB · GPU 40% 512 MB"
 

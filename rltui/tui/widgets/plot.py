@@ -230,6 +230,8 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
         plt.text(data.message or "no data yet", 0.5, 0.5, alignment="center")
         plt.xlim(0, 1)
         plt.ylim(0, 1)
+        plt.xticks([])  # no made-up 0.17, 0.33, … ticks around a message
+        plt.yticks([])
         return plt.build()
     # Limits over everything drawn (bands included), snapped to round 1-2-5 ticks.
     all_x = [x for _, _, xs, _ in drawn for x in xs] + nan_xs
