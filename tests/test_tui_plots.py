@@ -274,3 +274,21 @@ def test_a_worker_run_logs_sys_metrics_on_its_heartbeat(store, db_path):
         rss = metric_series(s, run_id, "sys/rss_mb")
     assert "sys/rss_mb" in keys and "sys/cpu_percent" in keys
     assert all(v > 10 for _, v, _ in rss)
+
+
+async def test_run_header_and_grid_show_the_system_metrics(store):
+    from rltui.tui.demo import SimClockRecorder, add_run
+
+    run_id = add_run(store, "busy", {"id": "cartpole"}, {"id": "ppo"})
+    rec = SimClockRecorder(store, run_id, flush_every=1e9)
+    for t in range(30):  # what the heartbeat logs: step = seconds since the start
+        rec.log(t, **{"sys/cpu_percent": 95.0 + t % 3, "sys/rss_mb": 400.0 + t, "sys/gpu_util_percent": 40.0,
+                      "sys/gpu_mem_mb": 1536.0})
+    rec.close()
+    app = make_app(store)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_run_screen(app, pilot, run_id)
+        await wait_until(pilot, lambda: "RSS" in str(screen.query_one("#run-header").render()))
+        header = str(screen.query_one("#run-header").render())
+        assert "CPU 97% · RSS 429 MB · GPU 40% 1.5 GB" in header  # the latest sample (t = 29)
+        assert {"metric-sys_cpu_percent", "metric-sys_rss_mb"} <= {p.id for p in screen.query("PlotView")}
