@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Float, func, select
+from sqlalchemy import Float, func, literal_column, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
@@ -184,8 +184,8 @@ def metric_downsampled(
 ) -> list[MetricPoint]:
     """At most `max_points` points of one metric, the last point always included.
 
-    Small series come back whole. Longer ones are cut into step buckets in ONE grouped statement
-    (on the (run_id, key, step) index) that keeps each bucket's mean, min(value) and max(value) and
+    Small series come back whole. Longer ones are cut into even step buckets in ONE statement (on
+    the (run_id, key, step) index) that keeps each bucket's mean, min(value) and max(value) and
     counts its NaNs: a loss spike or a best return survives the downsampling, a NaN is reported.
     `x` is "step" or "wall" (wall time in seconds since the run started).
     """
@@ -206,16 +206,23 @@ def metric_downsampled(
     if len(probe) <= max_points:  # a short series comes back whole
         return [_raw_point(a, b) for a, b, _ in probe]
     lo, hi = int(probe[0][2]), int(last[2])
-    span = hi - lo + 1
-    n = max_points - 1  # room for the last point
+    edges = sorted({lo + (hi - lo) * i // (max_points - 1) for i in range(max_points - 1)} | {hi})
     value = nan_as_null(Metric.value)
-    bucket = ((Metric.step - lo) * n // span).label("b")  # integer buckets (// is floor division)
-    rows = session.execute(
-        select(bucket, func.max(xcol), func.avg(value), func.min(value), func.max(value),
-               func.count() - func.count(value))
-        .where(*where, Metric.step < hi).group_by(bucket).order_by(bucket)
-    ).all()
-    points = [MetricPoint(float(r[1]), _float(r[2]), _float(r[3]), _float(r[4]), int(r[5])) for r in rows]
+    # One aggregate per bucket of steps [a, b), all in one UNION ALL statement (bounds and run id are
+    # integers written into it; the key is bound): each part is a range
+    # scan of the (run_id, key, step) index, and the scans add up to one pass over the series. (A
+    # GROUP BY on a step expression sorts every row in a temporary B-tree first: 2.2x slower on a
+    # million points, measured on SQLite.) The last step is left out: it comes back as itself.
+    parts = [
+        select(literal_column(str(i)).label("b"), func.max(xcol), func.avg(value), func.min(value),
+               func.max(value), func.count() - func.count(value))
+        .where(Metric.run_id == literal_column(str(int(run_id))), Metric.key == key,
+               Metric.step >= literal_column(str(a)), Metric.step < literal_column(str(b)))
+        for i, (a, b) in enumerate(zip(edges, edges[1:]))
+    ]
+    rows = session.execute(union_all(*parts).order_by("b")).all()
+    points = [MetricPoint(float(r[1]), _float(r[2]), _float(r[3]), _float(r[4]), int(r[5]))
+              for r in rows if r[1] is not None]  # an empty bucket (a gap in the steps) has no x
     points.append(_raw_point(last[0], last[1]))
     return points
 
