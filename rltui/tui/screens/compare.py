@@ -23,7 +23,7 @@ from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.metric_grid import MetricGrid
-from rltui.tui.widgets.plot import PALETTE, PlotData, PlotView, Series, downsample_xy, ema_debiased
+from rltui.tui.widgets.plot import PALETTE, PlotData, PlotView, Series, ema_debiased
 
 IGNORED_FOR_GROUPING = {"seed", "name"}
 # The language-model runs' evaluation (rltui.algos.lm_common.evaluate): the reward model's score of
@@ -243,9 +243,9 @@ class CompareScreen(LabScreen):
                                    np.array(ema_debiased(list(found[1]), self.alpha))))
             if not curves:
                 continue
-            if len(curves) == 1:
-                xs, ys = downsample_xy(list(curves[0][0]), list(curves[0][1]), columns)
-                series.append(Series(f"{group[0]['id']} {group[0]['name']}"[:28], xs, ys, color=colour))
+            if len(curves) == 1:  # drawn whole: the plot keeps each column's min–max around its mean
+                series.append(Series(f"{group[0]['id']} {group[0]['name']}"[:28], list(curves[0][0]),
+                                     list(curves[0][1]), color=colour))
                 continue
             lo = min(float(x[0]) for x, _ in curves)
             hi = max(float(x[-1]) for x, _ in curves)
