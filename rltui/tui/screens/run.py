@@ -316,6 +316,8 @@ class RunScreen(LabScreen):
         xlabel = "wall time (s)" if self.x_axis == "wall" else "step"
         points = self.metric_points.get(key, [])
         grid.draw(key, lambda columns: metric_plot_data(key, points, xlabel, columns, grid.colour(key)))
+        if key.startswith("sys/") and self.row:
+            self.update_header()  # the header's CPU/RSS/GPU figures are the latest sys/* points
 
     def add_episodes(self, episodes: list[dict[str, Any]]) -> None:
         """Keep the new episodes; the table shows them only while its tab is open (see show_episodes)."""
