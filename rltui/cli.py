@@ -8,6 +8,7 @@
     rltui cancel ID      rltui resume ID      rltui db upgrade|current|history|check
     rltui worker [--slots N] [--drain]           (this machine joins the store's worker pool)
     rltui sweep SWEEP.toml [--detach]    rltui sweep ls|show|resume|cancel ID   (see cli_sweep.py)
+    rltui serve [--host 127.0.0.1] [--port 8000]  (the lab in a browser)
 
 Bad input exits non-zero with one message naming the file, the key and what is allowed.
 """
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rltui.cli_sweep import add_sweep_parser
 
     add_sweep_parser(sub)
+
+    p = sub.add_parser("serve", help="serve the lab to a browser (textual-serve; no authentication)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
     return parser
 
 
@@ -429,6 +434,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     proc, log = pool.start_pool(store, args.slots, args.drain)
     print(f"worker pool {proc.pid} for {pool.display_url(store.url)}: log {log}")
     return 0
+
+
 def _db_check(args: argparse.Namespace, path) -> int:  # noqa: ANN001
     """Exit 0 when the store is sound, 2 when damaged (each problem listed)."""
     from rltui.store.check import check_server, check_sqlite, format_report
@@ -443,6 +450,15 @@ def _db_check(args: argparse.Namespace, path) -> int:  # noqa: ANN001
             store.dispose()
     print(format_report(report), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else EXIT_BAD_INPUT
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rltui.serve import ServeError, serve
+
+    try:
+        return serve(args.db, host=args.host, port=args.port)
+    except ServeError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _open_tui(args: argparse.Namespace) -> int:
@@ -462,6 +478,7 @@ COMMANDS = {
     "db": cmd_db,
     "worker": cmd_worker,
     "sweep": lambda args: __import__("rltui.cli_sweep", fromlist=["cmd_sweep"]).cmd_sweep(args),
+    "serve": cmd_serve,
 }
 
 

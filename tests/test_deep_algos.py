@@ -107,7 +107,7 @@ def test_smoke_run_stores_episodes_metrics_and_eval_trajectories(store, algo):
             if algo in ("ppo", "a2c"):
                 assert isinstance(extras["V"], float)
         assert latest_artifact(s, run_id, "layout") == {"kind": "cartpole", "labels": ["x", "x_dot", "theta", "theta_dot"]}
-        keys = set(s.scalars(select(Metric.key).where(Metric.run_id == run_id).distinct()))
+        keys = set(s.scalars(select(Metric.key).where(Metric.run_id == run_id, Metric.key.not_like("sys/%")).distinct()))
     expected = {
         "dqn": {"loss", "q_values", "epsilon", "learning_rate", "sps", "eval_return"},
         "ppo": {"loss", "policy_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction",
@@ -218,7 +218,8 @@ def test_resume_continues_step_count_and_episode_indices(store, algo):
 def _metrics(store, run_id):
     with store.read() as s:
         rows = s.execute(select(Metric.key, Metric.step, Metric.value).where(
-            Metric.run_id == run_id, Metric.key.not_in(["sps", "train_time", "train_cpu_time"])).order_by(Metric.id)).all()
+            Metric.run_id == run_id, Metric.key.not_in(["sps", "train_time", "train_cpu_time"]),
+            Metric.key.not_like("sys/%")).order_by(Metric.id)).all()  # sys/*: the heartbeat's CPU and memory
         eps = s.execute(select(Episode.phase, Episode.index, Episode.return_, Episode.length)
                         .where(Episode.run_id == run_id).order_by(Episode.phase, Episode.index)).all()
     return [tuple(r) for r in rows], [tuple(e) for e in eps]

@@ -80,7 +80,8 @@ def _error(store, run_id: int) -> str:  # noqa: ANN001
 def recorded(store, run_id: int) -> dict:  # noqa: ANN001
     """Everything a run stored that must not depend on the interruption (wall times excepted)."""
     with store.sql.read() as tx:
-        metrics = tx.all("SELECT key, step, value FROM metrics WHERE run_id = :id ORDER BY key, step", id=run_id)
+        metrics = tx.all("SELECT key, step, value FROM metrics WHERE run_id = :id AND key NOT LIKE 'sys/%'"
+                         " ORDER BY key, step", id=run_id)  # sys/*: the heartbeat's CPU and memory samples
         episodes = tx.all('SELECT phase, "index", "return", length, step, has_trajectory FROM episodes'
                           ' WHERE run_id = :id ORDER BY phase, "index"', id=run_id)
         steps = tx.all('SELECT e.phase, e."index", s.t, s.state, s.action, s.reward, s.extras FROM steps s'

@@ -181,7 +181,7 @@ async def test_run_screen_plots_go_live(live_store):
         await wait_until(pilot, lambda: len(screen.returns) == 25 and "loss" in screen.metric_points)
         assert len(screen.returns) == 25
         assert "25 episodes" in plot.data.title
-        assert screen.metric_points["td_error"][-1] == (925.0, 0.01)
+        assert screen.metric_points["td_error"][-1][:2] == (925.0, 0.01)
         assert screen.query("#metric-loss")  # a new metric gets its own plot
         # x axis and smoothing
         await pilot.press("x")
@@ -205,7 +205,7 @@ async def test_run_screen_plot_is_downsampled_to_its_columns(store):
         loss = screen.query_one("#metric-loss")
         pts = screen.metric_points["loss"]
         assert len(pts) <= loss.columns <= 80
-        assert pts[-1] == (49_999.0, float(49_999 % 97))
+        assert pts[-1][:2] == (49_999.0, float(49_999 % 97))
         ret = screen.query_one("#plot-return")
         for series in ret.data.series:
             assert len(series.xs) <= ret.columns
@@ -546,8 +546,9 @@ async def test_help_lists_the_current_screens_keys(demo_store):
         await pilot.press("question_mark")
         await settle(pilot)
         keys = dict(app.screen.keys)
-        assert keys["x"] == "X axis" and keys["["] == "Sweep" and keys["/"] == "Search log"
+        assert keys["x"] == "X axis" and keys["["] == "Sweep" and "space" not in keys
         assert keys["k"] == "Cancel" and keys["u"] == "Resume"  # one meaning per key on both screens
+        assert keys["/"] == "Filter"  # the same key, the same meaning: it filters the plots (in the Log tab: searches it)
 
 
 async def test_welcome_on_an_empty_store(store):

@@ -20,8 +20,12 @@ from rltui import registry
 from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
+<<<<<<< HEAD
 from rltui.runner.hosts import host_id, process_start
 from rltui.runner.wal import keep_wal_small
+=======
+from rltui.runner.sysmetrics import log_sample
+>>>>>>> tui-plots
 from rltui.store.engine import Store
 from rltui.store.sql import Json, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
@@ -159,6 +163,7 @@ class Heartbeat(threading.Thread):
                     print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
                     self.recorder.lose()
                     return
+                log_sample(self.recorder)  # sys/* metrics: CPU %, RSS, GPU (rltui.runner.sysmetrics)
                 self.recorder.flush()
                 keep_wal_small(self.store)
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, case, func, literal_column, select, union_all
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
@@ -144,15 +147,53 @@ def metric_last_step(session: Session, run_id: int, key: str) -> int | None:
     return session.scalar(select(func.max(Metric.step)).where(Metric.run_id == run_id, Metric.key == key))
 
 
+class MetricPoint(NamedTuple):
+    """One drawn point of a metric: a bucket's last x, the mean of its values, their min and max, and
+    how many of them were NaN. A raw point is a bucket of one (low == high == value)."""
+
+    x: float
+    value: float | None  # None: every value in the bucket was NaN
+    low: float | None
+    high: float | None
+    nans: int = 0
+
+
+class nan_as_null(FunctionElement):
+    """A metric value with NaN read as NULL, so avg/min/max skip it and count() tells how many.
+
+    SQLite already stores a NaN REAL as NULL; PostgreSQL keeps NaN, which would win max() and poison
+    avg(). One expression in the statement, compiled for each backend.
+    """
+
+    type = Float()
+    name = "nan_as_null"
+    inherit_cache = True
+
+
+@compiles(nan_as_null)
+def _nan_as_null_default(element, compiler, **kw):  # noqa: ANN001, ANN003, ANN202
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(nan_as_null, "postgresql")
+def _nan_as_null_postgresql(element, compiler, **kw):  # noqa: ANN001, ANN003, ANN202
+    return f"NULLIF({compiler.process(element.clauses, **kw)}, 'NaN'::float8)"
+
+
+def _raw_point(x: Any, value: Any) -> MetricPoint:
+    v = None if value is None or math.isnan(value) else float(value)
+    return MetricPoint(float(x), v, v, v, 0 if v is not None else 1)
+
+
 def metric_downsampled(
     session: Session, run_id: int, key: str, max_points: int, x: str = "step"
-) -> list[tuple[float, float]]:
-    """At most `max_points` (x, value) points of one metric, the last point always included.
+) -> list[MetricPoint]:
+    """At most `max_points` points of one metric, the last point always included.
 
-    Small series come back whole. Mid-sized ones are averaged per step bucket in SQL (GROUP BY on
-    the (run_id, key, step) index). Huge ones are sampled by index seeks at evenly spaced steps, so
-    the cost grows with the number of points drawn, not with the number stored. `x` is "step" or
-    "wall" (wall time in seconds since the run started).
+    Small series come back whole. Longer ones are cut into even step buckets in ONE statement (on
+    the (run_id, key, step) index) that keeps each bucket's mean, min(value) and max(value) and
+    counts its NaNs: a loss spike or a best return survives the downsampling, a NaN is reported.
+    `x` is "step" or "wall" (wall time in seconds since the run started).
     """
     max_points = max(2, int(max_points))
     where = (Metric.run_id == run_id, Metric.key == key)
@@ -169,28 +210,35 @@ def metric_downsampled(
         select(xcol, Metric.value, Metric.step).where(*where).order_by(Metric.step).limit(max_points + 1)
     ).all()
     if len(probe) <= max_points:  # a short series comes back whole
-        return [(float(a), float(b)) for a, b, _ in probe]
+        return [_raw_point(a, b) for a, b, _ in probe]
     lo, hi = int(probe[0][2]), int(last[2])
-    span = hi - lo + 1
-    n = max_points - 1  # room for the last point
-    if span <= 50_000:
-        bucket = ((Metric.step - lo) * n // span).label("b")  # integer buckets (// is floor division)
-        rows = session.execute(
-            select(bucket, func.max(xcol), _weighted_mean()).where(*where).group_by(bucket).order_by(bucket)
-        ).all()
-        points = [(float(r[1]), float(r[2])) for r in rows]
-    else:
-        points = _seek_sample(session, run_id, key, lo, hi, n, x)
-    points = [p for p in points if p[0] < float(last[0])][: max_points - 1]
-    points.append((float(last[0]), float(last[1])))
+    edges = sorted({lo + (hi - lo) * i // (max_points - 1) for i in range(max_points - 1)} | {hi})
+    value = nan_as_null(Metric.value)
+    # A thinned row (store/thinning.py) stands for bucket_size points with their own mean, min and max.
+    weighted_mean = _weighted_mean(value)
+    low, high = func.min(func.coalesce(Metric.value_min, value)), func.max(func.coalesce(Metric.value_max, value))
+    # One aggregate per bucket of steps [a, b), all in one UNION ALL statement (bounds and run id are
+    # integers written into it; the key is bound): each part is a range
+    # scan of the (run_id, key, step) index, and the scans add up to one pass over the series. (A
+    # GROUP BY on a step expression sorts every row in a temporary B-tree first: 2.2x slower on a
+    # million points, measured on SQLite.) The last step is left out: it comes back as itself.
+    parts = [
+        select(literal_column(str(i)).label("b"), func.max(xcol), weighted_mean, low, high,
+               func.count() - func.count(value))
+        .where(Metric.run_id == literal_column(str(int(run_id))), Metric.key == key,
+               Metric.step >= literal_column(str(a)), Metric.step < literal_column(str(b)))
+        for i, (a, b) in enumerate(zip(edges, edges[1:]))
+    ]
+    rows = session.execute(union_all(*parts).order_by("b")).all()
+    points = [MetricPoint(float(r[1]), _float(r[2]), _float(r[3]), _float(r[4]), int(r[5]))
+              for r in rows if r[1] is not None]  # an empty bucket (a gap in the steps) has no x
+    points.append(_raw_point(last[0], last[1]))
     return points
 
 
-def _weighted_mean():  # noqa: ANN202
+def _weighted_mean(value=Metric.value):  # noqa: ANN001, ANN202
     """avg(value), where a thinned row counts for the bucket_size points it stands for."""
-    from sqlalchemy import case
-
-    mean, weight = func.coalesce(Metric.value_mean, Metric.value), func.coalesce(Metric.bucket_size, 1)
+    mean, weight = func.coalesce(Metric.value_mean, value), func.coalesce(Metric.bucket_size, 1)
     return func.sum(mean * weight) / func.nullif(func.sum(case((mean.is_not(None), weight), else_=None)), 0)
 
 
@@ -219,37 +267,8 @@ def metric_envelope(
     return [(float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in rows if r[2] is not None]
 
 
-def _seek_sample(session: Session, run_id: int, key: str, lo: int, hi: int, n: int, x: str) -> list[tuple[float, float]]:
-    """One index seek per target step: the first row at or after each of n evenly spaced steps."""
-    xname = "step" if x == "step" else "wall_time"
-    sql = (
-        f"SELECT {xname}, value FROM metrics WHERE run_id = ? AND key = ? AND step >= ? "
-        "ORDER BY step LIMIT 1"
-    )
-    conn = session.connection().connection.driver_connection if session.bind.dialect.name == "sqlite" else None
-    points: list[tuple[float, float]] = []
-    targets = [lo + (hi - lo) * i // n for i in range(n)]
-    if conn is not None:
-        cur = conn.cursor()
-        for target in targets:
-            row = cur.execute(sql, (run_id, key, target)).fetchone()
-            if row:
-                points.append((float(row[0]), float(row[1])))
-        cur.close()
-    else:
-        base = select(Metric.step if x == "step" else Metric.wall_time, Metric.value).where(
-            Metric.run_id == run_id, Metric.key == key
-        )
-        for target in targets:
-            row = session.execute(base.where(Metric.step >= target).order_by(Metric.step).limit(1)).first()
-            if row:
-                points.append((float(row[0]), float(row[1])))
-    # Dedupe: sparse series make neighbouring seeks land on the same row.
-    out: list[tuple[float, float]] = []
-    for p in points:
-        if not out or p[0] != out[-1][0]:
-            out.append(p)
-    return out
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def episode_returns(

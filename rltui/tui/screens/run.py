@@ -28,7 +28,6 @@ from rltui.store.queries import (
     episode_rows,
     latest_artifact,
     metric_downsampled,
-    metric_envelope,
     metric_keys,
     metric_last_step,
     run_returns,
@@ -41,6 +40,7 @@ from rltui.tui import format as fmt
 from rltui.tui import run_actions
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
+from rltui.tui.widgets.metric_grid import MetricGrid, metric_plot_data, system_line
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
 from rltui.tui.widgets.values import chain_strip, fit_cell_width, q_table, value_grid
 
@@ -69,7 +69,8 @@ class RunScreen(LabScreen):
         Binding("R", "replay", "Replay"),
         Binding("k", "cancel_run", "Cancel"),
         Binding("u", "resume_run", "Resume"),
-        Binding("slash", "search_log", "Search log", key_display="/", show=False),
+        # `/` finds, as on the runs screen: the metric plots by name, or in the Log tab the log's lines
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("o", "order_episodes", "Rank by proxy − gold", show=False),
         Binding("1", "tab('plots')", "Plots", show=False),
         Binding("2", "tab('values')", "Values", show=False),
@@ -88,7 +89,6 @@ class RunScreen(LabScreen):
         self.returns: list[tuple] = []  # (id, index, step, wall, return, length)
         self.last_episode_id = 0
         self.metric_points: dict[str, list[tuple[float, float]]] = {}
-        self.metric_bands: dict[str, list[tuple[float, float, float, float]]] = {}  # thinned series only
         self.metric_steps: dict[str, int | None] = {}
         self.episode_list_last = 0
         self.episodes: list[dict[str, Any]] = []  # every episode read so far, oldest first
@@ -134,6 +134,7 @@ class RunScreen(LabScreen):
                 with VerticalScroll(classes="plots", id="plots-scroll"):
                     yield PlotView(PlotData(title="episode return G", message="no episodes yet"),
                                    id="plot-return", classes="main")
+                    yield MetricGrid(id="metric-grid")
             # The other tabs mount just after the first frame (Lazy): opening a run composes only
             # the Plots tab at once, and the rest follows a frame later instead of in one block.
             with TabPane("Values", id="values"):
@@ -281,7 +282,6 @@ class RunScreen(LabScreen):
             new_episodes = episode_rows(session, self.run_id, self.episode_list_last)
             keys = metric_keys(session, self.run_id)
             updates: dict[str, list[tuple[float, float]]] = {}
-            bands: dict[str, list[tuple[float, float, float, float]]] = {}  # thinned series: min–max
             steps: dict[str, int | None] = {}
             x = "wall" if self.x_axis == "wall" else "step"
             for key in keys:
@@ -289,12 +289,11 @@ class RunScreen(LabScreen):
                 steps[key] = last
                 if force or last != self.metric_steps.get(key) or key not in self.metric_points:
                     updates[key] = metric_downsampled(session, self.run_id, key, width, x=x)
-                    bands[key] = metric_envelope(session, self.run_id, key, width, x=x)
-        self.post(self._apply_poll, row, new_returns, new_episodes, updates, steps, keys, bands)
+        self.post(self._apply_poll, row, new_returns, new_episodes, updates, steps, keys)
 
     def _apply_poll(self, row: dict[str, Any], new_returns: list[tuple], new_episodes: list[dict[str, Any]],
                     updates: dict[str, list[tuple[float, float]]], steps: dict[str, int | None],
-                    keys: list[str], bands: dict[str, list[tuple]] | None = None) -> None:
+                    keys: list[str]) -> None:
         was_live = self.row.get("status") in ACTIVE_STATUSES if self.row else True
         self.row = row
         self.update_header()
@@ -310,7 +309,6 @@ class RunScreen(LabScreen):
             self.add_episodes(new_episodes)
         self.metric_steps.update(steps)
         self.metric_points.update(updates)
-        self.metric_bands.update(bands or {})
         self.ensure_metric_plots(keys)
         for key in updates:
             self.draw_metric(key)
@@ -339,6 +337,7 @@ class RunScreen(LabScreen):
         if row.get("episodes"):
             info += (f" · last G {fmt.num(row.get('last_return'))} · best G {fmt.num(row.get('best_return'))}"
                      f" · train episodes {fmt.count(row.get('episodes'))}")
+        info += system_line(self.metric_points)  # " · CPU 97% · RSS 429 MB" from the latest sys/* points
         line1.truncate(width, overflow="ellipsis")
         line2 = Text(info, no_wrap=True, overflow="ellipsis")
         line2.truncate(width, overflow="ellipsis")
@@ -367,50 +366,28 @@ class RunScreen(LabScreen):
             xs = [float(r[2] if r[2] is not None else r[1]) for r in self.returns]
         smooth = ema_debiased(ys, self.alpha)
         n = plot.columns
-        rx, ry = downsample_xy(xs, ys, n)
         sx, sy = downsample_xy(xs, smooth, n)
-        series = [Series("raw", rx, ry, color="gray")]
+        series = [Series.envelope("raw", xs, ys, n, color="gray")]  # each bucket's min–max shaded
         if self.alpha > 0:
             series.append(Series(f"EMA α={self.alpha:.2f}", sx, sy, color="blue"))
         plot.set_data(PlotData(title=f"episode return G ({len(ys)} episodes)", xlabel=X_LABEL[self.x_axis],
                                series=series))
 
     def ensure_metric_plots(self, keys: list[str]) -> None:
-        scroll = self.query_one("#plots-scroll", VerticalScroll)
-        for key in keys:
-            wid = "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key)
-            if not scroll.query(f"#{wid}"):
-                scroll.mount(PlotView(PlotData(title=key), id=wid))
+        self.query_one(MetricGrid).ensure(keys)
 
     def on_plot_view_resized(self, message: PlotView.Resized) -> None:
         """A scrollbar appeared or the terminal changed size: redraw for the new number of columns."""
         if message.plot.id == "plot-return":
             self.draw_returns()
-        elif message.plot.id and message.plot.id.startswith("metric-"):
-            for key in self.metric_points:
-                if "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key) == message.plot.id:
-                    self.draw_metric(key)
 
     def draw_metric(self, key: str) -> None:
-        wid = "metric-" + "".join(ch if ch.isalnum() else "_" for ch in key)
-        found = self.query(f"#{wid}")
-        if not found:
-            return
-        pts = self.metric_points.get(key, [])
-        plot = found.first(PlotView)
-        if len(pts) > plot.columns:  # the terminal got narrower since the query
-            xs, ys = downsample_xy([p[0] for p in pts], [p[1] for p in pts], plot.columns)
-            pts = list(zip(xs, ys))
+        grid = self.query_one(MetricGrid)
         xlabel = "wall time (s)" if self.x_axis == "wall" else "step"
-        color = ["orange", "green", "magenta", "cyan", "red"][sorted(self.metric_points).index(key) % 5]
-        band = self.metric_bands.get(key)
-        if band:  # thinned rows: the mean per column inside the true min–max envelope
-            series = Series("", [b[0] for b in band], [b[1] for b in band], color=color,
-                            lower=[b[2] for b in band], upper=[b[3] for b in band])
-        else:
-            series = Series("", [p[0] for p in pts], [p[1] for p in pts], color=color)
-        plot.set_data(PlotData(
-            title=f"{key} (last {fmt.num(pts[-1][1]) if pts else '–'})", xlabel=xlabel, series=[series]))
+        points = self.metric_points.get(key, [])
+        grid.draw(key, lambda columns: metric_plot_data(key, points, xlabel, columns, grid.colour(key)))
+        if key.startswith("sys/") and self.row:
+            self.update_header()  # the header's CPU/RSS/GPU figures are the latest sys/* points
 
     def _set_episode_columns(self) -> None:
         table = self.episodes_table
@@ -635,6 +612,15 @@ class RunScreen(LabScreen):
         self.alpha = round(min(0.99, max(0.0, self.alpha + 0.05 * direction)), 2)
         self.update_controls()
         self.draw_returns()
+
+    def action_filter(self) -> None:
+        """`/`: in the Log tab, search the log; anywhere else, filter the metric plots by name (the
+        Plots tab comes to the front)."""
+        if self.query_one("#run-tabs", TabbedContent).active == "log":
+            self.action_search_log()
+            return
+        self.action_tab("plots")
+        self.query_one(MetricGrid).open_filter()
 
     def action_tab(self, tab: str) -> None:
         if tab in self.hidden_tabs:  # a deep run has no Values tab, a run that did not fail no Traceback
