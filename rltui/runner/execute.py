@@ -20,12 +20,9 @@ from rltui import registry
 from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
-<<<<<<< HEAD
 from rltui.runner.hosts import host_id, process_start
 from rltui.runner.wal import keep_wal_small
-=======
 from rltui.runner.sysmetrics import log_sample
->>>>>>> tui-plots
 from rltui.store.engine import Store
 from rltui.store.sql import Json, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING

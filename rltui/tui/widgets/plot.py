@@ -38,9 +38,7 @@ class Series:
     lower: list[float] | None = None
     upper: list[float] | None = None
     marker: str = "braille"
-<<<<<<< HEAD
     scatter: bool = False  # points alone (a parameter against the objective), not a line
-=======
     dashed: bool = False  # a second series of the same run in the same colour (gold beside proxy)
     nan_xs: list[float] = field(default_factory=list)  # where a NaN was logged: marked, never dropped
     mark_peak: bool = False  # mark the highest point (the gold score's peak)
@@ -57,7 +55,6 @@ class Series:
         banded = any(lo != hi for lo, hi in zip(low, high) if lo is not None)
         return cls(label, bx, mean, lower=low if banded else None, upper=high if banded else None,
                    nan_xs=nans, **kwargs)
->>>>>>> tui-plots
 
 
 @dataclass
@@ -227,15 +224,6 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
         pts = [(x, y) for x, y in zip(s.xs, s.ys) if _finite(x) and _finite(y)]
         if not pts:
             continue
-<<<<<<< HEAD
-        colour = s.color or PALETTE[i % len(PALETTE)]
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        if s.scatter:
-            plt.scatter(xs, ys, label=s.label or None, color=colour, marker=s.marker)
-            drawn = True
-            continue
-=======
->>>>>>> tui-plots
         # Never more points than columns, whatever the caller sent (the last point is kept).
         xs, ys = downsample_xy([p[0] for p in pts], [p[1] for p in pts], columns)
         drawn.append((s, s.color or PALETTE[i % len(PALETTE)], xs, ys))
@@ -261,7 +249,9 @@ def _render_plot(data: PlotData, width: int, height: int) -> str:
         if s.lower is not None and s.upper is not None:
             _draw_band(s, colour, columns)
     for s, colour, xs, ys in drawn:
-        if s.dashed:
+        if s.scatter:
+            plt.scatter(xs, ys, label=s.label or None, color=colour, marker=s.marker)
+        elif s.dashed:
             _draw_dashed(xs, ys, colour, s.label, columns)
         else:
             plt.plot(xs, ys, label=s.label or None, color=colour, marker=s.marker)
