@@ -475,7 +475,7 @@ async def test_compare_groups_seeds_and_lists_differing_hyperparameters(demo_sto
         await pilot.press("b")
         se = next(s for s in plot.data.series if "×3" in s.label)
         assert screen.band == "se" and (se.upper[-1] - se.lower[-1]) <= (band.upper[-1] - band.lower[-1]) + 1e-12
-        await pilot.press("g")
+        await pilot.press("a")  # group seeds
         assert len(screen.groups()) == 4
 
 

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Header, Static
 
 from rltui.store.models import Run
 from rltui.store.queries import episode_returns, metric_downsampled, metric_keys
+from rltui.text import printable
 from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
@@ -119,7 +120,7 @@ class CompareScreen(LabScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("b", "band", "Band"),
-        Binding("g", "group", "Group seeds"),
+        Binding("a", "group", "Group seeds"),  # a: aggregate (g is "first row" everywhere else)
         Binding("x", "cycle_x", "X axis"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("plus,equals_sign", "smooth(1)", "Smoother", key_display="+"),
@@ -162,7 +163,7 @@ class CompareScreen(LabScreen):
                     pts = [p for p in metric_downsampled(session, run_id, key, METRIC_POINTS) if p.value is not None]
                     metrics[key] = (np.array([p.x for p in pts], dtype=float), np.array([p.value for p in pts], dtype=float))
                 runs.append({
-                    "id": run.id, "name": run.name, "config": run.config or {}, "seed": run.seed,
+                    "id": run.id, "name": printable(run.name),  # shown as text: control characters escaped "config": run.config or {}, "seed": run.seed,
                     "status": run.status,
                     "episode": np.array([r[1] for r in rets], dtype=float),
                     "step": np.array([r[2] if r[2] is not None else r[1] for r in rets], dtype=float),
