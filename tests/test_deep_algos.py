@@ -340,7 +340,7 @@ def test_masked_policy_never_picks_an_unavailable_action_and_its_entropy_is_fini
         sampled, _ = agent.act(obs[1:2].expand(200, 3))
         assert (sampled == 1).all()
     logp, entropy, _ = agent.evaluate(obs, torch.tensor([0, 1, 0]))
-    assert torch.isfinite(logp).all() and torch.isfinite(entropy).all() and float(entropy[1]) == 0.0
+    assert torch.isfinite(logp).all() and torch.isfinite(entropy).all() and float(entropy[1].detach()) == 0.0
     (logp.sum() + entropy.sum()).backward()  # no NaN flows back from the −inf logits
     assert all(torch.isfinite(p.grad).all() for p in agent.parameters() if p.grad is not None)
     q = QNetwork(3, 3, [8], available=available)(obs)
