@@ -163,14 +163,19 @@ class ReplayScreen(LabScreen):
                 head.add_row(label, fmt.num(extras[key]))
         parts: list[Any] = [head]
         chosen = step["action"] if isinstance(step["action"], int) else None
-        for key, label in (("Q", "Q(s,·)"), ("pi", "π(·|s)")):
+        states = (layout or {}).get("states")
+        for key, label, names_of in (("Q", "Q(s,·)", actions), ("pi", "π(·|s)", actions),
+                                     ("belief", "belief b(s)", states)):
             vals = extras.get(key)
-            if isinstance(vals, list) and vals and all(isinstance(v, (int, float)) for v in vals):
-                names = [str(a) for a in actions] if actions and len(actions) == len(vals) else [str(i) for i in range(len(vals))]
+            # None: an action unavailable in this state (drawn as such, never as a number)
+            if isinstance(vals, list) and vals and all(v is None or isinstance(v, (int, float)) for v in vals):
+                names = ([str(a) for a in names_of] if names_of and len(names_of) == len(vals)
+                         else [str(i) for i in range(len(vals))])
                 parts.append(Text(f"\n{label}", style="bold"))
-                parts.append(bars(names, vals, width=16, highlight=chosen, fmt="{:.3f}" if key == "pi" else "{:+.3f}"))
-        shown = {"Q", "pi", "V", "td_error", "advantage", "return_so_far", "value", "logprob", "ref_logprob", "kl",
-                 "token"}
+                parts.append(bars(names, vals, width=16, highlight=chosen if key != "belief" else None,
+                                  fmt="{:+.3f}" if key == "Q" else "{:.3f}"))
+        shown = {"Q", "pi", "belief", "V", "td_error", "advantage", "return_so_far", "value", "logprob", "ref_logprob",
+                 "kl", "token"}
         other = {k: v for k, v in extras.items() if k not in shown}
         if other:
             parts.append(Text("\n" + "\n".join(printable(f"{k}: {v}") for k, v in list(other.items())[:8])))

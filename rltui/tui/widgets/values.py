@@ -158,16 +158,21 @@ def q_table(states: Sequence[str], actions: Sequence[str], Q: Sequence[Sequence[
 
 def bars(labels: Sequence[str], values: Sequence[float], width: int = 24, highlight: int | None = None,
          fmt: str = "{:+.3f}") -> Text:
-    """Horizontal bars (Q(s,·) or π(·|s)); negative values grow left of a centre line."""
+    """Horizontal bars (Q(s,·), π(·|s), a belief b(s)); negative values grow left of a centre line.
+    A None value (an action unavailable in the state) is named as such, with no bar."""
     text = Text(no_wrap=True)
-    if not values:
+    known = [float(v) for v in values if v is not None]
+    if not known:
         return text
-    vals = [float(v) for v in values]
-    lo, hi = min(0.0, min(vals)), max(0.0, max(vals))
+    lo, hi = min(0.0, min(known)), max(0.0, max(known))
     span = (hi - lo) or 1.0
     zero = int(round((0 - lo) / span * width))
     pad = max(len(str(label)) for label in labels) if labels else 1
-    for i, (label, v) in enumerate(zip(labels, vals)):
+    for i, (label, v) in enumerate(zip(labels, values)):
+        if v is None:
+            text.append(f"{printable(label):>{pad}} " + " " * (width + 1) + " unavailable\n", style="dim")
+            continue
+        v = float(v)
         pos = int(round((v - lo) / span * width))
         a, b = sorted((zero, pos))
         line = [" "] * (width + 1)
