@@ -42,7 +42,7 @@ def read_regular_text(path: str | os.PathLike, what: str = "file", encoding: str
         with open(fd, encoding=encoding, closefd=False) as fh:
             return fh.read()
     except UnicodeDecodeError as exc:
-        raise ConfigError(src, "", f"cannot read the {what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ConfigError(src, "", f"not valid UTF-8 text ({exc.reason} at byte {exc.start}); save the {what} as UTF-8") from None
     except OSError as exc:
         raise ConfigError(src, "", f"cannot read the {what}: {exc.strerror}") from None
     finally:

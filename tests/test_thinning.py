@@ -84,17 +84,21 @@ def test_metrics_past_the_bound_become_buckets_that_keep_their_true_shape(store,
             prev = step
         # The envelope over all rows is the raw series' min and max (spikes included).
         finite = [v for v in expect.values() if not math.isnan(v)]
-        from rltui.store.queries import metric_downsampled, metric_envelope
+        from rltui.store.queries import metric_downsampled
 
         with store.read() as session:
-            (x, mean, low, high), = metric_envelope(session, run_id, key, max_points=1)
-            assert (x, low, high) == (n - 1, min(finite), max(finite))
-            assert mean == pytest.approx(sum(finite) / len(finite))  # buckets weigh what they stand for
-            columns = metric_envelope(session, run_id, key, max_points=80)
-            assert 40 <= len(columns) <= 80 and columns[-1][0] == n - 1
-            assert all(lo <= m <= hi for _, m, lo, hi in columns)
-            line = metric_downsampled(session, run_id, key, max_points=80)
-            assert line[-1] == (n - 1, expect[n - 1])
+            # one bucket over every step but the last (which comes back as itself): the weighted mean
+            (x, mean, low, high, _nans), last = metric_downsampled(session, run_id, key, max_points=2)
+            before_last = [v for s, v in expect.items() if s < n - 1 and not math.isnan(v)]
+            assert (low, high) == (min(before_last), max(before_last))
+            assert mean == pytest.approx(sum(before_last) / len(before_last))  # buckets weigh what they stand for
+            assert last[:2] == (n - 1, expect[n - 1])
+            columns = metric_downsampled(session, run_id, key, max_points=80)
+            assert 40 <= len(columns) <= 80 and columns[-1].x == n - 1
+            assert all(p.low <= p.value <= p.high for p in columns if p.value is not None)
+            # the envelope over the columns is the raw series' min and max (spikes included)
+            assert min(p.low for p in columns if p.low is not None) == min(finite)
+            assert max(p.high for p in columns if p.high is not None) == max(finite)
         assert min(r[3] if r[2] else r[1] for r in rows if r[1] is not None or r[2]) == min(finite)
         assert max(r[4] if r[2] else r[1] for r in rows if r[1] is not None or r[2]) == max(finite)
 
@@ -148,7 +152,7 @@ def test_thinning_runs_the_same_statements_on_postgresql_and_sqlite(store_url, m
     from rltui.config import load_config_file
     from rltui.runner.execute import create_run
     from rltui.store import open_store
-    from rltui.store.queries import metric_envelope
+    from rltui.store.queries import metric_downsampled
 
     monkeypatch.setattr(thinning, "CHUNK", 400)
     store = open_store(store_url)
@@ -172,8 +176,8 @@ def test_thinning_runs_the_same_statements_on_postgresql_and_sqlite(store_url, m
         assert metrics[0] <= 300 + 500 and tuple(metrics[1:]) == (n, 0.0, 999.0)
         assert episodes[0] <= 100 + 500 and tuple(episodes[1:]) == (n, 999.0)
         with store.read() as session:
-            (_x, mean, low, high), = metric_envelope(session, run_id, "loss", max_points=1)
-        assert (low, high) == (0.0, 999.0) and mean == pytest.approx(sum(values) / n)
+            (_x, mean, low, high, _nans), _last = metric_downsampled(session, run_id, "loss", max_points=2)
+        assert (low, high) == (0.0, 999.0) and mean == pytest.approx(sum(values[:-1]) / (n - 1))
     finally:
         store.dispose()
 

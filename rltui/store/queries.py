@@ -242,31 +242,6 @@ def _weighted_mean(value=Metric.value):  # noqa: ANN001, ANN202
     return func.sum(mean * weight) / func.nullif(func.sum(case((mean.is_not(None), weight), else_=None)), 0)
 
 
-def metric_envelope(
-    session: Session, run_id: int, key: str, max_points: int, x: str = "step"
-) -> list[tuple[float, float, float, float]]:
-    """(x, mean, min, max) per plot column for a metric that has thinned rows, [] for one that has none.
-
-    Thinned rows keep the min and max of the points they replaced, so the band drawn from these is
-    the raw series' true envelope however far it was thinned. One grouped read: a thinned series
-    holds at most [record] max_metric_points rows.
-    """
-    where = (Metric.run_id == run_id, Metric.key == key)
-    if session.scalar(select(Metric.id).where(*where, Metric.bucket_size.is_not(None)).limit(1)) is None:
-        return []
-    lo = session.scalar(select(Metric.step).where(*where).order_by(Metric.step).limit(1))
-    hi = session.scalar(select(Metric.step).where(*where).order_by(Metric.step.desc()).limit(1))
-    n = max(1, int(max_points))
-    bucket = ((Metric.step - lo) * n // (hi - lo + 1)).label("b")
-    xcol = Metric.step if x == "step" else Metric.wall_time
-    rows = session.execute(
-        select(bucket, func.max(xcol), _weighted_mean(), func.min(func.coalesce(Metric.value_min, Metric.value)),
-               func.max(func.coalesce(Metric.value_max, Metric.value)))
-        .where(*where).group_by(bucket).order_by(bucket)
-    ).all()
-    return [(float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in rows if r[2] is not None]
-
-
 def _float(v: Any) -> float | None:
     return None if v is None else float(v)
 

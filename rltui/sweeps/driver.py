@@ -153,7 +153,8 @@ class LocalEngine:
     def dispatch(self, run_ids: list[int]) -> None:
         from rltui.runner import launch
 
-        launch.start_workers(self.store, waiting=1 if self._early_waiting() else 0)
+        # the worker started ahead (it holds a slot) gets the first claim, then free slots get new ones
+        launch.start_workers(self.store, early=self.early if self._early_waiting() else None)
         self.early = launch.spawn_waiting_worker(self.store)  # for the next trial
         self.early_since = time.monotonic()
 

@@ -119,12 +119,6 @@ class RlTuiApp(App):
         if not isinstance(self.screen, SweepsScreen):
             self.push_screen(SweepsScreen())
 
-    def get_system_commands(self, screen):  # noqa: ANN001, ANN201 — the palette's commands
-        from textual.app import SystemCommand
-
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Sweeps", "Every sweep in the store, and its trials ranked by objective", self.action_sweeps)
-
     def action_toggle_theme(self) -> None:
         self.theme = "rltui-light" if self.current_theme.dark else "rltui-dark"
 
@@ -149,6 +143,7 @@ class RlTuiApp(App):
                                     self.action_save_screenshot)
             else:
                 yield command
+        yield SystemCommand("Sweeps", "Every sweep in the store, and its trials ranked by objective", self.action_sweeps)
 
     def action_save_screenshot(self) -> None:
         try:

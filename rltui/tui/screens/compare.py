@@ -163,7 +163,8 @@ class CompareScreen(LabScreen):
                     pts = [p for p in metric_downsampled(session, run_id, key, METRIC_POINTS) if p.value is not None]
                     metrics[key] = (np.array([p.x for p in pts], dtype=float), np.array([p.value for p in pts], dtype=float))
                 runs.append({
-                    "id": run.id, "name": printable(run.name),  # shown as text: control characters escaped "config": run.config or {}, "seed": run.seed,
+                    # the name shown as text: control characters escaped
+                    "id": run.id, "name": printable(run.name), "config": run.config or {}, "seed": run.seed,
                     "status": run.status,
                     "episode": np.array([r[1] for r in rets], dtype=float),
                     "step": np.array([r[2] if r[2] is not None else r[1] for r in rets], dtype=float),
