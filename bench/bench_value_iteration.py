@@ -29,6 +29,7 @@ import numpy as np
 from rltui.algos.dynamic_programming import bellman_optimality, value_iteration
 from rltui.envs.tabular import grid_mdp
 from rltui.recorder import Recorder
+from rltui.schemas.tabular import ValueIterationParams
 
 
 def make_map(size: int, seed: int = 0) -> list[str]:
@@ -94,14 +95,11 @@ def build_and_solve(size: int, gamma: float, slip: float, theta: float) -> dict:
     wall and CPU seconds of each part, and this process's peak memory."""
     import resource
 
-    class _Params:
-        max_sweeps = 100_000
-
-    _Params.theta = theta
+    params = ValueIterationParams(theta=theta, max_sweeps=100_000)  # the real schema, its defaults (horizon) filled
     w0, c0 = time.perf_counter(), time.process_time()
     env = grid_mdp(make_map(size), gamma=gamma, slip=slip)
     w1, c1 = time.perf_counter(), time.process_time()
-    out = value_iteration(env, _Params(), Recorder(), seed=0)
+    out = value_iteration(env, params, Recorder(), seed=0)
     w2, c2 = time.perf_counter(), time.process_time()
     return {"states": env.n_states, "build_wall": w1 - w0, "build_cpu": c1 - c0, "solve_wall": w2 - w1,
             "solve_cpu": c2 - c1, "sweeps": out["sweeps"], "V_start": out["V_start"],
@@ -234,7 +232,7 @@ def main() -> None:
     print(f"  rltui                 {small['build_wall']:.3f} s + {small['solve_wall']:.3f} s = {rl_total:.3f} s "
           f"({small['sweeps']} sweeps)")
     mdp, why = try_mdptoolbox()  # installs pymdptoolbox (and scipy) into this venv, for the bench only
-    V_ref = value_iteration(env, type("P", (), {"theta": theta, "max_sweeps": 100_000})(), Recorder(), seed=0)
+    V_ref = value_iteration(env, ValueIterationParams(theta=theta, max_sweeps=100_000), Recorder(), seed=0)
     try:
         import scipy  # noqa: F401
     except ImportError:
