@@ -378,7 +378,7 @@ def _params(params: dict[str, Any]) -> str:
 
 # --- detached driver -------------------------------------------------------------------------------
 def spawn_driver(store: Store, sweep_id: int) -> tuple[Any, str]:
-    """A driver in its own session (it outlives the terminal), output to logs/sweep-ID.log beside the
+    """A driver in its own session (it outlives the terminal), output to STORE-logs/sweep-ID.log beside the
     store's run logs; the store's URL travels in the environment, never on the command line."""
     import subprocess
 
