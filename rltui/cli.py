@@ -129,10 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _store_location(db: str | None) -> str:
-    from rltui.store.engine import resolve_url, store_location
+    from rltui.store.engine import display_url, resolve_url
 
     try:
-        return store_location(resolve_url(db))
+        return display_url(resolve_url(db))
     except Exception:  # noqa: BLE001 — only for a message
         return db or "the store"
 

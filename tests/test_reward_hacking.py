@@ -4,7 +4,6 @@ the gold oracle, episodes ranked by proxy − gold, and the over-optimisation st
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +14,11 @@ from rltui.algos.best_of_n import best_of_n_kl, curve_points
 from rltui.algos.lm_common import gold_agreement
 from rltui.config import load_config_file
 from rltui.runner.execute import create_run, execute_run
-from rltui.store.models import COMPLETED, Episode, Metric, Run
+from rltui.store.models import Episode, Run
 from rltui.store.queries import by_proxy_gold_gap, episode_rows
 
 from conftest import SAMPLE_RUNS
-from test_lm_pipeline import completed, metric, pretrain, run
+from test_lm_pipeline import completed, metric
 
 STUDY = SAMPLE_RUNS / "reward_hacking"
 
@@ -170,7 +169,7 @@ async def test_the_episodes_tab_ranks_the_responses_that_fool_the_reward_model(s
         await settle(pilot)
         ranked = [(table.get_row_at(i)[0].plain, table.get_row_at(i)[4].plain) for i in range(table.row_count)]
         assert [index for index, _gap in ranked][:2] == ["1", "2"]  # the hack (gap 5) first, then gap 1
-        assert ranked[0][1] == "5.00" or float(ranked[0][1]) == 5.0
+        assert float(ranked[0][1]) == 5.0  # its proxy − gold cell
         await pilot.press("o")
         await settle(pilot)
         assert [table.get_row_at(i)[0].plain for i in range(table.row_count)] == ["0", "1", "2", "3"]

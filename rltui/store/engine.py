@@ -320,11 +320,6 @@ class Store:
             self._engine.dispose()
 
 
-def store_location(url: str) -> str:
-    """The store as messages name it: its file, or its URL without a password."""
-    return display_url(url)
-
-
 def create_store_engine(url: str, read_only: bool = False) -> Engine:
     from sqlalchemy import create_engine
 
