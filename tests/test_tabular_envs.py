@@ -189,17 +189,22 @@ def test_gridworld_map_from_file_with_trailing_newline(tmp_path):
     assert env.layout["map"] == ["S.#", "..G"] and env.n_states == 5
 
 
+@pytest.mark.parametrize("block", [1, 3, 7, 16384])
 @pytest.mark.parametrize("slip", [0.0, 0.3, 1.0])
-def test_the_grid_stencil_sweep_equals_the_generic_sweep(slip):
-    """Grids sweep through their stencil (4 gathers of V); the generic (s, a, k) sweep of the same
-    arrays must give the same Q, terminal columns 0."""
+def test_the_grid_stencil_sweep_equals_the_generic_sweep(slip, block, monkeypatch):
+    """Grids sweep block by block through shifted slices of V, patched where a move does not land
+    a fixed offset away; the generic (s, a, k) gather of the same arrays must give the same Q and
+    max_a Q, with blocks of every size (a block boundary inside a row, a terminal last state), and
+    terminal columns 0 whatever V holds there."""
     import dataclasses
 
-    env = grid_mdp(["S.#.H", "CC..G", "..#.."], gamma=0.9, slip=slip, cliff_reward=-5.0, bump_reward=-0.3)
-    generic = dataclasses.replace(env, stencil=None)
-    V = np.random.default_rng(1).normal(size=env.n_states)
-    V[env.terminal] = 0.0
-    for masked in (True, False):
-        assert env.q_actions_first(V, masked) == pytest.approx(generic.q_actions_first(V, masked), abs=1e-14)
-    assert np.all(env.q_from_v(V)[env.terminal] == 0.0)
-
+    monkeypatch.setattr(tabular, "GRID_BLOCK", block)
+    for rows in (["S.#.H", "CC..G", "..#.."], ["S..#", ".H..", "#..G"], ["SG"]):
+        env = grid_mdp(rows, gamma=0.9, slip=slip, cliff_reward=-5.0, bump_reward=-0.3, pit_reward=-2.0)
+        generic = dataclasses.replace(env, stencil=None)
+        V = np.random.default_rng(1).normal(size=env.n_states)  # terminal states too: their Q is 0 anyway
+        for masked in (True, False):
+            assert env.q_actions_first(V, masked) == pytest.approx(generic.q_actions_first(V, masked), abs=1e-14)
+        best = env.backup_max(V, np.full(env.n_states, np.nan))
+        assert best == pytest.approx(generic.backup_max(V, np.empty(env.n_states)), abs=1e-14)
+        assert np.all(best[env.terminal] == 0.0) and np.all(env.q_from_v(V)[env.terminal] == 0.0)

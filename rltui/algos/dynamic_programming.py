@@ -92,9 +92,10 @@ def bellman_expectation(env: TabularMDP, V: np.ndarray, pi: np.ndarray) -> np.nd
     return (pi * env.q_from_v(V)).sum(axis=1)
 
 
-def bellman_optimality(env: TabularMDP, V: np.ndarray) -> np.ndarray:
-    # V_{k+1}(s) = max_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V_k(s')]; terminal states stay 0
-    return env.q_actions_first(V, masked=True).max(axis=0)  # Q as [A, S]: unavailable = -inf
+def bellman_optimality(env: TabularMDP, V: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    # V_{k+1}(s) = max_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V_k(s')]; terminal states stay 0, unavailable
+    # actions are never the max
+    return env.backup_max(V, out=np.empty(env.n_states) if out is None else out)
 
 
 # --- exact evaluation of a policy ----------------------------------------------------------------
@@ -319,18 +320,18 @@ def finish(env: TabularMDP, V: np.ndarray, pi: np.ndarray, actions: np.ndarray, 
 def tabular_artifact(env: TabularMDP, V: np.ndarray, Q: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
     """The contract's "tabular" artifact. Q of an unavailable action is null, and so is every Q of a
     terminal state (no action is taken there); V of a terminal state is 0."""
-    q_rows: list[list[float | None]] = []
-    for s in range(env.n_states):
-        if env.terminal[s]:
-            q_rows.append([None] * env.n_actions)
-        else:
-            q_rows.append(q_list(env, Q, s))
+    q_rows: list[list[float | None]] = Q.tolist()  # one C-level conversion, then the nulls patched in
+    for s in np.flatnonzero(env.terminal).tolist():
+        q_rows[s] = [None] * env.n_actions
+    for s, a in zip(*(ix.tolist() for ix in np.nonzero(~env.available & ~env.terminal[:, None]))):
+        q_rows[s][a] = None
+    names = list(env.actions)
     return {
         "states": list(env.states),
-        "actions": list(env.actions),
-        "V": [float(v) for v in V],
+        "actions": names,
+        "V": np.asarray(V, dtype=float).tolist(),
         "Q": q_rows,
-        "policy": [None if a < 0 else env.actions[a] for a in actions],
+        "policy": [None if a < 0 else names[a] for a in np.asarray(actions).tolist()],
     }
 
 
@@ -449,10 +450,13 @@ def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: i
     V = np.zeros(env.n_states)
     sweeps.start(V)
     converged = False
+    # buffers for the whole run: the next V and |ΔV|; V and V_new swap roles each sweep
+    V_new, change = np.empty(env.n_states), np.empty(env.n_states)
     while not sweeps.exhausted:
-        V_new = bellman_optimality(env, V)
-        delta = float(np.max(np.abs(V_new - V))) if len(V) else 0.0
-        V = V_new
+        bellman_optimality(env, V, out=V_new)
+        np.abs(np.subtract(V_new, V, out=change), out=change)
+        delta = float(change.max()) if len(V) else 0.0
+        V, V_new = V_new, V
         sweeps.done(V, delta)
         if delta < params.theta:
             converged = True

@@ -64,8 +64,7 @@ class TabularMDP:
 
     def __post_init__(self) -> None:
         self._r_sa: np.ndarray | None = None
-        self._terminal_idx: np.ndarray | None = None
-        self._sweep: tuple[np.ndarray, ...] | None = None
+        self._sweep: _SweepPlan | None = None
         self.available = (self.prob.sum(axis=2) > 0) & ~self.terminal[:, None]  # [S, A]
         self._start_states = np.flatnonzero(self.start > 0).tolist() or [0]
         self._start_cum = np.cumsum(self.start[self._start_states]).tolist()
@@ -111,50 +110,45 @@ class TabularMDP:
         """Q(s,a) = Σ_s' P(s'|s,a) [r(s,a,s') + γ V(s')], shape [S, A]; terminal rows are 0."""
         return self.q_actions_first(V, masked=False).T
 
-    def q_actions_first(self, V: np.ndarray, masked: bool = True) -> np.ndarray:
-        """Q as [A, S] = r(s,a) + γ Σ_k prob·V[next_state], computed in an action-major copy of the
-        arrays: numpy reduces a [40000, 4] array along its short last axis ~10x slower than a
-        [4, 40000] one along the first, so max_a Q(s,a) is `.max(axis=0)` here. `masked`: an
-        unavailable action is -inf (never the max); terminal states stay 0."""
-        if self._sweep is None:
-            next_k = np.ascontiguousarray(self.next_state.transpose(2, 1, 0), dtype=np.intp)  # [K, A, S]
-            prob_k = np.ascontiguousarray(self.prob.transpose(2, 1, 0))
-            r_as = np.ascontiguousarray(self.expected_reward.T)
-            unavailable = (~self.available & ~self.terminal[:, None]).T
-            self._sweep = (next_k, prob_k, r_as, np.where(unavailable, -np.inf, r_as))
-        next_k, prob_k, r_as, r_as_masked = self._sweep
-        if self.stencil is not None:
-            return self._q_stencil(V, r_as_masked if masked else r_as)
-        # Σ_s' P(s'|s,a) V(s'), one outcome slot k at a time: [A, S] temporaries, not a [K, A, S] gather
-        expected_next = np.take(V, next_k[0])
-        expected_next *= prob_k[0]
-        gathered = np.empty_like(expected_next)
-        for k in range(1, len(next_k)):
-            np.take(V, next_k[k], out=gathered)
-            gathered *= prob_k[k]
-            expected_next += gathered
-        expected_next *= self.gamma
-        expected_next += r_as_masked if masked else r_as
-        return expected_next
+    def q_actions_first(self, V: np.ndarray, masked: bool = True, out: np.ndarray | None = None) -> np.ndarray:
+        """Q as [A, S] = r(s,a) + γ Σ_k prob·V[next_state], in an action-major layout so that
+        max_a Q(s,a) is `.max(axis=0)`, a reduction across contiguous rows (numpy reduces a
+        [40000, 4] array along its short last axis ~10x slower). `masked`: an unavailable action is
+        -inf (never the max); terminal states are 0 whatever V holds. `out`: an [A, S] float64
+        array to write Q into."""
+        plan = self._plan()
+        V = np.asarray(V, dtype=np.float64)
+        if out is None:
+            out = np.empty((self.n_actions, self.n_states))
+        r_as = plan.r_masked if masked else plan.r
+        if plan.blocks is not None:
+            for lo, hi, Q_block in plan.grid_q(V, r_as):
+                out[:, lo:hi] = Q_block
+            return out
+        # fixed-width successors: gathered[k, a, s] = γ P_k(s,a) · V(s'_k), summed over k
+        np.take(V, plan.next_k, out=plan.gathered, mode="clip")  # indices are valid: no checked copy
+        plan.gathered *= plan.prob_k
+        np.sum(plan.gathered, axis=0, out=out)
+        out += r_as
+        return out
 
-    def _q_stencil(self, V: np.ndarray, r_as: np.ndarray) -> np.ndarray:
-        """q_actions_first for a grid: G[d] = V(where a move in direction d lands), then
-        Q[a] = r(s,a) + γ Σ_k p_k G[which[a, k]], terminal columns 0."""
-        dest, which, p = self.stencil
-        G = [np.take(V, dest[d]) for d in range(len(dest))]
-        Q = np.empty_like(r_as)
-        for a in range(len(which)):
-            row = Q[a]
-            np.multiply(G[which[a, 0]], p[0], out=row)
-            for k in range(1, len(p)):
-                if p[k]:
-                    row += p[k] * G[which[a, k]]
-        Q *= self.gamma
-        Q += r_as
-        if self._terminal_idx is None:
-            self._terminal_idx = np.flatnonzero(self.terminal)
-        Q[:, self._terminal_idx] = 0.0
-        return Q
+    def backup_max(self, V: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out(s) = max_a Q(s,a) over available actions (terminal states 0), Q from V as in
+        q_actions_first; a grid never holds the whole [A, S] Q, block by block in cache."""
+        plan = self._plan()
+        V = np.asarray(V, dtype=np.float64)
+        if plan.blocks is not None:
+            for lo, hi, Q_block in plan.grid_q(V, plan.r_masked):
+                Q_block.max(axis=0, out=out[lo:hi])
+            return out
+        if plan.q is None:
+            plan.q = np.empty((self.n_actions, self.n_states))
+        return self.q_actions_first(V, masked=True, out=plan.q).max(axis=0, out=out)
+
+    def _plan(self) -> "_SweepPlan":
+        if self._sweep is None:
+            self._sweep = _SweepPlan.of(self)
+        return self._sweep
 
     def start_value(self, V: np.ndarray) -> float:
         return float(self.start @ V)
@@ -179,6 +173,98 @@ class TabularMDP:
     def _outcome_lists(self, s: int, a: int) -> tuple[list[float], list[int], list[float]]:
         outs = self.outcomes(s, a) if self.available[s, a] else []
         return list(itertools.accumulate(p for _, p, _ in outs)), [o[0] for o in outs], [o[2] for o in outs]
+
+
+# States per block of a grid's sweep: its [4, GRID_BLOCK] buffers stay in a core's L2 cache, and the
+# block's 4x4 by 4xGRID_BLOCK matrix product stays under OpenBLAS's threshold for spreading a product
+# over threads (measured on 2 busy cores: 65536 states per block made each sweep 10x slower).
+GRID_BLOCK = 16384
+
+
+@dataclass
+class _SweepPlan:
+    """What one Bellman backup over all states reads, laid out once per MDP, with the buffers it
+    writes (a sweep allocates nothing).
+
+    A grid (it has a stencil) is swept in blocks of GRID_BLOCK states. In a block, G[d, s] =
+    V(where a move in direction d from s lands), and Q = r + (γ W) G with W[a, d] the probability
+    that action a moves in direction d: one small matrix product. G is not gathered element by
+    element: in state order most moves in a direction land a fixed offset away (one row up:
+    s - cols), so G[d] is a shifted slice of V, patched where a move does not (a bump, a cliff, a
+    wall in between) and at terminal states (they read a trailing zero: Q = 0 there).
+
+    Any other MDP gathers its K outcome slots at once, [K, A, S], weighs them and sums over k."""
+
+    r: np.ndarray  # [A, S] r(s,a); 0 for terminal states
+    r_masked: np.ndarray  # r, with -inf where an action is unavailable in a non-terminal state
+    gathered: np.ndarray  # [D, GRID_BLOCK] (grid) or [K, A, S] (other): the gathered V
+    q: np.ndarray | None = None  # [A, GRID_BLOCK] (grid) or [A, S] (other, for backup_max)
+    weights: np.ndarray | None = None  # grid: [A, D] γ·P(direction d | action a)
+    v_ext: np.ndarray | None = None  # grid: [S + 1], V and a trailing 0
+    # grid: per block (lo, hi, per direction (a, b, src, odd, odd_dest)): G[d, a:b] = v_ext[src:src+b-a],
+    # G[d, odd] = v_ext[odd_dest], positions local to the block
+    blocks: list[tuple[int, int, list[tuple[int, int, int, np.ndarray, np.ndarray]]]] | None = None
+    next_k: np.ndarray | None = None  # other: [K, A, S] intp
+    prob_k: np.ndarray | None = None  # other: [K, A, S] γ·P(s'_k | s, a)
+
+    def grid_q(self, V: np.ndarray, r_as: np.ndarray):
+        """Yields (lo, hi, Q[:, lo:hi]) block by block; the block's Q is a buffer reused by the next."""
+        v_ext, W = self.v_ext, self.weights
+        v_ext[:-1] = V
+        for lo, hi, moves in self.blocks:
+            G, Q = self.gathered[:, :hi - lo], self.q[:, :hi - lo]
+            for d, (a, b, src, odd, odd_dest) in enumerate(moves):
+                row = G[d]
+                row[a:b] = v_ext[src:src + b - a]
+                if len(odd):
+                    row[odd] = v_ext[odd_dest]
+            np.matmul(W, G, out=Q)
+            np.add(Q, r_as[:, lo:hi], out=Q)
+            yield lo, hi, Q
+
+    @staticmethod
+    def grid_blocks(dest: np.ndarray, terminal: np.ndarray) -> list:
+        """The `blocks` of a grid from dest[d, s] (see the field)."""
+        D, S = dest.shape
+        here = np.arange(S)
+        per_direction = []
+        for d in range(D):
+            target = np.where(terminal, S, dest[d])  # a terminal state reads the zero slot
+            step = target - here
+            values, counts = np.unique(step, return_counts=True)
+            offset = int(values[np.argmax(counts)]) if len(values) else 0
+            odd = np.flatnonzero(step != offset)
+            # the shifted slice may read v_ext[S], the zero slot: a terminal last state lands there
+            per_direction.append((offset, max(0, -offset), min(S, S + 1 - offset), odd, target[odd]))
+        blocks = []
+        for lo in range(0, S, GRID_BLOCK):
+            hi = min(S, lo + GRID_BLOCK)
+            moves = []
+            for offset, first, last, odd, odd_dest in per_direction:
+                a, b = max(lo, first), max(min(hi, last), max(lo, first))
+                i, j = np.searchsorted(odd, [lo, hi])
+                moves.append((a - lo, b - lo, a + offset, (odd[i:j] - lo).astype(np.intp), odd_dest[i:j].astype(np.intp)))
+            blocks.append((lo, hi, moves))
+        return blocks
+
+    @classmethod
+    def of(cls, mdp: "TabularMDP") -> "_SweepPlan":
+        S, A, K = mdp.prob.shape
+        r = np.ascontiguousarray(mdp.expected_reward.T)
+        unavailable = (~mdp.available & ~mdp.terminal[:, None]).T
+        r_masked = np.where(unavailable, -np.inf, r)
+        if mdp.stencil is not None:
+            dest, which, p = mdp.stencil
+            weights = np.zeros((A, len(dest)))
+            for a in range(A):
+                for k in range(len(p)):
+                    weights[a, which[a, k]] += p[k]
+            width = min(S, GRID_BLOCK)
+            return cls(r, r_masked, np.empty((len(dest), width)), q=np.empty((A, width)), weights=mdp.gamma * weights,
+                       v_ext=np.zeros(S + 1), blocks=cls.grid_blocks(dest, mdp.terminal))
+        next_k = np.ascontiguousarray(mdp.next_state.transpose(2, 1, 0), dtype=np.intp)  # [K, A, S]
+        prob_k = mdp.gamma * np.ascontiguousarray(mdp.prob.transpose(2, 1, 0))
+        return cls(r, r_masked, np.empty(next_k.shape), next_k=next_k, prob_k=prob_k)
 
 
 def as_tabular(env: Any) -> TabularMDP:
