@@ -101,6 +101,7 @@ class RunScreen(LabScreen):
         self.sweep_target = -1  # where the slider's keys have moved it; `sweep` once that V is read
         self.sweep_values: Any = None
         self.sweep_step: int | None = None
+        self.policy_h: dict[str, Any] | None = None  # a finite-horizon run's π_h; its slider steps over h
         self.is_tabular = False
         self._log_offset = -1  # bytes of the log read so far (-1: not opened yet)
         self.log_lines: list[str] = []
@@ -185,7 +186,9 @@ class RunScreen(LabScreen):
             layout = read("layout", lambda: latest_artifact(session, self.run_id, "layout")) if "layout" in names else None
             tabular = read("tabular", lambda: latest_artifact(session, self.run_id, "tabular")) if "tabular" in names else None
             last_v = read("V", lambda: artifact_at(session, self.run_id, "V", names["V"] - 1)) if names.get("V") else None
+            policy_h = read("policy_h", lambda: latest_artifact(session, self.run_id, "policy_h")) if "policy_h" in names else None
         info["broken"] = broken
+        info["policy_h"] = policy_h if isinstance(policy_h, dict) and isinstance(policy_h.get("policy"), list) else None
         info["resolved"] = resolved_toml(info["config"])
         self.post(self._apply_static, info, names, layout, tabular, last_v)
         self.post(self.poll, True)
@@ -197,6 +200,7 @@ class RunScreen(LabScreen):
         self.state_layout = layout if isinstance(layout, dict) else None
         self.tabular = tabular if isinstance(tabular, dict) else None
         self.sweeps = names.get("V", 0)
+        self.policy_h = info["policy_h"]
         self.is_tabular = bool(self.tabular or self.sweeps or info["broken"] or (
             self.state_layout and self.state_layout.get("kind") in ("grid", "chain", "tabular")))
         if isinstance(last_v, tuple) and len(last_v) == 2:
@@ -519,7 +523,10 @@ class RunScreen(LabScreen):
             V = [max(q) if q else 0.0 for q in tab["Q"]]
         V = list(V) if V is not None else []
         policy = tab.get("policy") if at_end else None
-        if self.sweeps:
+        note = "\n(arrows: greedy policy, shown at the final sweep)"
+        if self.policy_h is not None and self.sweeps:
+            policy, note = self._draw_horizon_slider()
+        elif self.sweeps:
             width = 30
             pos = int(round(self.sweep / max(1, self.sweeps - 1) * (width - 1)))
             track = "━" * pos + "●" + "─" * (width - 1 - pos)
@@ -531,8 +538,7 @@ class RunScreen(LabScreen):
         if layout.get("kind") == "grid":
             room = (self.size.width or 80) - 4
             body = value_grid(layout, V, policy, cell_width=fit_cell_width(layout, room))
-            note = "" if policy is not None else "\n(arrows: greedy policy, shown at the final sweep)"
-            self.values_grid.update(Text.assemble(body, (note, "italic")))
+            self.values_grid.update(Text.assemble(body, ("" if policy is not None else note, "italic")))
         elif layout.get("kind") == "chain":
             self.values_grid.update(chain_strip(int(layout.get("n", len(V))), V))
         else:
@@ -542,6 +548,22 @@ class RunScreen(LabScreen):
         if tab.get("Q"):
             self.q_table.update(
                 q_table(tab.get("states") or [], tab.get("actions") or [], tab["Q"], tab.get("policy"), tab.get("V")))
+
+    def _draw_horizon_slider(self) -> tuple[list[Any] | None, str]:
+        """A finite-horizon run: the slider over the time step h = 0..H, V_h (stored as "V" at step
+        H - h, the steps left) and π_h; returns (π_h for the arrows, the note where there is none)."""
+        policies = (self.policy_h or {}).get("policy") or []
+        H = int((self.policy_h or {}).get("horizon", len(policies)))
+        k = self.sweep_step if self.sweep_step is not None else H
+        h = max(0, min(H, H - int(k)))
+        width = 20
+        pos = int(round(h / max(1, H) * (width - 1)))
+        track = "━" * pos + "●" + "─" * (width - 1 - pos)
+        self.sweep_slider.update(Text.assemble(
+            ("time step h ", "bold"), f"{h}/{H} ", track, f"  V_h, π_h with {H - h} step{'s' * (H - h != 1)} left",
+            ("  [ ] step · { } first/last · the Q table is h = 0's", "italic"), no_wrap=True, overflow="ellipsis"))
+        policy = policies[h] if h < len(policies) else None
+        return policy, f"\n(h = {H}: no steps left, V_{H} = 0 and no action)"
 
     def update_log(self) -> None:
         """Read what the log gained since the last tick (the last megabyte on opening) and follow it:
@@ -704,11 +726,15 @@ class RunScreen(LabScreen):
         """Each press moves one sweep from where the last press left the slider (not from the V on
         screen: a key pressed while the previous sweep was still being read would be lost)."""
         if self.sweeps:
+            if self.policy_h is not None:  # over h = H - k: the next h is the V stored one step earlier
+                delta = -delta
             self.sweep_target = max(0, min(self.sweeps - 1, self.sweep_target + delta))
             self.load_sweep(self.sweep_target)
 
     def action_sweep_to(self, index: int) -> None:
         if self.sweeps:
+            if self.policy_h is not None:  # first h = 0 is the last V stored (H steps left), last h = H the first
+                index = -1 - index
             self.sweep_target = index % self.sweeps
             self.load_sweep(self.sweep_target)
 
