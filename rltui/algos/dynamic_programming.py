@@ -23,6 +23,7 @@ Conventions shared by the three:
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -114,27 +115,37 @@ def policy_matrices(env: TabularMDP, pi: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def closed_classes(P_pi: np.ndarray) -> np.ndarray:
     """Which states lie in a closed communicating class of the chain P_π (a bottom strongly
-    connected component: once there, never out). Tarjan's algorithm, iterative."""
-    S = len(P_pi)
-    succ = [np.flatnonzero(P_pi[s] > 0).tolist() for s in range(S)]
-    index, low, comp = [-1] * S, [0] * S, [-1] * S
-    on_stack, stack, counter, n_comp = [False] * S, [], 0, 0
-    for root in range(S):
+    connected component: once there, never out)."""
+    src, dst = np.nonzero(P_pi > 0)
+    comp, closed = bottom_components(len(P_pi), src, dst)
+    return closed[comp]
+
+
+def bottom_components(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strongly connected components of the graph with edges src -> dst on n nodes (Tarjan's
+    algorithm, iterative): (comp[v], closed[c]), closed meaning no edge leaves component c."""
+    order = np.argsort(src, kind="stable")
+    src, dst = np.asarray(src)[order], np.asarray(dst)[order]
+    bounds = np.searchsorted(src, np.arange(n + 1)).tolist()
+    targets = dst.tolist()
+    index, low, comp = [-1] * n, [0] * n, [-1] * n
+    on_stack, stack, counter, n_comp = [False] * n, [], 0, 0
+    for root in range(n):
         if index[root] >= 0:
             continue
-        work = [(root, 0)]
+        work = [(root, bounds[root])]
         while work:
             v, i = work.pop()
-            if i == 0:
+            if index[v] < 0:
                 index[v] = low[v] = counter
                 counter += 1
                 stack.append(v)
                 on_stack[v] = True
-            if i < len(succ[v]):
+            if i < bounds[v + 1]:
                 work.append((v, i + 1))
-                w = succ[v][i]
+                w = targets[i]
                 if index[w] < 0:
-                    work.append((w, 0))
+                    work.append((w, bounds[w]))
                 elif on_stack[w]:
                     low[v] = min(low[v], index[w])
                 continue
@@ -149,11 +160,11 @@ def closed_classes(P_pi: np.ndarray) -> np.ndarray:
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[v])
-    comp_arr = np.array(comp)
-    leaves = np.ones(n_comp, dtype=bool)  # a component with an edge to another one is not closed
-    src, dst = np.nonzero(P_pi > 0)
-    leaves[comp_arr[src[comp_arr[src] != comp_arr[dst]]]] = False
-    return leaves[comp_arr]
+    comp_arr = np.array(comp, dtype=np.int64)
+    closed = np.ones(n_comp, dtype=bool)  # a component with an edge to another one is not closed
+    leaving = comp_arr[src] != comp_arr[dst]
+    closed[comp_arr[src[leaving]]] = False
+    return comp_arr, closed
 
 
 def policy_value(env: TabularMDP, pi: np.ndarray) -> np.ndarray | None:
@@ -175,6 +186,138 @@ def policy_value(env: TabularMDP, pi: np.ndarray) -> np.ndarray | None:
     if len(T):
         V[T] = np.linalg.solve(np.eye(len(T)) - P_pi[np.ix_(T, T)], r_pi[T])
     return V
+
+
+# --- γ = 1: values that diverge ------------------------------------------------------------------
+def _edges(env: TabularMDP, use: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(src, dst, a, k) of the transitions s -a-> s' with P > 0 over the (s, a) pairs in `use` [S, A]."""
+    s_idx, a_idx, k_idx = np.nonzero(use[:, :, None] & (env.prob > 0))
+    return s_idx, env.next_state[s_idx, a_idx, k_idx].astype(np.int64), a_idx, k_idx
+
+
+def _name(env: TabularMDP, states: np.ndarray) -> str:
+    start = int(np.argmax(env.start))
+    s = start if start in set(states.tolist()) else int(states[0])
+    more = f" (and {len(states) - 1} more state{'s' * (len(states) != 2)} it loops through)" if len(states) > 1 else ""
+    return f"{env.states[s]!r}{more}"
+
+
+def _loops(env: TabularMDP, comp: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """The closed components that hold no terminal state: loops that never end the episode."""
+    ends = np.zeros(len(closed), dtype=bool)
+    ends[comp[env.terminal]] = True
+    return closed & ~ends
+
+
+def earns_forever(env: TabularMDP, pi: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(the states, the gain) of a closed class of the chain of π (a loop that never ends the
+    episode) whose average reward per step, its gain, is positive, if π has one; else None. At
+    γ = 1 such a policy's value, and so V*, is +∞ there.
+
+    The gain of an irreducible class C is μ·r_π with μ its stationary distribution, μ > 0 on C:
+    from μ (P_C - I) = 0, Σ μ = 1 for classes up to DENSE_LIMIT states; a bigger one counts where
+    r_π ≥ 0 on it with some r_π > 0 (then the gain is positive but not computed: nan)."""
+    use = (pi > 0) & env.available
+    src, dst, a_idx, k_idx = _edges(env, use)
+    comp, closed = bottom_components(env.n_states, src, dst)
+    r_pi = (np.where(use, pi, 0.0) * env.expected_reward).sum(axis=1)
+    top = np.full(len(closed), -np.inf)
+    np.maximum.at(top, comp, r_pi)
+    best: tuple[np.ndarray, float] | None = None
+    for c in np.flatnonzero(_loops(env, comp, closed) & (top > 0.0)).tolist():
+        C = np.flatnonzero(comp == c)
+        r = r_pi[C]
+        if len(C) <= DENSE_LIMIT:
+            where = np.full(env.n_states, -1)
+            where[C] = np.arange(len(C))
+            inside = where[src] >= 0
+            P_C = np.zeros((len(C), len(C)))
+            np.add.at(P_C, (where[src[inside]], where[dst[inside]]),
+                      pi[src[inside], a_idx[inside]] * env.prob[src[inside], a_idx[inside], k_idx[inside]])
+            A = P_C.T - np.eye(len(C))
+            A[-1] = 1.0  # μ (P_C - I) = 0 with one equation traded for Σ μ = 1
+            b = np.zeros(len(C))
+            b[-1] = 1.0
+            gain = float(np.linalg.solve(A, b) @ r)
+            if gain <= 1e-12 * (1.0 + float(np.abs(r).max())):
+                continue
+        elif r.min() >= 0.0:
+            gain = math.nan
+        else:
+            continue
+        if best is None or math.isnan(best[1]) or gain > best[1]:
+            best = (C, gain)
+    return best
+
+
+def pays_forever(env: TabularMDP, change: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(the states, the bound) of a set closed under every available action (no action ever ends
+    the episode) in which the last sweep lowered every value, if there is one. At γ = 1 each later
+    sweep lowers them at least as much: restricted to a closed set the Bellman operator T is
+    monotone and shifts with constants, so V_k+1 = T V_k <= T(V_k-1 + m) = V_k + m with m = max ΔV
+    over the set < 0. V* is -∞ there: even the best policy loses at least |m| per step."""
+    src, dst, _, _ = _edges(env, env.available)
+    comp, closed = bottom_components(env.n_states, src, dst)
+    top = np.full(len(closed), -np.inf)
+    np.maximum.at(top, comp, change)
+    trapped = np.flatnonzero(_loops(env, comp, closed) & (top < 0.0))
+    if not len(trapped):
+        return None
+    c = int(trapped[np.argmin(top[trapped])])
+    return np.flatnonzero(comp == c), float(top[c])
+
+
+def divergence_message(env: TabularMDP, V: np.ndarray, change: np.ndarray) -> str | None:
+    """At γ = 1, after sweeps that did not converge: why, where the values provably diverge (a
+    greedy policy that earns reward forever, or a trap where every policy pays forever); None
+    where neither is shown."""
+    if env.gamma != 1.0 or not len(V):
+        return None
+    found = earns_forever(env, greedy_policy_matrix(env, greedy(env, env.q_from_v(V))))
+    if found is not None:
+        C, gain = found
+        rate = "a positive reward" if math.isnan(gain) else f"{gain:+.6g}"
+        return (f"the values diverge at γ = 1 because a policy can earn reward forever: from state {_name(env, C)} "
+                f"the greedy policy never ends the episode and earns {rate} per step on average, so V grows "
+                f"without bound; use γ < 1 or a horizon, or make that loop end")
+    trapped = pays_forever(env, change)
+    if trapped is not None:
+        C, m = trapped
+        return (f"the values diverge to -∞ at γ = 1: from state {_name(env, C)} no action ever ends the episode, "
+                f"and even the best policy loses at least {-m:.6g} per step there; use γ < 1 or a horizon, or "
+                f"give that state a way out")
+    return None
+
+
+def unbounded_policy_message(env: TabularMDP, pi: np.ndarray, iteration: int) -> str | None:
+    """Policy iteration at γ = 1, when the policy it evaluates has no finite value: why."""
+    if env.gamma != 1.0:
+        return None
+    found = earns_forever(env, pi)
+    if found is not None:
+        C, gain = found
+        rate = "a positive reward" if math.isnan(gain) else f"{gain:+.6g}"
+        return (f"the values diverge at γ = 1 because a policy can earn reward forever: from state {_name(env, C)} "
+                f"policy iteration's policy (iteration {iteration}) never ends the episode and earns {rate} per step "
+                f"on average, so V* is unbounded; use γ < 1 or a horizon, or make that loop end")
+    src, dst, _, _ = _edges(env, (pi > 0) & env.available)
+    comp, closed = bottom_components(env.n_states, src, dst)
+    r_pi = (pi * env.expected_reward).sum(axis=1)
+    paying = _loops(env, comp, closed)[comp] & (r_pi != 0.0)
+    if not paying.any():
+        return None
+    C = np.flatnonzero(comp == comp[np.argmax(paying)])
+    return (f"policy iteration stopped at iteration {iteration}: at γ = 1 the policy it evaluates has no finite value; "
+            f"from state {_name(env, C)} it never ends the episode and collects non-zero reward forever; use γ < 1 "
+            f"or a horizon")
+
+
+def report_divergence(summary: dict[str, Any], message: str | None, algo: str) -> dict[str, Any]:
+    """The run's one line on why it did not converge: in the summary ("diverged") and the log."""
+    if message is not None:
+        summary["diverged"] = message
+        print(f"{algo}: {message}", file=sys.stderr, flush=True)
+    return summary
 
 
 # --- greedy policies that end the episode ---------------------------------------------------------
@@ -452,20 +595,36 @@ def value_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: i
     converged = False
     # buffers for the whole run: the next V and |ΔV|; V and V_new swap roles each sweep
     V_new, change = np.empty(env.n_states), np.empty(env.n_states)
+    diverged: str | None = None
+    check_at, delta_half, stopped = 16, math.inf, False
     while not sweeps.exhausted:
         bellman_optimality(env, V, out=V_new)
         np.abs(np.subtract(V_new, V, out=change), out=change)
         delta = float(change.max()) if len(V) else 0.0
-        V, V_new = V_new, V
+        V, V_new = V_new, V  # V_new now holds V_k-1
         sweeps.done(V, delta)
         if delta < params.theta:
             converged = True
             break
         if not math.isfinite(delta) or recorder.should_stop():
+            stopped = True
             break
+        # γ = 1: a max|ΔV| that stopped shrinking may be values growing without bound; look at
+        # sweeps 16, 32, 64, ... where it has not halved since half as many sweeps
+        if env.gamma == 1.0 and sweeps.count == check_at // 2:
+            delta_half = delta
+        elif env.gamma == 1.0 and sweeps.count == check_at:
+            check_at *= 2
+            if delta > 0.5 * delta_half:
+                diverged = divergence_message(env, V, V - V_new)
+                if diverged is not None:
+                    break
+    if not converged and not stopped and diverged is None:
+        diverged = divergence_message(env, V, V - V_new)
     actions = optimal_actions(env, V, params.theta)
     pi = greedy_policy_matrix(env, actions)
-    return {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, actions, recorder, seed, sweeps)}
+    summary = {"sweeps": sweeps.count, "converged": converged, **finish(env, V, pi, actions, recorder, seed, sweeps)}
+    return report_divergence(summary, diverged, "value_iteration")
 
 
 def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: int, device: str = "cpu") -> dict[str, Any]:
@@ -482,10 +641,11 @@ def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: 
     sweeps.start(V)
     pi = uniform_policy(env)
     actions = np.full(env.n_states, -1)
-    iterations, converged = 0, False
+    iterations, converged, diverged = 0, False, None
     while not sweeps.exhausted:
         V, exact = evaluate_exactly(env, pi, V, params.theta, sweeps, recorder)
         if not exact:
+            diverged = unbounded_policy_message(env, pi, iterations)
             break
         # policy improvement: π'(s) = argmax_a Σ_s' P(s'|s,a) [r(s,a,s') + γ V^π(s')], the old action on ties
         Q = env.q_from_v(V)
@@ -505,5 +665,6 @@ def policy_iteration(env: TabularMDP, params: Any, recorder: Recorder, *, seed: 
             break
     if not converged and np.all(actions < 0):  # stopped before any improvement: report π's greedy step
         actions = optimal_actions(env, V, params.theta)
-    return {"sweeps": sweeps.count, "iterations": iterations, "converged": converged,
-            **finish(env, V, pi, actions, recorder, seed, sweeps)}
+    summary = {"sweeps": sweeps.count, "iterations": iterations, "converged": converged,
+               **finish(env, V, pi, actions, recorder, seed, sweeps)}
+    return report_divergence(summary, diverged, "policy_iteration")
