@@ -202,11 +202,24 @@ def _name(env: TabularMDP, states: np.ndarray) -> str:
     return f"{env.states[s]!r}{more}"
 
 
-def _loops(env: TabularMDP, comp: np.ndarray, closed: np.ndarray) -> np.ndarray:
-    """The closed components that hold no terminal state: loops that never end the episode."""
-    ends = np.zeros(len(closed), dtype=bool)
-    ends[comp[env.terminal]] = True
-    return closed & ~ends
+def never_ending_loops(env: TabularMDP, use: np.ndarray) -> list[np.ndarray]:
+    """The loops that never end the episode when only the (s, a) pairs in `use` [S, A] are taken:
+    the closed classes (bottom strongly connected components) holding no terminal state. They lie
+    among the states that cannot reach a terminal state at all (a backward search, vectorized), a
+    set closed under those pairs, so Tarjan's algorithm runs on that set only, often empty."""
+    layer, _ = _backward_layers(env, use & ~env.terminal[:, None], env.prob > 0)
+    stuck = np.flatnonzero((layer < 0) & ~env.terminal)
+    if not len(stuck):
+        return []
+    local = np.full(env.n_states, -1)
+    local[stuck] = np.arange(len(stuck))
+    inside = np.zeros((env.n_states, env.n_actions), dtype=bool)
+    inside[stuck] = use[stuck]
+    src, dst, _, _ = _edges(env, inside)
+    comp, closed = bottom_components(len(stuck), local[src], local[dst])
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.arange(len(closed) + 1))
+    return [stuck[order[bounds[c]:bounds[c + 1]]] for c in np.flatnonzero(closed).tolist()]
 
 
 def earns_forever(env: TabularMDP, pi: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -218,22 +231,18 @@ def earns_forever(env: TabularMDP, pi: np.ndarray) -> tuple[np.ndarray, float] |
     from μ (P_C - I) = 0, Σ μ = 1 for classes up to DENSE_LIMIT states; a bigger one counts where
     r_π ≥ 0 on it with some r_π > 0 (then the gain is positive but not computed: nan)."""
     use = (pi > 0) & env.available
-    src, dst, a_idx, k_idx = _edges(env, use)
-    comp, closed = bottom_components(env.n_states, src, dst)
     r_pi = (np.where(use, pi, 0.0) * env.expected_reward).sum(axis=1)
-    top = np.full(len(closed), -np.inf)
-    np.maximum.at(top, comp, r_pi)
     best: tuple[np.ndarray, float] | None = None
-    for c in np.flatnonzero(_loops(env, comp, closed) & (top > 0.0)).tolist():
-        C = np.flatnonzero(comp == c)
+    for C in never_ending_loops(env, use):
         r = r_pi[C]
+        if r.max() <= 0.0:
+            continue
         if len(C) <= DENSE_LIMIT:
+            src, dst, a_idx, k_idx = _edges(env, np.isin(np.arange(env.n_states), C)[:, None] & use)
             where = np.full(env.n_states, -1)
             where[C] = np.arange(len(C))
-            inside = where[src] >= 0
             P_C = np.zeros((len(C), len(C)))
-            np.add.at(P_C, (where[src[inside]], where[dst[inside]]),
-                      pi[src[inside], a_idx[inside]] * env.prob[src[inside], a_idx[inside], k_idx[inside]])
+            np.add.at(P_C, (where[src], where[dst]), pi[src, a_idx] * env.prob[src, a_idx, k_idx])
             A = P_C.T - np.eye(len(C))
             A[-1] = 1.0  # μ (P_C - I) = 0 with one equation traded for Σ μ = 1
             b = np.zeros(len(C))
@@ -256,15 +265,12 @@ def pays_forever(env: TabularMDP, change: np.ndarray) -> tuple[np.ndarray, float
     sweep lowers them at least as much: restricted to a closed set the Bellman operator T is
     monotone and shifts with constants, so V_k+1 = T V_k <= T(V_k-1 + m) = V_k + m with m = max ΔV
     over the set < 0. V* is -∞ there: even the best policy loses at least |m| per step."""
-    src, dst, _, _ = _edges(env, env.available)
-    comp, closed = bottom_components(env.n_states, src, dst)
-    top = np.full(len(closed), -np.inf)
-    np.maximum.at(top, comp, change)
-    trapped = np.flatnonzero(_loops(env, comp, closed) & (top < 0.0))
-    if not len(trapped):
-        return None
-    c = int(trapped[np.argmin(top[trapped])])
-    return np.flatnonzero(comp == c), float(top[c])
+    worst: tuple[np.ndarray, float] | None = None
+    for C in never_ending_loops(env, env.available):
+        m = float(change[C].max())
+        if m < 0.0 and (worst is None or m < worst[1]):
+            worst = (C, m)
+    return worst
 
 
 def divergence_message(env: TabularMDP, V: np.ndarray, change: np.ndarray) -> str | None:
@@ -273,14 +279,15 @@ def divergence_message(env: TabularMDP, V: np.ndarray, change: np.ndarray) -> st
     where neither is shown."""
     if env.gamma != 1.0 or not len(V):
         return None
-    found = earns_forever(env, greedy_policy_matrix(env, greedy(env, env.q_from_v(V))))
+    # where no value rose, none can rise later (T is monotone: V_k+1 <= V_k gives V_k+2 <= V_k+1)
+    found = earns_forever(env, greedy_policy_matrix(env, greedy(env, env.q_from_v(V)))) if change.max() > 0 else None
     if found is not None:
         C, gain = found
         rate = "a positive reward" if math.isnan(gain) else f"{gain:+.6g}"
         return (f"the values diverge at γ = 1 because a policy can earn reward forever: from state {_name(env, C)} "
                 f"the greedy policy never ends the episode and earns {rate} per step on average, so V grows "
                 f"without bound; use γ < 1 or a horizon, or make that loop end")
-    trapped = pays_forever(env, change)
+    trapped = pays_forever(env, change) if change.min() < 0 else None
     if trapped is not None:
         C, m = trapped
         return (f"the values diverge to -∞ at γ = 1: from state {_name(env, C)} no action ever ends the episode, "
@@ -300,13 +307,11 @@ def unbounded_policy_message(env: TabularMDP, pi: np.ndarray, iteration: int) ->
         return (f"the values diverge at γ = 1 because a policy can earn reward forever: from state {_name(env, C)} "
                 f"policy iteration's policy (iteration {iteration}) never ends the episode and earns {rate} per step "
                 f"on average, so V* is unbounded; use γ < 1 or a horizon, or make that loop end")
-    src, dst, _, _ = _edges(env, (pi > 0) & env.available)
-    comp, closed = bottom_components(env.n_states, src, dst)
     r_pi = (pi * env.expected_reward).sum(axis=1)
-    paying = _loops(env, comp, closed)[comp] & (r_pi != 0.0)
-    if not paying.any():
+    paying = [C for C in never_ending_loops(env, (pi > 0) & env.available) if np.any(r_pi[C] != 0.0)]
+    if not paying:
         return None
-    C = np.flatnonzero(comp == comp[np.argmax(paying)])
+    C = paying[0]
     return (f"policy iteration stopped at iteration {iteration}: at γ = 1 the policy it evaluates has no finite value; "
             f"from state {_name(env, C)} it never ends the episode and collects non-zero reward forever; use γ < 1 "
             f"or a horizon")
