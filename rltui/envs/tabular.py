@@ -201,23 +201,21 @@ class _SweepPlan:
     q: np.ndarray | None = None  # [A, GRID_BLOCK] (grid) or [A, S] (other, for backup_max)
     weights: np.ndarray | None = None  # grid: [A, D] γ·P(direction d | action a)
     v_ext: np.ndarray | None = None  # grid: [S + 1], V and a trailing 0
-    # grid: per block (lo, hi, per direction (a, b, src, odd, odd_dest)): G[d, a:b] = v_ext[src:src+b-a],
-    # G[d, odd] = v_ext[odd_dest], positions local to the block
-    blocks: list[tuple[int, int, list[tuple[int, int, int, np.ndarray, np.ndarray]]]] | None = None
+    # grid: per block (lo, hi, per direction (a, b, src), odd, odd_dest): G[d, a:b] = v_ext[src:src+b-a]
+    # (positions local to the block), then gathered.flat[odd] = v_ext[odd_dest]
+    blocks: list[tuple[int, int, list[tuple[int, int, int]], np.ndarray, np.ndarray]] | None = None
     next_k: np.ndarray | None = None  # other: [K, A, S] intp
     prob_k: np.ndarray | None = None  # other: [K, A, S] γ·P(s'_k | s, a)
 
     def grid_q(self, V: np.ndarray, r_as: np.ndarray):
         """Yields (lo, hi, Q[:, lo:hi]) block by block; the block's Q is a buffer reused by the next."""
-        v_ext, W = self.v_ext, self.weights
+        v_ext, W, flat = self.v_ext, self.weights, self.gathered.reshape(-1)
         v_ext[:-1] = V
-        for lo, hi, moves in self.blocks:
+        for lo, hi, shifts, odd, odd_dest in self.blocks:
             G, Q = self.gathered[:, :hi - lo], self.q[:, :hi - lo]
-            for d, (a, b, src, odd, odd_dest) in enumerate(moves):
-                row = G[d]
-                row[a:b] = v_ext[src:src + b - a]
-                if len(odd):
-                    row[odd] = v_ext[odd_dest]
+            for d, (a, b, src) in enumerate(shifts):
+                G[d, a:b] = v_ext[src:src + b - a]
+            flat[odd] = v_ext[odd_dest]  # every direction's patches at once (flat positions in the buffer)
             np.matmul(W, G, out=Q)
             np.add(Q, r_as[:, lo:hi], out=Q)
             yield lo, hi, Q
@@ -236,15 +234,18 @@ class _SweepPlan:
             odd = np.flatnonzero(step != offset)
             # the shifted slice may read v_ext[S], the zero slot: a terminal last state lands there
             per_direction.append((offset, max(0, -offset), min(S, S + 1 - offset), odd, target[odd]))
+        width = min(S, GRID_BLOCK)  # the row length of the `gathered` buffer
         blocks = []
         for lo in range(0, S, GRID_BLOCK):
             hi = min(S, lo + GRID_BLOCK)
-            moves = []
-            for offset, first, last, odd, odd_dest in per_direction:
+            shifts, odd_at, odd_from = [], [], []
+            for d, (offset, first, last, odd, odd_dest) in enumerate(per_direction):
                 a, b = max(lo, first), max(min(hi, last), max(lo, first))
+                shifts.append((a - lo, b - lo, a + offset))
                 i, j = np.searchsorted(odd, [lo, hi])
-                moves.append((a - lo, b - lo, a + offset, (odd[i:j] - lo).astype(np.intp), odd_dest[i:j].astype(np.intp)))
-            blocks.append((lo, hi, moves))
+                odd_at.append(d * width + odd[i:j] - lo)
+                odd_from.append(odd_dest[i:j])
+            blocks.append((lo, hi, shifts, np.concatenate(odd_at).astype(np.intp), np.concatenate(odd_from).astype(np.intp)))
         return blocks
 
     @classmethod
