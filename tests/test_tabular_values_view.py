@@ -114,3 +114,32 @@ async def test_a_one_step_horizon_slides_between_its_two_values(store, horizon):
         await settle(pilot)
         assert "time step h 1/1" in text_of(screen.query_one("#sweep-slider"))
         assert "+1.00" not in text_of(screen.query_one("#values-grid"))
+
+
+async def test_blackjack_values_are_drawn_as_figure_5_2(store):
+    from rltui.store.queries import latest_artifact
+    from rltui.tui.screens.run import RunScreen
+
+    out = run(store, {"id": "Blackjack-v1"}, {"id": "monte_carlo", "exploring_starts": True, "episodes": 3000},
+              record={"last": 0})
+    with store.read() as session:
+        grids = latest_artifact(session, out["id"], "blackjack")
+    app = make_app(store)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        app.push_screen(RunScreen(out["id"]))
+        await settle(pilot, 3)
+        screen = app.screen
+        await pilot.press("2")
+        await settle(pilot)
+        lines = text_of(screen.query_one("#values-grid")).split("\n")
+        for key, title in (("usable_ace", "usable ace:"), ("no_usable_ace", "no usable ace:")):
+            top = next(i for i, line in enumerate(lines) if line.startswith(title))
+            assert lines[top + 1].split() == ["A", "2", "3", "4", "5", "6", "7", "8", "9", "10"]
+            for row, player in enumerate(range(21, 11, -1)):  # 21 at the top, as in the figure
+                cells = lines[top + 2 + row].split()
+                assert cells[0] == str(player)
+                i = player - 12
+                expected = [("H" if a == 1 else "S") + f"{v:+.2f}"
+                            for a, v in zip(grids[key]["policy"][i], grids[key]["V"][i])]
+                assert cells[1:] == expected

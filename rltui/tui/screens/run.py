@@ -42,7 +42,7 @@ from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
 from rltui.tui.widgets.metric_grid import MetricGrid, metric_plot_data, system_line
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
-from rltui.tui.widgets.values import chain_strip, fit_cell_width, q_table, value_grid
+from rltui.tui.widgets.values import blackjack_grids, chain_strip, fit_cell_width, q_table, value_grid
 
 X_AXES = ("step", "episode", "wall")
 X_LABEL = {"step": "step", "episode": "episode", "wall": "wall time (s)"}
@@ -187,8 +187,10 @@ class RunScreen(LabScreen):
             tabular = read("tabular", lambda: latest_artifact(session, self.run_id, "tabular")) if "tabular" in names else None
             last_v = read("V", lambda: artifact_at(session, self.run_id, "V", names["V"] - 1)) if names.get("V") else None
             policy_h = read("policy_h", lambda: latest_artifact(session, self.run_id, "policy_h")) if "policy_h" in names else None
+            blackjack = read("blackjack", lambda: latest_artifact(session, self.run_id, "blackjack")) if "blackjack" in names else None
         info["broken"] = broken
         info["policy_h"] = policy_h if isinstance(policy_h, dict) and isinstance(policy_h.get("policy"), list) else None
+        info["blackjack"] = blackjack if isinstance(blackjack, dict) else None
         info["resolved"] = resolved_toml(info["config"])
         self.post(self._apply_static, info, names, layout, tabular, last_v)
         self.post(self.poll, True)
@@ -541,6 +543,8 @@ class RunScreen(LabScreen):
             self.values_grid.update(Text.assemble(body, ("" if policy is not None else note, "italic")))
         elif layout.get("kind") == "chain":
             self.values_grid.update(chain_strip(int(layout.get("n", len(V))), V))
+        elif layout.get("kind") == "blackjack" and self.info.get("blackjack"):
+            self.values_grid.update(blackjack_grids(self.info["blackjack"]))  # Sutton & Barto Figure 5.2
         else:
             states = (tab.get("states") or layout.get("states") or [str(i) for i in range(len(V))])
             self.values_grid.update(

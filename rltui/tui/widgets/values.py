@@ -185,3 +185,29 @@ def bars(labels: Sequence[str], values: Sequence[float], width: int = 24, highli
         text.append(" " + fmt.format(v) + ("  ◀" if i == highlight else "") + "\n", style=style)
     text.rstrip()
     return text
+
+
+def blackjack_grids(grids: dict[str, Any]) -> Text:
+    """Sutton & Barto Figure 5.2 from the `blackjack` artifact: for a usable ace and for none, one
+    grid with the player's sum down the side (21 at the top) and the dealer's card across (A..10),
+    each cell the policy's action (H hit, S stick) and V(s), coloured by V."""
+    players = [int(p) for p in grids["player"]]
+    dealers = ["A" if int(d) == 1 else str(d) for d in grids["dealer"]]
+    text = Text(no_wrap=True)
+    for key, title in (("usable_ace", "usable ace"), ("no_usable_ace", "no usable ace")):
+        panel = grids.get(key) or {}
+        policy, V = panel.get("policy") or [], panel.get("V") or []
+        text.append(f"{title}: π (H hit · S stick) and V, player sum ↓ by dealer showing →\n", style="bold")
+        text.append("     " + "".join(f"{d:^7}" for d in dealers) + "\n")
+        for i in reversed(range(len(players))):
+            text.append(f"{players[i]:>4} ")
+            for j in range(len(dealers)):
+                v = float(V[i][j]) if i < len(V) and j < len(V[i]) else 0.0
+                act = policy[i][j] if i < len(policy) and j < len(policy[i]) else None
+                bg = value_colour(v, -1.0, 1.0)
+                letter = "·" if act is None else ("H" if int(act) == 1 else "S")
+                text.append(f"{letter}{v:+.2f}".center(7), style=f"{_text_on(bg)} on {bg}")
+            text.append("\n")
+        text.append("\n")
+    text.rstrip()
+    return text
