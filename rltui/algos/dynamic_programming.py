@@ -90,7 +90,7 @@ def policy_from_table(env: TabularMDP, table: Any) -> np.ndarray:
 
 def bellman_expectation(env: TabularMDP, V: np.ndarray, pi: np.ndarray) -> np.ndarray:
     # V_{k+1}(s) = Σ_a π(a|s) Σ_s' P(s'|s,a) [r(s,a,s') + γ V_k(s')]
-    return (pi * env.q_from_v(V)).sum(axis=1)
+    return (env.q_actions_first(V, masked=False) * pi.T).sum(axis=0)  # Q as [A, S]: Σ_a across rows
 
 
 def bellman_optimality(env: TabularMDP, V: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
