@@ -1,4 +1,5 @@
-"""Small networks for deep RL: an MLP, Q(s,·), and categorical / Gaussian policy heads.
+"""Small networks for deep RL: an MLP, MinAtar's convolutional torso, Q(s,·), and categorical /
+Gaussian policy heads.
 
 Policies return log π(a|s) and the entropy without building torch.distributions objects in the hot
 loop (their argument validation costs more than the maths on tiny batches); the Gaussian log-density is
@@ -33,7 +34,33 @@ def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequen
     return nn.Sequential(*layers)
 
 
-def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
+class ConvTorso(nn.Module):
+    """MinAtar's network body (Young & Tian 2019) for (H, W, C) frames: one 3×3 convolution with 16
+    filters, stride 1, no padding, ReLU; flattened to 16·(H−2)·(W−2) features; then the dense `hidden`
+    layers (MinAtar's: one of 128, ReLU). Frames arrive in the env's own dtype (bool, uint8) and become
+    float here, on the device, only for the forward pass."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: list[int], activation: str = "relu", filters: int = 16) -> None:
+        super().__init__()
+        height, width, channels = obs_shape
+        if height < 3 or width < 3:
+            raise ValueError(f"a 3x3 convolution needs frames of at least 3x3, got {height}x{width}")
+        self.conv = _ortho(nn.Conv2d(channels, filters, kernel_size=3, stride=1), math.sqrt(2.0))
+        flat = filters * (height - 2) * (width - 2)
+        self.dense = torso(flat, hidden, activation)
+        self.out_dim = hidden[-1] if hidden else flat
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(torch.float32).permute(0, 3, 1, 2)  # (B, H, W, C) → (B, C, H, W)
+        return self.dense(torch.relu(self.conv(x)).flatten(1))
+
+
+def is_image(obs_shape: int | tuple[int, ...]) -> bool:
+    """Whether observations of this shape are (H, W, C) frames (a convolutional torso) or flat vectors (an MLP)."""
+    return not isinstance(obs_shape, int) and len(obs_shape) == 3
+
+
+def _ortho(layer: nn.Module, gain: float) -> Any:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
@@ -73,12 +100,20 @@ def masked(scores: torch.Tensor, obs: torch.Tensor, mask: ActionMask | None) -> 
 
 class QNetwork(nn.Module):
     """s ↦ Q(s,·): one forward pass scores every action; an unavailable action scores −inf, so the
-    greedy action and max_a' Q(s', a') range over the available actions only."""
+    greedy action and max_a' Q(s', a') range over the available actions only.
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str = "relu",
+    The body follows the observation's shape: an MLP for a vector (`obs_shape` an int or (n,)), the
+    ConvTorso then a linear head for an (H, W, C) frame."""
+
+    def __init__(self, obs_shape: int | tuple[int, ...], n_actions: int, hidden: list[int], activation: str = "relu",
                  available: Any = None) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, n_actions, activation)
+        if is_image(obs_shape):
+            body = ConvTorso(tuple(obs_shape), hidden, activation)  # type: ignore[arg-type]
+            self.net = nn.Sequential(body, _ortho(nn.Linear(body.out_dim, n_actions), 1.0))
+        else:
+            obs_dim = obs_shape if isinstance(obs_shape, int) else int(obs_shape[0])
+            self.net = mlp(obs_dim, hidden, n_actions, activation)
         self.mask = action_mask(available)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
