@@ -89,11 +89,12 @@ def test_frame_codes_set_one_bit_per_channel():
     assert frame_codes(frame) == [[1, 0, 0], [0, 0, 2 | 8]]
 
 
-def test_other_algorithms_are_refused_on_a_pixel_env_in_one_line():
+@pytest.mark.parametrize("algo", ["reinforce", "sac", "q_learning"])
+def test_algorithms_without_a_conv_torso_are_refused_on_a_pixel_env_in_one_line(algo):
     with pytest.raises(ConfigError) as err:
-        load_config_text('[env]\nid = "MinAtar/Breakout-v1"\n[algo]\nid = "ppo"\n')
+        load_config_text(f'[env]\nid = "MinAtar/Breakout-v1"\n[algo]\nid = "{algo}"\n')
     message = str(err.value)
-    assert "\n" not in message and "algo.id" in message and "'ppo' cannot run on 'MinAtar/Breakout-v1'" in message
+    assert "\n" not in message and "algo.id" in message and f"'{algo}' cannot run on 'MinAtar/Breakout-v1'" in message
 
 
 def test_a_missing_minatar_is_one_line_naming_the_install(monkeypatch):
@@ -188,6 +189,36 @@ def test_dqn_on_minatar_stores_frames_and_resume_continues_the_step_count(store)
         assert indices == list(range(len(indices)))
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_ppo_and_a2c_share_one_conv_torso_on_frames_through_the_runner(store, algo):
+    from rltui.algos.networks import ActorCritic, ConvTorso
+
+    agent = ActorCritic((10, 10, 4), 3, None, [32], "relu")
+    assert agent.shared and isinstance(agent.body, ConvTorso)  # one body under π and V, as Atari actor-critics
+    frames = torch.rand(6, 10, 10, 4) > 0.8
+    logits, value = agent(frames)
+    assert logits.shape == (6, 3) and value.shape == (6,)
+    run_id = _run(store, f"""seed = 1
+device = "cpu"
+[env]
+id = "MinAtar/Breakout-v1"
+num_envs = 2
+[algo]
+id = "{algo}"
+total_timesteps = 256
+n_steps = 16
+net_arch = [32]
+eval_every = 128
+eval_episodes = 1
+""")
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        assert run.summary["global_step"] >= 256 and run.summary["updates"] >= 1
+        ep = s.scalars(select(Episode).where(Episode.run_id == run_id, Episode.phase == "eval", Episode.has_trajectory)).first()
+        first = trajectory(s, ep.id)[0]
+        assert len(first.state["frame"]) == 10 and sum(first.extras["pi"]) == pytest.approx(1.0, abs=1e-5)
+
+
 # --- replay in the lab -----------------------------------------------------------------------------
 async def test_replay_draws_a_minatar_frame_with_its_channels_beside_q(store):
     from rltui.tui.screens.replay import ReplayScreen
@@ -224,3 +255,28 @@ async def test_replay_draws_a_minatar_frame_with_its_channels_beside_q(store):
         await pilot.press("end")
         await settle(pilot)
         assert frame_view.content.plain != before  # the frame follows the step
+
+
+async def test_new_run_form_offers_the_minatar_games_and_says_when_minatar_is_missing(store, monkeypatch):
+    import importlib.util
+
+    from textual.widgets import Select
+
+    from rltui.tui.screens.new_run import NewRunScreen
+
+    app = make_app(store)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        app.push_screen(NewRunScreen(initial={"env": {"id": "MinAtar/Breakout-v1"}, "algo": {"id": "dqn"}}))
+        await settle(pilot, 3)
+        screen = app.screen
+        offered = [value for _, value in screen.env_options()]
+        assert set(GAMES) <= set(offered)
+        assert [value for _, value in screen.algo_options()] == ["a2c", "dqn", "ppo"]  # those with a conv torso
+        assert "✔ valid" in text_of(screen.query_one("#form-error"))
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "minatar" else real(name, *a))
+        assert not screen.validate()
+        error = text_of(screen.query_one("#err-env-id"))
+        assert "pip install --no-deps minatar==1.0.15" in error and "\n" not in error.strip()
+        assert screen.query_one("#f-env-id", Select).value == "MinAtar/Breakout-v1"

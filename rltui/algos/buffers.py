@@ -95,9 +95,10 @@ class RolloutBuffer:
     irrelevant for a termination (masked by `terminated`).
     """
 
-    def __init__(self, n_steps: int, num_envs: int, obs_dim: int, action_shape: tuple[int, ...], action_dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, n_steps: int, num_envs: int, obs_shape: int | tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: torch.dtype, device: torch.device) -> None:
         z = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=device)  # noqa: E731
-        self.obs = z(n_steps, num_envs, obs_dim)
+        self.obs = z(n_steps, num_envs, *((obs_shape,) if isinstance(obs_shape, int) else obs_shape))
         self.actions = z(n_steps, num_envs, *action_shape, dtype=action_dtype)
         self.logprobs = z(n_steps, num_envs)
         self.rewards = z(n_steps, num_envs)

@@ -170,11 +170,13 @@ class ActorCritic(nn.Module):
 
     Discrete actions: a categorical head over logits. Continuous actions: a Gaussian with a learned,
     state-independent log σ. `critic=False` builds a policy only (REINFORCE without baseline).
+    An (H, W, C) frame observation (`obs_dim` a shape) gets one ConvTorso under both heads, as the
+    Atari actor-critics share their convolutional body.
     """
 
     def __init__(
         self,
-        obs_dim: int,
+        obs_dim: int | tuple[int, ...],
         n_actions: int | None,
         action_dim: int | None,
         hidden: list[int],
@@ -191,10 +193,13 @@ class ActorCritic(nn.Module):
         assert out is not None
         self.n_out = out
         self.has_critic = critic
-        self.shared = shared and critic
+        image = is_image(obs_dim)
+        if not image and not isinstance(obs_dim, int):
+            obs_dim = int(obs_dim[0])
+        self.shared = (shared or image) and critic
         if self.shared:  # one torso, two linear heads (the A3C paper's network)
-            self.body = torso(obs_dim, hidden, activation)
-            width = hidden[-1] if hidden else obs_dim
+            self.body = ConvTorso(obs_dim, hidden, activation) if image else torso(obs_dim, hidden, activation)  # type: ignore[arg-type]
+            width = self.body.out_dim if image else (hidden[-1] if hidden else obs_dim)
             self.pi_head = _ortho(nn.Linear(width, out), 0.01)
             self.v_head = _ortho(nn.Linear(width, 1), 1.0)
         elif critic:

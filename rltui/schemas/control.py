@@ -258,7 +258,7 @@ class TD3Params(ContinuousOffPolicyParams):
 
 
 _KINDS = frozenset({"control", "tabular", "toytext"})
-_PIXELS = frozenset({"pixels"})  # image observations (MinAtar): the algorithms with a convolutional torso
+_PIXELS = frozenset({"pixels"})  # image observations (MinAtar): the algorithms with a convolutional torso (DQN, PPO, A2C)
 _CONTINUOUS = frozenset({"control"})
 
 ALGOS = [
@@ -268,10 +268,10 @@ ALGOS = [
     AlgoSpec("reinforce", ReinforceParams, "rltui.algos.reinforce:train", _KINDS,
              "Monte-Carlo policy gradient with an optional learned baseline", uses_torch=True,
              tags=("policy-gradient", "on-policy", "deep")),
-    AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS,
+    AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS | _PIXELS,
              "proximal policy optimisation: GAE(λ), clipped surrogate, actor-critic", uses_torch=True,
              tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
-    AlgoSpec("a2c", A2CParams, "rltui.algos.a2c:train", _KINDS,
+    AlgoSpec("a2c", A2CParams, "rltui.algos.a2c:train", _KINDS | _PIXELS,
              "advantage actor-critic: n-step returns, one step per rollout, RMSprop", uses_torch=True,
              tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
     AlgoSpec("sac", SACParams, "rltui.algos.sac:train", _CONTINUOUS,
