@@ -98,6 +98,33 @@ def test_pixel_dqn_runs_on_cuda_with_bool_frames_made_float_on_the_gpu(store):
     assert len(first.state["frame"]) == 10 and len(first.extras["Q"]) == 3
 
 
+def test_atari_dqn_runs_on_cuda_through_ales_vector_env(store):
+    pytest.importorskip("ale_py")
+    run = run_on(store, """
+[env]
+id = "ALE/Breakout-v5"
+num_envs = 4
+max_episode_steps = 400
+[algo]
+id = "dqn"
+total_timesteps = 2000
+learning_starts = 500
+buffer_size = 2000
+batch_size = 32
+net_arch = [512]
+eval_every = 1000
+eval_episodes = 2
+[record]
+max_steps = 400
+""")
+    assert run.device_used == "cuda:0" and run.summary["updates"] > 100
+    with store.read() as s:
+        eval_episode = s.scalars(select(Episode).where(Episode.run_id == run.id, Episode.phase == "eval")
+                                 .order_by(Episode.id.desc())).first()
+        first = trajectory(s, eval_episode.id)[0]
+    assert len(first.state["gray"]) == 42 and len(first.extras["Q"]) == 4  # Breakout's minimal action set
+
+
 def test_a_cuda_checkpoint_resumes_the_same_run(store):
     from rltui import registry
 

@@ -280,3 +280,31 @@ async def test_new_run_form_offers_the_minatar_games_and_says_when_minatar_is_mi
         error = text_of(screen.query_one("#err-env-id"))
         assert "pip install --no-deps minatar==1.0.15" in error and "\n" not in error.strip()
         assert screen.query_one("#f-env-id", Select).value == "MinAtar/Breakout-v1"
+
+
+def test_an_atari_config_without_ale_py_is_one_line_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ale_py" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        load_config_text('[env]\nid = "ALE/Breakout-v5"\n[algo]\nid = "dqn"\n', source="atari.toml")
+    message = str(err.value)
+    assert "\n" not in message and "atari.toml" in message and "pip install 'rltui[atari]'" in message
+
+
+def test_atari_frames_get_the_nature_network_and_replay_draws_them_in_gray():
+    from rich.style import Style
+
+    from rltui.algos.networks import NatureTorso, QNetwork
+    from rltui.tui.widgets.frame import render_state
+
+    q = QNetwork((84, 84, 4), 4, [512])
+    assert isinstance(q.net[0], NatureTorso) and q.net[0].dense[0].in_features == 64 * 7 * 7
+    assert q(torch.full((2, 84, 84, 4), 255, dtype=torch.uint8)).shape == (2, 4)
+    rows = [[0, 255, 128], [255, 0, 128], [64, 64, 64]]
+    content = render_state({"kind": "frame", "channels": ["gray"]}, {"gray": rows})
+    lines = content.plain.splitlines()
+    assert lines[1:] == ["▀▀▀", "▀▀▀"]  # 3 rows of pixels in 2 lines of half blocks
+    first_line = [Style.parse(str(span.style)) for span in content.spans if span.end - span.start == 1][:3]
+    assert [(s.color.triplet.red, s.bgcolor.triplet.red) for s in first_line] == [(0, 255), (255, 0), (128, 128)]

@@ -295,8 +295,9 @@ class OneHotTabularEnv:
 
 
 def as_control(env: Any) -> ControlEnv | OneHotTabularEnv:
-    """What the deep algorithms train on: a ControlEnv as is, a tabular MDP through the one-hot view."""
-    if isinstance(env, (ControlEnv, OneHotTabularEnv)):
+    """What the deep algorithms train on: a ControlEnv as is (or any env of kind "pixels" with a vector
+    env of its own, rltui.envs.ale's), a tabular MDP through the one-hot view."""
+    if isinstance(env, (ControlEnv, OneHotTabularEnv)) or getattr(env, "kind", None) == "pixels":
         return env
     return OneHotTabularEnv(env)
 

@@ -73,6 +73,35 @@ class MinAtarParams(ControlEnvParams):
         return self.observation_size()  # one byte per bool
 
 
+class AtariParams(ControlEnvParams):
+    num_envs: int = Field(8, ge=1, le=512, description="games stepped side by side by ale-py's own vector env (C++ threads)")
+    max_episode_steps: int | None = Field(
+        27_000, ge=1, le=10_000_000, description="time limit in agent steps (27,000 = ALE's 108,000 frames at frameskip 4)")
+    frameskip: int = Field(4, ge=1, le=16, description="emulator frames per agent step (max-pooled over the last two)")
+    stack_num: int = Field(4, ge=1, le=16, description="84x84 grayscale frames stacked into one observation")
+    noop_max: int = Field(30, ge=0, le=1000, description="up to this many no-ops at reset (random starts)")
+    repeat_action_probability: float = Field(0.25, ge=0.0, le=1.0, description="sticky actions (ALE v5's 0.25)")
+    episodic_life: bool = Field(False, description="a lost life ends the episode (training signal; returns then per life)")
+    reward_clipping: bool = Field(False, description="clip rewards to their sign (the DQN paper's); returns then count signs, not points")
+    use_fire_reset: bool = Field(True, description="press FIRE at reset in games that need it to start")
+
+    @model_validator(mode="after")
+    def _ale_installed(self) -> "AtariParams":
+        import importlib.util
+
+        if importlib.util.find_spec("ale_py") is None:
+            raise DoorError("id", "the Atari games need ale-py (it bundles the ROMs): pip install 'rltui[atari]'")
+        if self.max_episode_steps is None:
+            raise DoorError("max_episode_steps", "an Atari game needs a time limit in agent steps, e.g. 27000")
+        return self
+
+    def observation_size(self) -> int:
+        return 84 * 84 * self.stack_num
+
+    def observation_bytes(self) -> int:
+        return self.observation_size()  # uint8 gray levels
+
+
 Width = Annotated[int, Field(ge=1, le=65_536)]
 NET_ARCH_DOC = "hidden layer widths of the MLP(s), each 1..65536, at most 16 layers"
 
@@ -91,7 +120,9 @@ def observation_bytes(env: Params | None) -> int:
 
 _F = "rltui.envs.control:make_"
 _T = "rltui.envs.toy_text:make_"
-_M = "rltui.envs.minatar:make_"  # imported only by runs on a MinAtar game  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
+_M = "rltui.envs.minatar:make_"  # imported only by runs on a MinAtar game
+_A = "rltui.envs.ale:make_"  # imported only by runs on an Atari game (the atari extra)
+_ATARI = "84x84x4 gray frames (ale-py's vector env); GPU-sized; needs: pip install 'rltui[atari]'"  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
 
 ENVS = [
     EnvSpec("CartPole-v1", ControlEnvParams, _F + "cartpole", "control",
@@ -122,6 +153,11 @@ ENVS = [
             "MinAtar Seaquest: 10x10x10 frames, 6 actions; needs: pip install --no-deps minatar==1.0.15"),
     EnvSpec("MinAtar/SpaceInvaders-v1", MinAtarParams, _M + "space_invaders", "pixels",
             "MinAtar Space Invaders: 10x10x6 frames, 4 actions; needs: pip install --no-deps minatar==1.0.15"),
+    *(EnvSpec(f"ALE/{game}-v5", AtariParams, _A + module, "pixels", f"Atari {title}: {_ATARI}")
+      for game, module, title in (("Breakout", "breakout", "Breakout"), ("Pong", "pong", "Pong"),
+                                  ("SpaceInvaders", "space_invaders", "Space Invaders"), ("Seaquest", "seaquest", "Seaquest"),
+                                  ("BeamRider", "beam_rider", "Beam Rider"), ("Qbert", "qbert", "Q*bert"),
+                                  ("Enduro", "enduro", "Enduro"), ("MsPacman", "ms_pacman", "Ms. Pac-Man"))),
 ]
 
 # --- algorithms -----------------------------------------------------------------------------------
