@@ -40,7 +40,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     rng = np.random.default_rng(seed)
 
     # Unavailable actions (a custom MDP's) score −inf: never greedy, never a target's max.
-    # The torso follows the observation: an MLP for vectors, MinAtar's conv torso for (H, W, C) frames.
+    # The torso follows the observation: an MLP for vectors, a conv torso for (H, W, C) frames.
     q_net = QNetwork(venv.obs_shape, n_actions, params.net_arch, params.activation, venv.available).to(dev)
     q_target = copy.deepcopy(q_net)
     q_target.requires_grad_(False)
