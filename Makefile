@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the CPU build that installs in seconds; the project's range then finds it.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	# MinAtar's games need only numpy; its metadata would pull matplotlib, pandas, scipy, seaborn (~429 MB).
+	$(PY) -m pip install -q --no-deps minatar==1.0.15
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-EnvKind = Literal["tabular", "control", "toytext", "bandit", "episodic", "pomdp", "text", "diagnostic"]  # toytext: Gymnasium env + exact MDP
+# toytext: Gymnasium env + exact MDP; pixels: image observations (MinAtar)
+EnvKind = Literal["tabular", "control", "toytext", "bandit", "episodic", "pomdp", "text", "diagnostic", "pixels"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,10 @@ _FAMILY_HINT = {
     "rltui.schemas.lm": ("lm-reviews", "lm-arithmetic", "lm_pretrain", "reward_model", "lm_ppo", "grpo", "dpo", "best_of_n"),
     "rltui.schemas.control": (
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3", "FrozenLake-v1",
-        "CliffWalking-v1", "Taxi-v4", "MountainCarContinuous-v0", "dqn", "reinforce", "ppo", "a2c", "sac", "td3",
+        "CliffWalking-v1", "Taxi-v4", "MountainCarContinuous-v0", "MinAtar/Breakout-v1", "MinAtar/Asterix-v1",
+        "MinAtar/Freeway-v1", "MinAtar/Seaquest-v1", "MinAtar/SpaceInvaders-v1", "ALE/Breakout-v5", "ALE/Pong-v5",
+        "ALE/SpaceInvaders-v5", "ALE/Seaquest-v5", "ALE/BeamRider-v5", "ALE/Qbert-v5", "ALE/Enduro-v5",
+        "ALE/MsPacman-v5", "dqn", "reinforce", "ppo", "a2c", "sac", "td3",
     ),
 }
 _FAMILY_OF = {spec_id: family for family, ids in _FAMILY_HINT.items() for spec_id in ids}

@@ -60,6 +60,71 @@ def test_deep_rl_runs_on_cuda_and_stores_what_the_network_saw(store, algo):
     assert run.summary["best_eval_return"] is not None
 
 
+PIXEL_DQN = """
+[env]
+id = "MinAtar/Breakout-v1"
+num_envs = 4
+[algo]
+id = "dqn"
+total_timesteps = 2000
+learning_starts = 500
+buffer_size = 5000
+batch_size = 32
+net_arch = [128]
+eval_every = 1000
+eval_episodes = 2
+"""
+
+
+def test_pixel_dqn_runs_on_cuda_with_bool_frames_made_float_on_the_gpu(store):
+    import numpy as np
+
+    from rltui.algos.buffers import ReplayBuffer
+
+    replay = ReplayBuffer(64, (10, 10, 4), obs_dtype=np.bool_)
+    frames = np.random.default_rng(0).random((4, 10, 10, 4)) > 0.7
+    replay.add(frames, np.arange(4), np.ones(4), frames, np.zeros(4))
+    batch = replay.sample(16, np.random.default_rng(1), torch.device("cuda:0"))
+    assert batch.obs.device.type == "cuda" and batch.obs.dtype == torch.float32
+    assert torch.equal(batch.obs.cpu(), torch.from_numpy(frames[batch.actions.cpu().numpy()].astype(np.float32)))
+    run = run_on(store, PIXEL_DQN)
+    assert run.device_used == "cuda:0" and run.summary["updates"] > 100
+    with store.read() as s:
+        losses = s.scalars(select(Metric.value).where(Metric.run_id == run.id, Metric.key == "loss")).all()
+        eval_episode = s.scalars(select(Episode).where(Episode.run_id == run.id, Episode.phase == "eval")
+                                 .order_by(Episode.id.desc())).first()
+        first = trajectory(s, eval_episode.id)[0]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert len(first.state["frame"]) == 10 and len(first.extras["Q"]) == 3
+
+
+def test_atari_dqn_runs_on_cuda_through_ales_vector_env(store):
+    pytest.importorskip("ale_py")
+    run = run_on(store, """
+[env]
+id = "ALE/Breakout-v5"
+num_envs = 4
+max_episode_steps = 400
+[algo]
+id = "dqn"
+total_timesteps = 2000
+learning_starts = 500
+buffer_size = 2000
+batch_size = 32
+net_arch = [512]
+eval_every = 1000
+eval_episodes = 2
+[record]
+max_steps = 400
+""")
+    assert run.device_used == "cuda:0" and run.summary["updates"] > 100
+    with store.read() as s:
+        eval_episode = s.scalars(select(Episode).where(Episode.run_id == run.id, Episode.phase == "eval")
+                                 .order_by(Episode.id.desc())).first()
+        first = trajectory(s, eval_episode.id)[0]
+    assert len(first.state["gray"]) == 42 and len(first.extras["Q"]) == 4  # Breakout's minimal action set
+
+
 def test_a_cuda_checkpoint_resumes_the_same_run(store):
     from rltui import registry
 

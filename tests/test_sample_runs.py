@@ -30,6 +30,7 @@ QUICK = {
                      "algo.train_freq=50", "algo.gradient_steps=4", "algo.net_arch=[32, 32]", *_EVAL],
     "pendulum_ppo": ["algo.total_timesteps=512", "algo.n_steps=64", *_EVAL],
     "maze_dqn": ["algo.total_timesteps=600", "algo.learning_starts=100", *_EVAL],
+    "minatar_breakout_dqn": ["algo.total_timesteps=600", "algo.learning_starts=200", "algo.buffer_size=1000", *_EVAL],
     "lunarlander_ppo": ["algo.total_timesteps=1024", "algo.n_steps=32", "env.num_envs=4", *_EVAL],
 }
 _LM_EVAL = ["algo.eval_prompts=8"]

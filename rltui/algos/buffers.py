@@ -24,12 +24,18 @@ class TransitionBatch:
 
 class ReplayBuffer:
     """A ring of (s, a, r, s', terminated) transitions. s' of a truncated step is the true last
-    observation (not the reset one), and `terminated` is 0 there, so the target bootstraps from it."""
+    observation (not the reset one), and `terminated` is 0 there, so the target bootstraps from it.
 
-    def __init__(self, capacity: int, obs_dim: int, action_shape: tuple[int, ...] = (), action_dtype: Any = np.int64) -> None:
+    Observations are held in their own dtype and shape (`obs_shape` an int for a vector, or (H, W, C)
+    for a frame; MinAtar's are bool): a 10×10×4 bool frame costs 400 bytes, not 1,600 as float32.
+    They become float32 only in a sampled batch, on the training device."""
+
+    def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_shape: tuple[int, ...] = (),
+                 action_dtype: Any = np.int64, obs_dtype: Any = np.float32) -> None:
         self.capacity = capacity
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.obs = np.zeros((capacity, *shape), obs_dtype)
+        self.next_obs = np.zeros((capacity, *shape), obs_dtype)
         self.actions = np.zeros((capacity, *action_shape), action_dtype)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, np.float32)
@@ -38,6 +44,11 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self.capacity if self.full else self.pos
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the buffer holds, all arrays together."""
+        return sum(a.nbytes for a in (self.obs, self.next_obs, self.actions, self.rewards, self.terminated))
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray) -> None:
         """Add one vector step (n transitions at once)."""
@@ -56,7 +67,9 @@ class ReplayBuffer:
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device) -> TransitionBatch:
         idx = rng.integers(0, len(self), batch_size)
         t = lambda a: torch.from_numpy(a[idx]).to(device, non_blocking=True)  # noqa: E731
-        return TransitionBatch(t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated))
+        # frames travel in their own dtype (4x fewer bytes for bool/uint8) and become float on the device
+        f = lambda a: t(a).to(torch.float32)  # noqa: E731
+        return TransitionBatch(f(self.obs), t(self.actions), t(self.rewards), f(self.next_obs), t(self.terminated))
 
     def state_dict(self) -> dict[str, Any]:
         n = len(self)
@@ -82,9 +95,10 @@ class RolloutBuffer:
     irrelevant for a termination (masked by `terminated`).
     """
 
-    def __init__(self, n_steps: int, num_envs: int, obs_dim: int, action_shape: tuple[int, ...], action_dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, n_steps: int, num_envs: int, obs_shape: int | tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: torch.dtype, device: torch.device) -> None:
         z = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=device)  # noqa: E731
-        self.obs = z(n_steps, num_envs, obs_dim)
+        self.obs = z(n_steps, num_envs, *((obs_shape,) if isinstance(obs_shape, int) else obs_shape))
         self.actions = z(n_steps, num_envs, *action_shape, dtype=action_dtype)
         self.logprobs = z(n_steps, num_envs)
         self.rewards = z(n_steps, num_envs)

@@ -40,12 +40,13 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     rng = np.random.default_rng(seed)
 
     # Unavailable actions (a custom MDP's) score −inf: never greedy, never a target's max.
-    q_net = QNetwork(venv.obs_dim, n_actions, params.net_arch, params.activation, venv.available).to(dev)
+    # The torso follows the observation: an MLP for vectors, a conv torso for (H, W, C) frames.
+    q_net = QNetwork(venv.obs_shape, n_actions, params.net_arch, params.activation, venv.available).to(dev)
     q_target = copy.deepcopy(q_net)
     q_target.requires_grad_(False)
     parameters = list(q_net.parameters())
     optimizer = adam(parameters, params.learning_rate)
-    replay = ReplayBuffer(params.buffer_size, venv.obs_dim)
+    replay = ReplayBuffer(params.buffer_size, venv.obs_shape, obs_dtype=venv.obs_dtype)  # frames kept as bool/uint8
     counters = Counters()
     restored = restore_or_start(recorder, counters, rng, env, q_net=q_net, q_target=q_target, optimizer=optimizer)
     if restored is not None and "replay" in restored:

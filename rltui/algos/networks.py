@@ -1,4 +1,5 @@
-"""Small networks for deep RL: an MLP, Q(s,·), and categorical / Gaussian policy heads.
+"""Small networks for deep RL: an MLP, convolutional torsos for frames (MinAtar's, the Nature DQN's),
+Q(s,·), and categorical / Gaussian policy heads.
 
 Policies return log π(a|s) and the entropy without building torch.distributions objects in the hot
 loop (their argument validation costs more than the maths on tiny batches); the Gaussian log-density is
@@ -33,7 +34,68 @@ def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequen
     return nn.Sequential(*layers)
 
 
-def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
+class ConvTorso(nn.Module):
+    """MinAtar's network body (Young & Tian 2019) for (H, W, C) frames: one 3×3 convolution with 16
+    filters, stride 1, no padding, ReLU; flattened to 16·(H−2)·(W−2) features; then the dense `hidden`
+    layers (MinAtar's: one of 128, ReLU). Frames arrive in the env's own dtype (bool, uint8) and become
+    float here, on the device, only for the forward pass."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: list[int], activation: str = "relu", filters: int = 16) -> None:
+        super().__init__()
+        height, width, channels = obs_shape
+        if height < 3 or width < 3:
+            raise ValueError(f"a 3x3 convolution needs frames of at least 3x3, got {height}x{width}")
+        self.conv = _ortho(nn.Conv2d(channels, filters, kernel_size=3, stride=1), math.sqrt(2.0))
+        flat = filters * (height - 2) * (width - 2)
+        self.dense = torso(flat, hidden, activation)
+        self.out_dim = hidden[-1] if hidden else flat
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(torch.float32).permute(0, 3, 1, 2)  # (B, H, W, C) → (B, C, H, W)
+        return self.dense(torch.relu(self.conv(x)).flatten(1))
+
+
+class NatureTorso(nn.Module):
+    """DQN's Atari network body (Mnih et al. 2015) for (84, 84, stack) uint8 frames scaled by 1/255:
+    32 8×8 filters stride 4, 64 4×4 stride 2, 64 3×3 stride 1, ReLU each; then the dense `hidden`
+    layers (the paper's: one of 512, ReLU)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        height, width, channels = obs_shape
+        layers: list[nn.Module] = []
+        last = channels
+        for filters, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            layers += [_ortho(nn.Conv2d(last, filters, kernel, stride), math.sqrt(2.0)), nn.ReLU()]
+            last = filters
+        self.convs = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, channels, height, width)).numel()
+        self.dense = torso(flat, hidden, activation)
+        self.out_dim = hidden[-1] if hidden else flat
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(torch.float32).permute(0, 3, 1, 2) * (1.0 / 255.0)  # gray levels 0..255 -> [0, 1]
+        return self.dense(self.convs(x).flatten(1))
+
+
+NATURE_MIN_SIZE = 36  # the Nature network's three convolutions need frames of at least 36×36
+
+
+def image_torso(obs_shape: tuple[int, ...], hidden: list[int], activation: str = "relu") -> ConvTorso | NatureTorso:
+    """The torso for (H, W, C) frames: MinAtar's one small convolution for small grids of object
+    channels (10×10 MinAtar frames), the Nature DQN network for Atari-sized frames (84×84)."""
+    if min(obs_shape[0], obs_shape[1]) >= NATURE_MIN_SIZE:
+        return NatureTorso(obs_shape, hidden, activation)
+    return ConvTorso(obs_shape, hidden, activation)
+
+
+def is_image(obs_shape: int | tuple[int, ...]) -> bool:
+    """Whether observations of this shape are (H, W, C) frames (a convolutional torso) or flat vectors (an MLP)."""
+    return not isinstance(obs_shape, int) and len(obs_shape) == 3
+
+
+def _ortho(layer: nn.Module, gain: float) -> Any:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
@@ -73,12 +135,20 @@ def masked(scores: torch.Tensor, obs: torch.Tensor, mask: ActionMask | None) -> 
 
 class QNetwork(nn.Module):
     """s ↦ Q(s,·): one forward pass scores every action; an unavailable action scores −inf, so the
-    greedy action and max_a' Q(s', a') range over the available actions only."""
+    greedy action and max_a' Q(s', a') range over the available actions only.
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str = "relu",
+    The body follows the observation's shape: an MLP for a vector (`obs_shape` an int or (n,)), an
+    image torso (image_torso: MinAtar's or the Nature network) then a linear head for an (H, W, C) frame."""
+
+    def __init__(self, obs_shape: int | tuple[int, ...], n_actions: int, hidden: list[int], activation: str = "relu",
                  available: Any = None) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, n_actions, activation)
+        if is_image(obs_shape):
+            body = image_torso(tuple(obs_shape), hidden, activation)  # type: ignore[arg-type]
+            self.net = nn.Sequential(body, _ortho(nn.Linear(body.out_dim, n_actions), 1.0))
+        else:
+            obs_dim = obs_shape if isinstance(obs_shape, int) else int(obs_shape[0])
+            self.net = mlp(obs_dim, hidden, n_actions, activation)
         self.mask = action_mask(available)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -135,11 +205,13 @@ class ActorCritic(nn.Module):
 
     Discrete actions: a categorical head over logits. Continuous actions: a Gaussian with a learned,
     state-independent log σ. `critic=False` builds a policy only (REINFORCE without baseline).
+    An (H, W, C) frame observation (`obs_dim` a shape) gets one image torso under both heads, as the
+    Atari actor-critics share their convolutional body.
     """
 
     def __init__(
         self,
-        obs_dim: int,
+        obs_dim: int | tuple[int, ...],
         n_actions: int | None,
         action_dim: int | None,
         hidden: list[int],
@@ -156,10 +228,13 @@ class ActorCritic(nn.Module):
         assert out is not None
         self.n_out = out
         self.has_critic = critic
-        self.shared = shared and critic
+        image = is_image(obs_dim)
+        if not image and not isinstance(obs_dim, int):
+            obs_dim = int(obs_dim[0])
+        self.shared = (shared or image) and critic
         if self.shared:  # one torso, two linear heads (the A3C paper's network)
-            self.body = torso(obs_dim, hidden, activation)
-            width = hidden[-1] if hidden else obs_dim
+            self.body = image_torso(obs_dim, hidden, activation) if image else torso(obs_dim, hidden, activation)  # type: ignore[arg-type]
+            width = self.body.out_dim if image else (hidden[-1] if hidden else obs_dim)
             self.pi_head = _ortho(nn.Linear(width, out), 0.01)
             self.v_head = _ortho(nn.Linear(width, 1), 1.0)
         elif critic:

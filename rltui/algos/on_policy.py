@@ -35,7 +35,7 @@ class OnPolicyRun:
         self.discrete = discrete = venv.n_actions is not None
         self.rng = np.random.default_rng(seed)
 
-        self.agent = ActorCritic(venv.obs_dim, venv.n_actions, venv.action_dim, params.net_arch, params.activation,
+        self.agent = ActorCritic(venv.obs_shape, venv.n_actions, venv.action_dim, params.net_arch, params.activation,
                                  params.log_std_init, available=venv.available, shared=shared).to(dev)
         self.parameters = list(self.agent.parameters())
         self.optimizer = make_optimizer(self.parameters)
@@ -45,7 +45,7 @@ class OnPolicyRun:
         self.evals = EvalSchedule(env, params, seed, act, recorder, self.counters, dev, policy={"agent": self.agent},
                                   restored=restored)
         action_shape = () if discrete else (venv.action_dim,)
-        self.buf = RolloutBuffer(params.n_steps, venv.num_envs, venv.obs_dim, action_shape,
+        self.buf = RolloutBuffer(params.n_steps, venv.num_envs, venv.obs_shape, action_shape,
                                  torch.int64 if discrete else torch.float32, dev)
         self.obs = obs_tensor(venv.reset(), dev)
         self.sps = SPS(self.counters.global_step)

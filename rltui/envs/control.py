@@ -39,7 +39,8 @@ ACTION_NAMES = {
 
 
 class VectorEnv:
-    """`num_envs` copies of one task. Observations are float32 vectors (one-hot for discrete states)."""
+    """`num_envs` copies of one task. Observations are float32 vectors (one-hot for discrete states),
+    or arrays of `obs_shape` in the env's own `obs_dtype` (MinAtar's (10, 10, C) bool frames)."""
 
     def __init__(
         self,
@@ -52,6 +53,8 @@ class VectorEnv:
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         available: np.ndarray | None = None,
+        obs_shape: tuple[int, ...] | None = None,
+        obs_dtype: Any = np.float32,
     ) -> None:
         self._step, self._reset = step_fns, reset_fns
         # [n_states, n_actions]: which actions each discrete state allows (None: all, everywhere)
@@ -66,7 +69,9 @@ class VectorEnv:
         self.raw = [None] * self.num_envs  # current state per copy as the env gives it (for replay)
         self.ep_return = np.zeros(self.num_envs)
         self.ep_length = np.zeros(self.num_envs, np.int64)
-        self._obs = np.zeros((self.num_envs, obs_dim), np.float32)
+        self.obs_shape = tuple(obs_shape) if obs_shape else (obs_dim,)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self._obs = np.zeros((self.num_envs, *self.obs_shape), self.obs_dtype)
 
     def _encode(self, i: int, raw: Any, out: np.ndarray) -> None:
         if self.n_states is not None:
@@ -290,8 +295,9 @@ class OneHotTabularEnv:
 
 
 def as_control(env: Any) -> ControlEnv | OneHotTabularEnv:
-    """What the deep algorithms train on: a ControlEnv as is, a tabular MDP through the one-hot view."""
-    if isinstance(env, (ControlEnv, OneHotTabularEnv)):
+    """What the deep algorithms train on: a ControlEnv as is (or any env of kind "pixels" with a vector
+    env of its own, rltui.envs.ale's), a tabular MDP through the one-hot view."""
+    if isinstance(env, (ControlEnv, OneHotTabularEnv)) or getattr(env, "kind", None) == "pixels":
         return env
     return OneHotTabularEnv(env)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from rltui.config import Params
+from rltui.config import DoorError, Params
 from rltui.registry import AlgoSpec, EnvSpec
 
 # --- environments ---------------------------------------------------------------------------------
@@ -52,6 +52,56 @@ class LunarLanderParams(ControlEnvParams):
     continuous: bool = Field(False, description="continuous engine throttles instead of 4 discrete actions")
 
 
+class MinAtarParams(ControlEnvParams):
+    max_episode_steps: int | None = Field(
+        10_000, ge=1, le=10_000_000, description="time limit (truncation) in steps; MinAtar's games have none of their own")
+    sticky_action_prob: float = Field(0.1, ge=0.0, le=1.0, description="chance each step repeats the last action (MinAtar's 0.1)")
+    difficulty_ramping: bool = Field(True, description="the game speeds up as it goes on (MinAtar's default)")
+
+    @model_validator(mode="after")
+    def _minatar_installed(self) -> "MinAtarParams":
+        import importlib.util
+
+        if importlib.util.find_spec("minatar") is None:  # asked without importing it
+            raise DoorError("id", "the MinAtar games need the minatar package: pip install --no-deps minatar==1.0.15")
+        return self
+
+    def observation_size(self) -> int:
+        return 10 * 10 * 10  # (10, 10, C) frames, C at most 10 (Seaquest)
+
+    def observation_bytes(self) -> int:
+        return self.observation_size()  # one byte per bool
+
+
+class AtariParams(ControlEnvParams):
+    num_envs: int = Field(8, ge=1, le=512, description="games stepped side by side by ale-py's own vector env (C++ threads)")
+    max_episode_steps: int | None = Field(
+        27_000, ge=1, le=10_000_000, description="time limit in agent steps (27,000 = ALE's 108,000 frames at frameskip 4)")
+    frameskip: int = Field(4, ge=1, le=16, description="emulator frames per agent step (max-pooled over the last two)")
+    stack_num: int = Field(4, ge=1, le=16, description="84x84 grayscale frames stacked into one observation")
+    noop_max: int = Field(30, ge=0, le=1000, description="up to this many no-ops at reset (random starts)")
+    repeat_action_probability: float = Field(0.25, ge=0.0, le=1.0, description="sticky actions (ALE v5's 0.25)")
+    episodic_life: bool = Field(False, description="a lost life ends the episode (training signal; returns then per life)")
+    reward_clipping: bool = Field(False, description="clip rewards to their sign (the DQN paper's); returns then count signs, not points")
+    use_fire_reset: bool = Field(True, description="press FIRE at reset in games that need it to start")
+
+    @model_validator(mode="after")
+    def _ale_installed(self) -> "AtariParams":
+        import importlib.util
+
+        if importlib.util.find_spec("ale_py") is None:
+            raise DoorError("id", "the Atari games need ale-py (it bundles the ROMs): pip install 'rltui[atari]'")
+        if self.max_episode_steps is None:
+            raise DoorError("max_episode_steps", "an Atari game needs a time limit in agent steps, e.g. 27000")
+        return self
+
+    def observation_size(self) -> int:
+        return 84 * 84 * self.stack_num
+
+    def observation_bytes(self) -> int:
+        return self.observation_size()  # uint8 gray levels
+
+
 Width = Annotated[int, Field(ge=1, le=65_536)]
 NET_ARCH_DOC = "hidden layer widths of the MLP(s), each 1..65536, at most 16 layers"
 
@@ -62,8 +112,17 @@ def observation_size(env: Params | None) -> int:
     return int(size()) if callable(size) else 8
 
 
+def observation_bytes(env: Params | None) -> int:
+    """Bytes per stored observation: float32 unless the env keeps its own dtype (MinAtar's bool frames)."""
+    size = getattr(env, "observation_bytes", None)
+    return int(size()) if callable(size) else 4 * observation_size(env)
+
+
 _F = "rltui.envs.control:make_"
-_T = "rltui.envs.toy_text:make_"  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
+_T = "rltui.envs.toy_text:make_"
+_M = "rltui.envs.minatar:make_"  # imported only by runs on a MinAtar game
+_A = "rltui.envs.ale:make_"  # imported only by runs on an Atari game (the atari extra)
+_ATARI = "84x84x4 gray frames (ale-py's vector env); GPU-sized; needs: pip install 'rltui[atari]'"  # toy-text: a ControlEnv for networks, its exact MDP for tabular algorithms
 
 ENVS = [
     EnvSpec("CartPole-v1", ControlEnvParams, _F + "cartpole", "control",
@@ -84,6 +143,21 @@ ENVS = [
             "Gymnasium's 4x12 cliff; one-hot state for networks"),
     EnvSpec("Taxi-v4", ControlEnvParams, _T + "taxi", "toytext",
             "Gymnasium's taxi (500 states, 6 actions); one-hot state for networks"),
+    EnvSpec("MinAtar/Breakout-v1", MinAtarParams, _M + "breakout", "pixels",
+            "MinAtar Breakout: 10x10x4 frames, 3 actions; needs: pip install --no-deps minatar==1.0.15"),
+    EnvSpec("MinAtar/Asterix-v1", MinAtarParams, _M + "asterix", "pixels",
+            "MinAtar Asterix: 10x10x4 frames, 5 actions; needs: pip install --no-deps minatar==1.0.15"),
+    EnvSpec("MinAtar/Freeway-v1", MinAtarParams, _M + "freeway", "pixels",
+            "MinAtar Freeway: 10x10x7 frames, 3 actions; needs: pip install --no-deps minatar==1.0.15"),
+    EnvSpec("MinAtar/Seaquest-v1", MinAtarParams, _M + "seaquest", "pixels",
+            "MinAtar Seaquest: 10x10x10 frames, 6 actions; needs: pip install --no-deps minatar==1.0.15"),
+    EnvSpec("MinAtar/SpaceInvaders-v1", MinAtarParams, _M + "space_invaders", "pixels",
+            "MinAtar Space Invaders: 10x10x6 frames, 4 actions; needs: pip install --no-deps minatar==1.0.15"),
+    *(EnvSpec(f"ALE/{game}-v5", AtariParams, _A + module, "pixels", f"Atari {title}: {_ATARI}")
+      for game, module, title in (("Breakout", "breakout", "Breakout"), ("Pong", "pong", "Pong"),
+                                  ("SpaceInvaders", "space_invaders", "Space Invaders"), ("Seaquest", "seaquest", "Seaquest"),
+                                  ("BeamRider", "beam_rider", "Beam Rider"), ("Qbert", "qbert", "Q*bert"),
+                                  ("Enduro", "enduro", "Enduro"), ("MsPacman", "ms_pacman", "Ms. Pac-Man"))),
 ]
 
 # --- algorithms -----------------------------------------------------------------------------------
@@ -130,8 +204,8 @@ class DQNParams(DeepCommon):
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
-        # the replay buffer: s and s' as float32, plus action, reward and terminated
-        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * 4 * observation_size(env) + 16))]
+        # the replay buffer: s and s' (float32, or the env's own bool/uint8 frames), plus action, reward and terminated
+        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * observation_bytes(env) + 16))]
 
 
 class ReinforceParams(DeepCommon):
@@ -220,19 +294,20 @@ class TD3Params(ContinuousOffPolicyParams):
 
 
 _KINDS = frozenset({"control", "tabular", "toytext"})
+_PIXELS = frozenset({"pixels"})  # image observations (MinAtar): the algorithms with a convolutional torso (DQN, PPO, A2C)
 _CONTINUOUS = frozenset({"control"})
 
 ALGOS = [
-    AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS,
+    AlgoSpec("dqn", DQNParams, "rltui.algos.dqn:train", _KINDS | _PIXELS,
              "deep Q-network: replay, target net, double DQN, Huber loss", uses_torch=True,
              tags=("value-based", "off-policy", "deep")),
     AlgoSpec("reinforce", ReinforceParams, "rltui.algos.reinforce:train", _KINDS,
              "Monte-Carlo policy gradient with an optional learned baseline", uses_torch=True,
              tags=("policy-gradient", "on-policy", "deep")),
-    AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS,
+    AlgoSpec("ppo", PPOParams, "rltui.algos.ppo:train", _KINDS | _PIXELS,
              "proximal policy optimisation: GAE(λ), clipped surrogate, actor-critic", uses_torch=True,
              tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
-    AlgoSpec("a2c", A2CParams, "rltui.algos.a2c:train", _KINDS,
+    AlgoSpec("a2c", A2CParams, "rltui.algos.a2c:train", _KINDS | _PIXELS,
              "advantage actor-critic: n-step returns, one step per rollout, RMSprop", uses_torch=True,
              tags=("policy-gradient", "actor-critic", "on-policy", "deep")),
     AlgoSpec("sac", SACParams, "rltui.algos.sac:train", _CONTINUOUS,

@@ -1,9 +1,10 @@
 """Replay: step through a stored episode and see what the agent saw at every step.
 
 The state is drawn from the run's "layout" artifact (grid with the agent and the path so far, chain,
-cart-pole, token text); beside it the action, the reward, the return so far G_t, and the step's
-extras: Q(s,·) or π(·|s) as bars, V(s), TD error, advantage; for language-model episodes the
-response token by token with logprob, reference logprob, KL and advantage.
+cart-pole, token text, an image observation's channels as a coloured grid); beside it the action, the
+reward, the return so far G_t, and the step's extras: Q(s,·) or π(·|s) as bars, V(s), TD error,
+advantage; for language-model episodes the response token by token with logprob, reference logprob, KL
+and advantage.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rltui.text import printable
 from rltui.tui import format as fmt
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
+from rltui.tui.widgets.frame import FrameView, is_frame
 from rltui.tui.widgets.state import action_name, draw_state, state_name
 from rltui.tui.widgets.values import bars
 
@@ -65,6 +67,7 @@ class ReplayScreen(LabScreen):
         yield Static("loading…", id="replay-status")
         with VerticalScroll(id="replay-body"):
             with Horizontal(id="replay-row"):
+                yield FrameView("", id="replay-frame")
                 yield Static("", id="replay-state")
                 yield Static("", id="replay-extras")
             yield Static("", id="replay-tokens")
@@ -121,6 +124,11 @@ class ReplayScreen(LabScreen):
         self.query_one("#replay-status", Static).update(Text("\n").join([line1, line2]))
         is_text = (self.state_layout or {}).get("kind") == "text" or "token" in extras
         width = self.size.width or 80
+        frame = self.query_one("#replay-frame", FrameView)
+        frame.display = is_frame(step.get("state"))
+        self.query_one("#replay-state", Static).display = not frame.display
+        if frame.display:  # an image observation: its channels beside Q(s,·)
+            frame.show(self.state_layout, step["state"])
         try:
             state_view = draw_state(self.state_layout, self.steps, self.t,
                                     width=width // 2 - 4 if not is_text else width,
