@@ -3,6 +3,8 @@ hidden tabs, the log, the sweep slider, samples, palette, cancel/resume, themes'
 
 from __future__ import annotations
 
+import itertools
+
 import shutil
 from pathlib import Path
 
@@ -376,6 +378,12 @@ def test_every_text_colour_reads_at_wcag_aa_on_both_themes(theme):
         c = fmt.status_colour(status, v)
         for bg in fmt.backgrounds(v):
             assert ratio(c, bg) >= AA, (theme, status, bg, ratio(c, bg))
+    # Each status its own colour (running and cancelled once shared the accent): no two closer than
+    # 40 in RGB, after the nudging towards AA.
+    shades = {status: Color.parse(fmt.status_colour(status, v)) for status in fmt.STATUS_VARS}
+    for (a, ca), (b, cb) in itertools.combinations(shades.items(), 2):
+        distance = ((ca.r - cb.r) ** 2 + (ca.g - cb.g) ** 2 + (ca.b - cb.b) ** 2) ** 0.5
+        assert distance >= 40, (theme, a, ca.hex, b, cb.hex, distance)
 
 
 # --- 8, 13, 15: toasts and options as text, list defaults on one line, screenshots -----------------------
