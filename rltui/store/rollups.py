@@ -266,7 +266,7 @@ def backfill(tx: Tx, chunk: int = 50_000) -> int:
     for run_id, key in tx.all("SELECT DISTINCT run_id, key FROM metrics"):
         writer = RollupWriter(run_id)
         state = writer.keys[key] = _Key(None)
-        after = (-1, 0)  # (step, id) the next chunk starts after
+        after = (-(2**31), -1)  # (step, id) the next chunk starts after: before every row
         while True:
             rows = tx.all(
                 f"SELECT m.step, m.id, {_POINTS}, {_NANS}, {_TOTAL}, {_LOW}, {_HIGH}, m.wall_time "
