@@ -95,6 +95,22 @@ def assert_matches(store, run_id: int, key: str = "loss", sizes=(3, 40, 150, 400
                         assert got_v == pytest.approx(want_v, rel=1e-9, abs=1e-9), (max_points, x, g, w)
 
 
+def assert_rollups_hold(store, run_id: int, key: str = "loss") -> None:
+    """The rule itself: every stored rollup is the aggregate of the stored rows of its block."""
+    rows = stored_rows(store, run_id, key)
+    with store.sql.read() as tx:
+        rollups = tx.all("SELECT width, start, points, nans, total, low, high, last_step, last_wall FROM metric_rollups "
+                         "WHERE run_id = :run AND key = :key", run=run_id, key=key)
+    assert rollups
+    for width, start, points, nans, total, low, high, last_step, last_wall in rollups:
+        sel = rows[(rows[:, 0] >= start) & (rows[:, 0] < start + width)]
+        finite = ~np.isnan(sel[:, 3])
+        assert (points, nans) == (sel[finite, 2].sum(), sel[~finite, 2].sum()), (width, start)
+        assert total == pytest.approx((sel[finite, 3] * sel[finite, 2]).sum(), rel=1e-9, abs=1e-9)
+        assert (low, high) == ((sel[finite, 4].min(), sel[finite, 5].max()) if finite.any() else (None, None))
+        assert (last_step, last_wall) == (sel[:, 0].max(), pytest.approx(sel[:, 1].max()))
+
+
 def rollup_count(store, run_id: int) -> int:
     with store.sql.read() as tx:
         return tx.scalar("SELECT count(*) FROM metric_rollups WHERE run_id = :run", run=run_id)
@@ -122,6 +138,7 @@ def test_buckets_match_brute_force_when_rolled_up(store):
     log(rec, steps, values)
     rec.close()
     assert rollup_count(store, run_id) > 30_000 // 40  # the reads below do use rollups
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id)
     with store.read() as s:  # every spike shows in its bucket
         pts = metric_downsampled(s, run_id, "loss", 100)
@@ -140,8 +157,10 @@ def test_a_live_run_with_open_blocks_and_steps_out_of_order(store):
     again = rng.choice(15_000, 50, replace=False)
     log(rec, steps[again], rng.normal(0, 1000, 50))
     log(rec, steps[15_000:], values[15_000:])
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id)  # still live: the last blocks are open (not written)
     rec.close()
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id)
 
 
@@ -157,8 +176,10 @@ def test_a_resumed_run_cut_at_its_checkpoint(store):
         tx.run("DELETE FROM metrics WHERE run_id = :run AND step > :cut", run=run_id, cut=cut)
     rec = StoreRecorder(store, run_id, flush_every=1e9)  # the resumed worker's recorder
     log(rec, steps[9_001:], rng.normal(0, 1, 20_000 - 9_001))
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id)
     rec.close()
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id)
 
 
@@ -172,6 +193,7 @@ def test_thinned_series_keep_their_envelope(store):
     with store.sql.read() as tx:
         thinned = tx.scalar("SELECT count(*) FROM metrics WHERE run_id = :run AND bucket_size IS NOT NULL", run=run_id)
     assert thinned > 0
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id, sizes=(40, 150, 400))
     with store.read() as s:
         pts = metric_downsampled(s, run_id, "loss", 60)
@@ -197,6 +219,7 @@ def test_without_rollups_the_raw_rows_answer_and_backfill_restores_them(store):
         again = tx.all("SELECT * FROM metric_rollups WHERE run_id = :run ORDER BY key, width, start", run=run_id)
     assert [r[:4] + r[4:6] + r[7:] for r in again] == [r[:4] + r[4:6] + r[7:] for r in written]
     assert [r[6] for r in again] == pytest.approx([r[6] for r in written])  # sums, in another order
+    assert_rollups_hold(store, run_id)
     assert_matches(store, run_id, sizes=(150,))
 
 

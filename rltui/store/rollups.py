@@ -123,11 +123,13 @@ class RollupWriter:
         """The run is over: its open blocks are complete; write them. Returns how many it wrote."""
         for key, state in self.keys.items():
             self._finest = finest(key)
-            for level, acc in enumerate(state.open):
+            for level in range(len(SHIFTS)):  # bottom up: each closed block into its parent first
+                acc = state.open[level]
                 if acc is not None:
                     state.open[level] = None
                     state.passed[level] = acc[START]
                     self._keep(key, level, acc)
+                    self._add(key, state, level + 1, acc[START], acc)
         return self._write(tx)
 
     # --- summing up --------------------------------------------------------------------------------
