@@ -324,6 +324,7 @@ class StoreRecorder(Recorder):
                 self._write(pending)
                 self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
             except Exception as exc:
+                self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
                 raise self._fatal(exc) from exc
 
     def _write(self, pending: _Pending) -> None:
@@ -346,9 +347,14 @@ class StoreRecorder(Recorder):
 
     def close(self) -> None:
         self.flush()
-        if self.fault is None and self._rollups.keys:  # the run is over: its open blocks are complete
-            with self.store.sql.write() as tx:
-                self._rollups.finish(tx, self._thinner.metric_width)
+        with self._flush_lock:  # the heartbeat may still flush
+            if self.fault is not None or not self._rollups.keys:
+                return
+            try:  # the run is over: its open blocks are complete (a rollup left out is read raw)
+                with self.store.sql.write() as tx:
+                    self._rollups.finish(tx, self._thinner.metric_width)
+            except Exception as exc:  # noqa: BLE001 — never fail a finished run over its plots' shortcut
+                print(f"rltui: run {self.run_id}: its last plot rollups were not written: {exc}", file=sys.stderr, flush=True)
 
     def _fatal(self, exc: Exception) -> Exception:
         """A full disk, a read-only or damaged store: said at once in the run's log, and from then on
