@@ -21,6 +21,9 @@ the other rows are deleted. Keeping the last row's id keeps ids in time order, s
 follows a series by id never meets a bucket out of place. Episode rows with a stored trajectory are
 never merged (the replay needs them; `[record]` bounds those already).
 
+A metric's stored rollups (store/rollups.py) of blocks at least as wide as the buckets keep their
+sums (a bucket never straddles such a block); the finer ones are deleted where a chunk merges.
+
 Every chunk of a pass is its own short write transaction of at most CHUNK rows read, so other
 writers (heartbeats, other runs) wait at most one chunk; a chunk merges whole buckets only (a bucket
 cut by the chunk's end is merged on by the next), so a crash between chunks leaves a consistent
