@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
 from rltui.store.sql import Json, SQLiteTx, Tx, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
+from rltui.store.rollups import RollupWriter
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ class StoreRecorder(Recorder):
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first
         self.fault: StoreFault | None = None  # set when the store stopped taking writes (disk full, ...)
         self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes)
+        self._rollups = RollupWriter(run_id)  # the plots' pre-aggregated blocks (store/rollups.py)
 
     # --- reports -------------------------------------------------------------------------------
     def wall_time(self) -> float:
@@ -322,11 +324,13 @@ class StoreRecorder(Recorder):
                 self._write(pending)
                 self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
             except Exception as exc:
+                self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
                 raise self._fatal(exc) from exc
 
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
             with self.store.sql.write() as tx:
+                self._rollups.record(tx, pending.metrics, self._thinner.metric_width)
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
         else:
@@ -334,11 +338,23 @@ class StoreRecorder(Recorder):
             from rltui.store.sql import AlchemyTx
 
             with self.store.write_connection() as conn, conn.begin():
+                self._rollups.record(AlchemyTx(conn), pending.metrics, self._thinner.metric_width)
                 if pg_copy.usable(conn):
                     self._write_copy(conn, pending)
                 else:
                     self._write_core(conn, pending)
                 self._write_run_row(AlchemyTx(conn), pending)
+
+    def close(self) -> None:
+        self.flush()
+        with self._flush_lock:  # the heartbeat may still flush
+            if self.fault is not None or not self._rollups.keys:
+                return
+            try:  # the run is over: its open blocks are complete (a rollup left out is read raw)
+                with self.store.sql.write() as tx:
+                    self._rollups.finish(tx, self._thinner.metric_width)
+            except Exception as exc:  # noqa: BLE001 — never fail a finished run over its plots' shortcut
+                print(f"rltui: run {self.run_id}: its last plot rollups were not written: {exc}", file=sys.stderr, flush=True)
 
     def _fatal(self, exc: Exception) -> Exception:
         """A full disk, a read-only or damaged store: said at once in the run's log, and from then on

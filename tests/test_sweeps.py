@@ -219,7 +219,8 @@ def test_a_killed_driver_resumes_from_the_store_with_every_trial_run_once(tmp_pa
         conn = sqlite3.connect(db)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.close()
-        assert tables == {"runs", "metrics", "episodes", "steps", "artifacts", "sweeps", "rltui_alembic_version"}
+        assert tables == {"runs", "metrics", "metric_rollups", "episodes", "steps", "artifacts", "sweeps",
+                          "rltui_alembic_version"}
         params = [tuple(t["params"].values()) for t in data["trials"]]
         assert len(set(params)) == 4  # the resumed sampler did not replay earlier draws
         # A probe counts to `steps`: each trial's objective (its last count) is its steps.

@@ -3,6 +3,8 @@ hidden tabs, the log, the sweep slider, samples, palette, cancel/resume, themes'
 
 from __future__ import annotations
 
+import itertools
+
 import shutil
 from pathlib import Path
 
@@ -226,6 +228,53 @@ async def test_log_opens_at_the_end_follows_and_searches(live_store, tmp_path):
         assert app.screen is screen
 
 
+async def test_log_search_highlights_the_match_as_text_and_n_and_N_step_through(live_store, tmp_path):
+    lines = [f"step {i} ok" for i in range(300)]
+    lines[50] = "[bold]loss[/bold] diverged: NaN"  # markup in a log line stays text
+    lines[120] = "LOSS spiked at [@click=app.quit]step[/]"
+    lines[250] = "loss recovered, loss down"
+    log = tmp_path / "run.log"
+    log.write_text("\n".join(lines) + "\n")
+    rid = live_store.demo_ids["live"]
+    mark(live_store, rid, log_path=str(log))
+    app = make_app(live_store)
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = await open_run_screen(app, pilot, rid)
+        await pilot.press("5")
+        await settle(pilot, 3)
+        view = screen.log_view
+        assert not screen.check_action("log_match", (1,))  # no search yet: n and N are not bound
+
+        def shown(line: int) -> tuple[str, list[str], list[str]]:
+            """The line as drawn: its text, the reversed (current) and underlined (other) matches."""
+            strip = view.render_line(line - int(view.scroll_y))
+            text = "".join(seg.text for seg in strip).rstrip()
+            current = [seg.text for seg in strip if seg.style and seg.style.reverse]
+            other = [seg.text for seg in strip if seg.style and seg.style.underline and not seg.style.reverse]
+            return text, current, other
+
+        await pilot.press("slash", *"loss", "enter")
+        await settle(pilot)
+        assert view.current_line == 50 and app.focused is view
+        assert shown(50) == (lines[50], ["loss"], [])  # literal brackets, the match reversed inside
+        await pilot.press("n")
+        await settle(pilot)
+        assert view.current_line == 120 and shown(120) == (lines[120], ["LOSS"], [])  # any case, kept as typed
+        await pilot.press("n")
+        await settle(pilot)
+        assert shown(250) == (lines[250], ["loss", "loss"], [])
+        await pilot.press("n")  # wraps to the first
+        await settle(pilot)
+        assert view.current_line == 50
+        await pilot.press("N")  # and back past the start to the last
+        await settle(pilot)
+        assert view.current_line == 250 and "match 3 of 3" in text_of(screen.log_status)
+        await pilot.press("N")
+        await settle(pilot)
+        assert view.current_line == 120 and shown(250)[1:] == ([], ["loss", "loss"])  # no longer current
+        assert app.is_running  # the [@click] in a line did nothing
+
+
 async def test_a_damaged_artifact_shows_a_message_in_its_place(demo_store):
     rid = demo_store.demo_ids["vi"]
     with demo_store.write() as s:
@@ -376,6 +425,12 @@ def test_every_text_colour_reads_at_wcag_aa_on_both_themes(theme):
         c = fmt.status_colour(status, v)
         for bg in fmt.backgrounds(v):
             assert ratio(c, bg) >= AA, (theme, status, bg, ratio(c, bg))
+    # Each status its own colour (running and cancelled once shared the accent): no two closer than
+    # 40 in RGB, after the nudging towards AA.
+    shades = {status: Color.parse(fmt.status_colour(status, v)) for status in fmt.STATUS_VARS}
+    for (a, ca), (b, cb) in itertools.combinations(shades.items(), 2):
+        distance = ((ca.r - cb.r) ** 2 + (ca.g - cb.g) ** 2 + (ca.b - cb.b) ** 2) ** 0.5
+        assert distance >= 40, (theme, a, ca.hex, b, cb.hex, distance)
 
 
 # --- 8, 13, 15: toasts and options as text, list defaults on one line, screenshots -----------------------

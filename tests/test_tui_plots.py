@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import time
 
@@ -257,6 +258,86 @@ def test_system_sampler_reads_this_process_from_proc():
     assert ("torch" in sys.modules) == had_torch  # the sampler never imports torch itself
     assert header_text({"sys/cpu_percent": 97.4, "sys/rss_mb": 2048.0, "sys/gpu_util_percent": 40.0,
                         "sys/gpu_mem_mb": 512.0}) == "CPU 97% · RSS 2.0 GB · GPU 40% 512 MB"
+
+
+class ReadingOfAGpu:
+    """torch.cuda's reading calls answering with a GPU process's figures: a stand-in, in this test
+    only, for the device this machine lacks (the product reads the run's own torch.cuda).
+    `utilization=None`: NVML missing, which torch reports as a ModuleNotFoundError for pynvml."""
+
+    def __init__(self, allocated: int, reserved: int, utilization: int | None, initialized: bool = True,
+                 broken: bool = False) -> None:
+        self.allocated, self.reserved, self.util = allocated, reserved, utilization
+        self.initialized, self.broken = initialized, broken
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def current_device(self) -> int:
+        return 0
+
+    def memory_allocated(self, device: int) -> int:
+        if self.broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.allocated
+
+    def memory_reserved(self, device: int) -> int:
+        return self.reserved
+
+    def utilization(self, device: int) -> int:
+        if self.util is None:
+            raise ModuleNotFoundError("pynvml does not seem to be installed or it can't be imported.")
+        return self.util
+
+
+def test_gpu_figures_from_a_cuda_reading(store):
+    from rltui.recorder import StoreRecorder
+    from rltui.runner.sysmetrics import SystemSampler, cuda_figures, header_text
+    from rltui.store.queries import metric_series
+    from test_store import make_run
+
+    mib = 1024 * 1024
+    assert cuda_figures(ReadingOfAGpu(512 * mib, 1536 * mib, 40)) == {
+        "sys/gpu_mem_mb": 512.0, "sys/gpu_reserved_mb": 1536.0, "sys/gpu_util_percent": 40.0}
+    assert cuda_figures(ReadingOfAGpu(3 * mib, 20 * mib, None)) == {"sys/gpu_mem_mb": 3.0, "sys/gpu_reserved_mb": 20.0}
+    assert cuda_figures(ReadingOfAGpu(1, 1, 1, initialized=False)) == {}  # torch loaded, CUDA never used
+    assert cuda_figures(ReadingOfAGpu(1, 1, 1, broken=True)) == {}  # a failing device never breaks a run
+    # The heartbeat's path into a real store, and the header's line from what it stored.
+    run_id = make_run(store)
+    recorder = StoreRecorder(store, run_id)
+    SystemSampler(cuda=ReadingOfAGpu(2048 * mib, 4096 * mib, 87)).log_to(recorder)
+    recorder.close()
+    with store.read() as s:
+        latest = {key: metric_series(s, run_id, key)[-1][1]
+                  for key in ("sys/gpu_mem_mb", "sys/gpu_reserved_mb", "sys/gpu_util_percent", "sys/rss_mb")}
+    assert latest["sys/gpu_mem_mb"] == 2048.0 and latest["sys/gpu_util_percent"] == 87.0
+    assert header_text(latest).endswith(" · GPU 87% 2.0 GB")
+
+
+@pytest.mark.slow
+def test_gpu_figures_from_the_real_torch():
+    """torch itself, in a fresh process (the lab's tests must not load it): where CUDA is there, the
+    figures follow a real allocation; where not, the sampler logs no sys/gpu_* figure."""
+    code = (
+        "import torch\n"
+        "from rltui.runner.sysmetrics import SystemSampler, cuda_figures\n"
+        "assert cuda_figures() == {}  # loaded, CUDA not initialised (or not there)\n"
+        "if not torch.cuda.is_available():\n"
+        "    assert not [k for k in SystemSampler().sample() if k.startswith('sys/gpu')]\n"
+        "    print('no cuda')\n"
+        "else:\n"
+        "    x = torch.empty(64 * 2**20, dtype=torch.uint8, device='cuda')\n"
+        "    f = SystemSampler().sample()\n"
+        "    assert 64 <= f['sys/gpu_mem_mb'] <= f['sys/gpu_reserved_mb'], f\n"
+        "    assert 0 <= f.get('sys/gpu_util_percent', 0) <= 100, f\n"
+        "    print('cuda', f)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(("no cuda", "cuda"))
 
 
 def test_a_worker_run_logs_sys_metrics_on_its_heartbeat(store, db_path):

@@ -45,20 +45,27 @@ def rss_bytes(pid: int | str = "self") -> int | None:
         return None
 
 
-def cuda_figures() -> dict[str, float]:
-    """GPU figures for this process, only if it already uses torch on cuda (never imports torch)."""
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+def cuda_figures(cuda: Any = None) -> dict[str, float]:
+    """GPU figures for this process, only if it already uses torch on cuda (never imports torch).
+
+    `cuda` is the torch.cuda to read: by default that of the torch this process loaded (tests
+    hand in a reading of their own where no GPU is)."""
+    if cuda is None:
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return {}
+        cuda = torch.cuda
+    if not cuda.is_available() or not cuda.is_initialized():
         return {}
     out: dict[str, float] = {}
     try:
-        device = torch.cuda.current_device()
-        out["sys/gpu_mem_mb"] = torch.cuda.memory_allocated(device) / MIB
-        out["sys/gpu_reserved_mb"] = torch.cuda.memory_reserved(device) / MIB
+        device = cuda.current_device()
+        out["sys/gpu_mem_mb"] = cuda.memory_allocated(device) / MIB
+        out["sys/gpu_reserved_mb"] = cuda.memory_reserved(device) / MIB
     except Exception:  # noqa: BLE001 — a sampler must never break a run
         return out
     try:
-        out["sys/gpu_util_percent"] = float(torch.cuda.utilization(device))
+        out["sys/gpu_util_percent"] = float(cuda.utilization(device))
     except Exception:  # noqa: BLE001 — NVML (pynvml) missing or not answering: no utilisation figure
         pass
     return out
@@ -67,8 +74,9 @@ def cuda_figures() -> dict[str, float]:
 class SystemSampler:
     """Samples this process at each call; the first call only sets the CPU clock going."""
 
-    def __init__(self) -> None:
+    def __init__(self, cuda: Any = None) -> None:
         self._last: tuple[float, float] | None = None  # (monotonic wall, cpu seconds)
+        self.cuda = cuda  # the torch.cuda to read (None: the run's own, if it loaded torch)
 
     def sample(self) -> dict[str, float]:
         now, cpu = time.monotonic(), cpu_seconds()
@@ -80,7 +88,7 @@ class SystemSampler:
         rss = rss_bytes()
         if rss is not None:
             out["sys/rss_mb"] = rss / MIB
-        out.update(cuda_figures())
+        out.update(cuda_figures(self.cuda))
         return out
 
     def log_to(self, recorder: Any) -> None:

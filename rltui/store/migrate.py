@@ -31,14 +31,14 @@ if TYPE_CHECKING:
 # The newest revision in migrations/versions, known without importing alembic or parsing the
 # scripts: opening a store that is already at head (every start of the TUI, the CLI and a worker)
 # then costs no alembic import. tests/test_migrations.py checks that it is alembic's head.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 VERSION_TABLE = "rltui_alembic_version"
 # Where rltui kept its revision before it had its own table: Alembic's default, shared with other apps.
 LEGACY_VERSION_TABLE = "alembic_version"
 # Every revision that ever lived in alembic_version: a closed set, since newer ones go to VERSION_TABLE.
 LEGACY_REVISIONS = frozenset({"0001", "0002", "0003"})
-RLTUI_TABLES = frozenset({"runs", "metrics", "episodes", "steps", "artifacts"})
+RLTUI_TABLES = frozenset({"runs", "metrics", "episodes", "steps", "artifacts", "metric_rollups"})
 # pg_advisory_xact_lock key for schema changes (any fixed 64-bit number; this one spells "rltui").
 ADVISORY_LOCK_KEY = 0x72_6C_74_75_69
 

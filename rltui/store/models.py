@@ -124,6 +124,26 @@ class Metric(Base):
     value_mean: Mapped[float | None] = mapped_column(Float, default=None)
 
 
+class MetricRollup(Base):
+    """The aggregate of one aligned block of a metric's steps, [start, start + width), for plots that
+    read a few thousand rows at any length (rltui/store/rollups.py keeps them; a missing one is read
+    from the raw rows)."""
+
+    __tablename__ = "metric_rollups"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer, primary_key=True)  # a power of four, 16 to 2**30
+    start: Mapped[int] = mapped_column(Integer, primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)  # finite points (a thinned row counts its bucket_size)
+    nans: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Float)  # sum of the finite points
+    low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_step: Mapped[int] = mapped_column(Integer)
+    last_wall: Mapped[float] = mapped_column(Float)
+
+
 class Episode(Base):
     __tablename__ = "episodes"
     __table_args__ = (

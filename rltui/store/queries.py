@@ -6,9 +6,7 @@ import math
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Float, case, func, literal_column, select, union_all
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
@@ -158,28 +156,6 @@ class MetricPoint(NamedTuple):
     nans: int = 0
 
 
-class nan_as_null(FunctionElement):
-    """A metric value with NaN read as NULL, so avg/min/max skip it and count() tells how many.
-
-    SQLite already stores a NaN REAL as NULL; PostgreSQL keeps NaN, which would win max() and poison
-    avg(). One expression in the statement, compiled for each backend.
-    """
-
-    type = Float()
-    name = "nan_as_null"
-    inherit_cache = True
-
-
-@compiles(nan_as_null)
-def _nan_as_null_default(element, compiler, **kw):  # noqa: ANN001, ANN003, ANN202
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(nan_as_null, "postgresql")
-def _nan_as_null_postgresql(element, compiler, **kw):  # noqa: ANN001, ANN003, ANN202
-    return f"NULLIF({compiler.process(element.clauses, **kw)}, 'NaN'::float8)"
-
-
 def _raw_point(x: Any, value: Any) -> MetricPoint:
     v = None if value is None or math.isnan(value) else float(value)
     return MetricPoint(float(x), v, v, v, 0 if v is not None else 1)
@@ -190,11 +166,16 @@ def metric_downsampled(
 ) -> list[MetricPoint]:
     """At most `max_points` points of one metric, the last point always included.
 
-    Small series come back whole. Longer ones are cut into even step buckets in ONE statement (on
-    the (run_id, key, step) index) that keeps each bucket's mean, min(value) and max(value) and
-    counts its NaNs: a loss spike or a best return survives the downsampling, a NaN is reported.
-    `x` is "step" or "wall" (wall time in seconds since the run started).
+    Small series come back whole. Longer ones are cut into even step buckets, each keeping the mean,
+    min and max of its values and how many were NaN: a loss spike or a best return survives the
+    downsampling, a NaN is reported. A thinned row (store/thinning.py) counts for the points it
+    stands for. The inside of each bucket is read from the stored rollups (store/rollups.py), the raw
+    rows only at its edges and where a block is not rolled up yet: two statements of a few thousand
+    rows at any length. `x` is "step" or "wall" (wall time in seconds since the run started).
     """
+    from rltui.store.rollups import bucket_aggregates
+    from rltui.store.sql import AlchemyTx
+
     max_points = max(2, int(max_points))
     where = (Metric.run_id == run_id, Metric.key == key)
     xcol = Metric.step if x == "step" else Metric.wall_time
@@ -211,35 +192,19 @@ def metric_downsampled(
     ).all()
     if len(probe) <= max_points:  # a short series comes back whole
         return [_raw_point(a, b) for a, b, _ in probe]
-    lo, hi = int(probe[0][2]), int(last[2])
-    edges = sorted({lo + (hi - lo) * i // (max_points - 1) for i in range(max_points - 1)} | {hi})
-    value = nan_as_null(Metric.value)
-    # A thinned row (store/thinning.py) stands for bucket_size points with their own mean, min and max.
-    weighted_mean = _weighted_mean(value)
-    low, high = func.min(func.coalesce(Metric.value_min, value)), func.max(func.coalesce(Metric.value_max, value))
-    # One aggregate per bucket of steps [a, b), all in one UNION ALL statement (bounds and run id are
-    # integers written into it; the key is bound): each part is a range
-    # scan of the (run_id, key, step) index, and the scans add up to one pass over the series. (A
-    # GROUP BY on a step expression sorts every row in a temporary B-tree first: 2.2x slower on a
-    # million points, measured on SQLite.) The last step is left out: it comes back as itself.
-    parts = [
-        select(literal_column(str(i)).label("b"), func.max(xcol), weighted_mean, low, high,
-               func.count() - func.count(value))
-        .where(Metric.run_id == literal_column(str(int(run_id))), Metric.key == key,
-               Metric.step >= literal_column(str(a)), Metric.step < literal_column(str(b)))
-        for i, (a, b) in enumerate(zip(edges, edges[1:]))
+    edges = bucket_edges(int(probe[0][2]), int(last[2]), max_points)
+    points = [
+        MetricPoint(float(b.last_step if x == "step" else b.last_wall), b.mean, b.low, b.high, b.nans)
+        for b in bucket_aggregates(AlchemyTx(session), run_id, key, edges)
+        if b is not None  # an empty bucket (a gap in the steps) has no x
     ]
-    rows = session.execute(union_all(*parts).order_by("b")).all()
-    points = [MetricPoint(float(r[1]), _float(r[2]), _float(r[3]), _float(r[4]), int(r[5]))
-              for r in rows if r[1] is not None]  # an empty bucket (a gap in the steps) has no x
-    points.append(_raw_point(last[0], last[1]))
+    points.append(_raw_point(last[0], last[1]))  # the last step comes back as itself
     return points
 
 
-def _weighted_mean(value=Metric.value):  # noqa: ANN001, ANN202
-    """avg(value), where a thinned row counts for the bucket_size points it stands for."""
-    mean, weight = func.coalesce(Metric.value_mean, value), func.coalesce(Metric.bucket_size, 1)
-    return func.sum(mean * weight) / func.nullif(func.sum(case((mean.is_not(None), weight), else_=None)), 0)
+def bucket_edges(lo: int, hi: int, max_points: int) -> list[int]:
+    """Even step buckets [e[i], e[i+1]) over [lo, hi), the last step `hi` left for itself."""
+    return sorted({lo + (hi - lo) * i // (max_points - 1) for i in range(max_points - 1)} | {hi})
 
 
 def _float(v: Any) -> float | None:

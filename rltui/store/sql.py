@@ -185,6 +185,10 @@ class Tx:
         """Execute a statement; returns the number of rows it changed."""
         raise NotImplementedError
 
+    def run_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """One statement over many parameter sets (executemany)."""
+        raise NotImplementedError
+
     def first(self, sql: str, **params: Any) -> tuple | None:
         rows = self.all(sql, **params)
         return rows[0] if rows else None
@@ -204,6 +208,9 @@ class SQLiteTx(Tx):
 
     def run(self, sql: str, **params: Any) -> int:
         return self.cursor.execute(sql, {k: _sqlite_param(v) for k, v in params.items()}).rowcount
+
+    def run_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.cursor.executemany(sql, rows)
 
 
 class AlchemyTx(Tx):
@@ -228,6 +235,12 @@ class AlchemyTx(Tx):
 
     def run(self, sql: str, **params: Any) -> int:
         return self._execute(sql, params).rowcount
+
+    def run_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        from sqlalchemy import text
+
+        if rows:
+            self.conn.execute(text(sql), list(rows))
 
 
 # Raw connections of every SQLiteDatabase in this process; a forked child must not use its

@@ -21,6 +21,9 @@ the other rows are deleted. Keeping the last row's id keeps ids in time order, s
 follows a series by id never meets a bucket out of place. Episode rows with a stored trajectory are
 never merged (the replay needs them; `[record]` bounds those already).
 
+A metric's stored rollups (store/rollups.py) of blocks at least as wide as the buckets keep their
+sums (a bucket never straddles such a block); the finer ones are deleted where a chunk merges.
+
 Every chunk of a pass is its own short write transaction of at most CHUNK rows read, so other
 writers (heartbeats, other runs) wait at most one chunk; a chunk merges whole buckets only (a bucket
 cut by the chunk's end is merged on by the next), so a crash between chunks leaves a consistent
@@ -36,7 +39,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable
 
-from rltui.store.sql import SQLiteTx, in_list
+from rltui.store import rollups
+from rltui.store.sql import in_list
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
@@ -125,6 +129,11 @@ class Thinner:
         self.bounds = {METRICS: max_metric_points, EPISODES: max_episodes}
         self.series: dict[tuple[Table, str], Series] = {}
 
+    def metric_width(self, key: str) -> int:
+        """The bucket width a metric key is thinned at (1: not thinned): no finer rollup is kept."""
+        series = self.series.get((METRICS, key))
+        return series.width if series is not None else 1
+
     # --- bookkeeping -------------------------------------------------------------------------------
     def after_flush(self, metric_rows: Iterable[tuple], episode_rows: Iterable[tuple[dict[str, Any], Any]]) -> int:
         """Count what a flush wrote, then thin what is over its bound. Returns rows deleted."""
@@ -209,6 +218,10 @@ class Thinner:
             merged = [g for g in groups if len(g) > 1]
             gone = self._write_buckets(tx, table, columns, [merge(g) for g in merged],
                                        [p.id for g in merged for p in g[:-1]])
+            if merged and table is METRICS:  # rollups finer than the buckets no longer hold there
+                width = series.width
+                rollups.drop_finer(tx, self.run_id, name, width, merged[0][0].x // width * width,
+                                   (merged[-1][-1].x // width + 1) * width)
         series.count -= gone
         if not full:
             series.cursor, series.done_below = None, series.cutoff  # the pass is over
@@ -224,7 +237,7 @@ class Thinner:
         if buckets:
             update = (f"UPDATE {table.name} SET bucket_size = :size, "
                       + ", ".join(f"{c} = :c{i}" for i, c in enumerate(columns)) + " WHERE id = :id")
-            _run_many(tx, update, [
+            tx.run_many(update, [
                 {"size": b.size, "id": b.id, **{f"c{i}": v for i, v in enumerate([b.low, b.high, b.mean] + b.extra_means)}}
                 for b in buckets
             ])
@@ -233,16 +246,6 @@ class Thinner:
             placeholders, ids = in_list("id", drop[start:start + 500])
             gone += tx.run(f"DELETE FROM {table.name} WHERE id IN ({placeholders})", **ids)
         return gone
-
-
-def _run_many(tx: Tx, sql: str, rows: list[dict[str, Any]]) -> None:
-    """One statement over many parameter sets: raw executemany on SQLite, Core's elsewhere."""
-    if isinstance(tx, SQLiteTx):
-        tx.cursor.executemany(sql, rows)
-    else:
-        from sqlalchemy import text
-
-        tx.conn.execute(text(sql), rows)
 
 
 def _point(row: tuple, extras: int) -> Point:

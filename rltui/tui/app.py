@@ -186,6 +186,16 @@ class RlTuiApp(App):
         self.push_screen(RunScreen(run_id))
 
 
+# One hue per status, so a running run never looks cancelled (nor a crash a failure); each is then
+# darkened or lightened until it reads at AA on the theme's grounds.
+STATUS_COLOURS = {
+    "rltui-dark": {"queued": "#9aa9b5", "running": "#4fb3ff", "completed": "#4ebf71", "failed": "#ff5c5c",
+                   "cancelled": "#ffa62b", "crashed": "#d78cff"},
+    "rltui-light": {"queued": "#56636e", "running": "#0059b3", "completed": "#1d7a3a", "failed": "#c4162a",
+                    "cancelled": "#8f5200", "crashed": "#8a2be2"},
+}
+
+
 def lab_themes() -> list[Theme]:
     """Textual's dark and light themes with every text colour the lab draws at WCAG AA (4.5:1) on
     the backgrounds it draws them on (tests/test_tui_contrast.py measures each pair).
@@ -204,6 +214,8 @@ def lab_themes() -> list[Theme]:
         variables["footer-key-foreground"] = readable(generated["footer-key-foreground"],
                                                       [generated["footer-background"], generated["panel"]])
         variables["block-cursor-background"] = cursor
+        for status, colour in STATUS_COLOURS[name].items():
+            variables[f"status-{status}"] = readable(colour, grounds)
         variables["block-cursor-foreground"] = generated["foreground"]
         themes.append(Theme(
             name=name, primary=base.primary, secondary=base.secondary, warning=base.warning, error=base.error,

@@ -21,8 +21,10 @@ def utc_clock() -> datetime:
 
 
 
-# Theme variable per status, so colours follow the dark or light theme in use.
-STATUS_VARS = {
+# Theme variable per status, so colours follow the dark or light theme in use: the lab's themes set
+# one colour per status (rltui/tui/app.py, STATUS_COLOURS); another theme falls back to its text-*.
+STATUS_VARS = {status: f"status-{status}" for status in ("queued", "running", "completed", "failed", "cancelled", "crashed")}
+FALLBACK_VARS = {
     "queued": "text-secondary",
     "running": "text-accent",
     "completed": "text-success",
@@ -48,7 +50,7 @@ def status_text(status: str, theme_vars: dict[str, str] | None = None) -> Text:
 def status_colour(status: str, theme_vars: dict[str, str]) -> str:
     """The theme's colour for a status, darkened or lightened until it reads (WCAG AA) on the lab's
     backgrounds: the light theme's warning and success colours are pastel (1.3:1 and 1.6:1 on white)."""
-    colour = theme_vars.get(STATUS_VARS.get(status, ""), "")
+    colour = theme_vars.get(STATUS_VARS.get(status, ""), "") or theme_vars.get(FALLBACK_VARS.get(status, ""), "")
     if not colour:
         return ""
     from rltui.tui.contrast import readable

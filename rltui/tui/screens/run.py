@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.lazy import Lazy
-from textual.widgets import DataTable, Header, Input, Log, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Input, Static, TabbedContent, TabPane
 
 from rltui.store.models import ACTIVE_STATUSES, Run
 from rltui.store.queries import (
@@ -40,6 +40,7 @@ from rltui.tui import format as fmt
 from rltui.tui import run_actions
 from rltui.tui.screens.base import LabScreen
 from rltui.tui.widgets.footer import LabFooter
+from rltui.tui.widgets.log_view import LogView
 from rltui.tui.widgets.metric_grid import MetricGrid, metric_plot_data, system_line
 from rltui.tui.widgets.plot import PlotData, PlotView, Series, downsample_xy, ema_debiased
 from rltui.tui.widgets.values import blackjack_grids, chain_strip, fit_cell_width, q_table, value_grid
@@ -71,6 +72,8 @@ class RunScreen(LabScreen):
         Binding("u", "resume_run", "Resume"),
         # `/` finds, as on the runs screen: the metric plots by name, or in the Log tab the log's lines
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("n", "log_match(1)", "Next match"),  # in the Log tab, after a search (as in less and vim)
+        Binding("N", "log_match(-1)", "Previous match"),
         Binding("o", "order_episodes", "Rank by proxy − gold", show=False),
         Binding("1", "tab('plots')", "Plots", show=False),
         Binding("2", "tab('values')", "Values", show=False),
@@ -121,9 +124,10 @@ class RunScreen(LabScreen):
         self.episode_order = "time"  # or "gap": the responses that fool the reward model first
         self._set_episode_columns()
         self.config_text = Static("", id="config-text", classes="pane")
-        self.log_view = Log(id="log-text", max_lines=LOG_KEEP_LINES, auto_scroll=True)  # follows from the end
+        self.log_view = LogView(id="log-text", max_lines=LOG_KEEP_LINES, auto_scroll=True)  # follows from the end
         self.log_status = Static("", id="log-status", classes="statusline")
-        self.log_search = Input(placeholder="search the log — enter: next match · escape: close", id="log-search")
+        self.log_search = Input(placeholder="search the log — enter: find · then n / N: next / previous · escape: close",
+                                id="log-search")
         self.traceback_text = Static("", id="traceback-text", classes="pane")
 
     def compose(self) -> ComposeResult:
@@ -626,6 +630,8 @@ class RunScreen(LabScreen):
             return bool(self.sweeps)
         if action == "order_episodes":
             return self.has_gold
+        if action == "log_match":
+            return bool(self.log_search.value.strip()) and self.query_one("#run-tabs", TabbedContent).active == "log"
         return True
 
     def action_cycle_x(self) -> None:
@@ -663,6 +669,7 @@ class RunScreen(LabScreen):
             self.episodes_table.focus()
         elif event.pane.id == "log":
             self.call_after_refresh(self.flush_log)  # the Log widget mounts with its tab (Lazy)
+        self.refresh_bindings()  # n/N: only in the Log tab
 
     def action_back(self) -> None:
         if self.log_search.display and self.log_search.has_class("visible"):
@@ -705,9 +712,18 @@ class RunScreen(LabScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "log-search":
             self.find_in_log(event.value)
+            self.log_view.focus()  # back to the log, where n and N step through the matches
 
-    def find_in_log(self, query: str) -> int | None:
-        """Scroll to the next log line holding `query` (any case), wrapping at the end; its index."""
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "log-search":
+            self.refresh_bindings()
+
+    def action_log_match(self, step: int) -> None:
+        self.find_in_log(self.log_search.value, step)
+
+    def find_in_log(self, query: str, step: int = 1) -> int | None:
+        """Scroll to the next (step 1) or previous (-1) log line holding `query` (any case), wrapping
+        at either end, and highlight the matches; the line's index."""
         needle = query.strip().lower()
         lines = self.log_view.lines
         if not needle or not lines:
@@ -715,14 +731,19 @@ class RunScreen(LabScreen):
         n = len(lines)
         hits = [i for i, line in enumerate(lines) if needle in line.lower()]
         if not hits:
+            self.log_view.show_matches("", None)
             self.log_status.update(Text(f"no line holds {printable(query)!r}"), layout=False)
             return None
-        after = [i for i in hits if i >= self._search_from]
-        line = after[0] if after else hits[0]
+        current = self._search_from - 1  # the line of the last match (-1: none yet)
+        if step > 0:
+            line = next((i for i in hits if i > current), hits[0])
+        else:
+            line = next((i for i in reversed(hits) if i < current), hits[-1]) if current >= 0 else hits[-1]
         self._search_from = line + 1
+        self.log_view.show_matches(needle, line)
         self.log_view.scroll_to(y=max(0, line - 2), animate=False, immediate=True)
         self.log_status.update(Text(f"{printable(query)!r}: line {line + 1} of {n} · match {hits.index(line) + 1} of "
-                                    f"{len(hits)} · enter: next · escape: close"), layout=False)
+                                    f"{len(hits)} · n: next · N: previous · escape: close"), layout=False)
         return line
 
     # --- the sweep slider ------------------------------------------------------------------------------
