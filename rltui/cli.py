@@ -213,12 +213,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _report_run(store, run_id, args.json, ok=status == "completed")
 
 
-def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001
-    from rltui.store.models import Run
-    from rltui.store.queries import run_dict
+def _run_data(store, run_id: int, extra: tuple[str, ...]) -> dict[str, Any] | None:  # noqa: ANN001
+    """A run as `show --json` prints it, read in plain SQL (no ORM import), or None."""
+    from rltui.store.runs_table import run_json, run_rows
 
-    with store.read() as session:
-        data = run_dict(session.get(Run, run_id))
+    with store.sql.read() as tx:
+        rows = run_rows(tx, ids=[run_id], extra=extra)
+    if not rows:
+        return None
+    data = run_json(rows[0])
+    data.update({key: rows[0][key] for key in extra if key not in data})
+    return data
+
+
+def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001
+    from rltui.store.runs_table import DETAIL_KEYS
+
+    data = _run_data(store, run_id, DETAIL_KEYS)
     if as_json:
         _print_json(data)
     else:
@@ -231,14 +242,16 @@ def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: AN
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    # Plain SQL (store/runs_table.py): `ls` is run in loops, and the ORM's import alone cost 0.4 s.
     from rltui.runner.launch import queue_positions, refresh_liveness
-    from rltui.store.queries import list_runs, run_dict
+    from rltui.store.runs_table import DETAIL_KEYS, run_json, run_rows
 
     store = _store(args)
     _refresh(refresh_liveness, store)  # what the store says about a run must be true: dead workers → crashed
     positions = queue_positions(store)
-    with store.read() as session:
-        runs = [run_dict(r) for r in list_runs(session)]
+    with store.sql.read() as tx:
+        rows = run_rows(tx, extra=DETAIL_KEYS)
+    runs = [run_json(r) for r in rows]
     for r in runs:
         r["queue_position"] = positions.get(r["id"])
     if args.json:
@@ -256,27 +269,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from rltui.config import dump_toml
-    from rltui.store.models import Run
     from rltui.runner.launch import log_tail, queue_positions, refresh_liveness
-    from rltui.store.queries import latest_artifact, run_dict
+    from rltui.store.runs_table import SHOW_KEYS, latest_artifact
 
     store = _store(args)
     _refresh(refresh_liveness, store)
-    with store.read() as session:
-        run = session.get(Run, args.id)
-        if run is None:
-            raise CliError(f"no run with id {args.id} in {store.where}")
-        data = run_dict(run)
-        data["config"] = run.config
-        data["traceback"] = run.traceback
-        data["log_path"] = run.log_path
-        tabular = latest_artifact(session, run.id, "tabular")
-        if tabular is not None:
-            data["tabular"] = tabular
+    data = _run_data(store, args.id, SHOW_KEYS)
+    if data is None:
+        raise CliError(f"no run with id {args.id} in {store.where}")
+    with store.sql.read() as tx:
+        tabular = latest_artifact(tx, args.id, "tabular")
+    if tabular is not None:
+        data["tabular"] = tabular
     data["queue_position"] = queue_positions(store).get(args.id)
     data["log_tail"] = log_tail(data["log_path"])
     if args.toml:
+        from rltui.config import dump_toml
+
         print(dump_toml(data["config"]), end="")
         return 0
     if args.json:
@@ -378,18 +387,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from rltui.store import open_store, resolve_url
     from rltui.store.engine import display_url, sqlite_path, sqlite_revision
-    from rltui.store.migrate import current_revision, head_revision, script_directory
+    from rltui.store.migrate import SCHEMA_HEAD
 
     url = resolve_url(args.db)
     path = sqlite_path(url)
     where = display_url(url)  # never the URL's password
     if args.action == "check":
         return _db_check(args, path)
-    head = head_revision()
+    head = SCHEMA_HEAD  # alembic's head (tests/test_migrations.py), known without importing alembic
     if args.action == "current" and path is not None and not path.exists():
         print(f"{where}: no store yet (`rltui db upgrade` or any other command creates it at {head})")
         return 0
     if args.action == "history":
+        from rltui.store.migrate import script_directory
+
         current = sqlite_revision(path) if path is not None and path.exists() else None
         for rev in reversed(list(script_directory().walk_revisions())):
             marks = [m for m, on in (("head", rev.revision == head), ("current", rev.revision == current)) if on]
@@ -398,8 +409,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     store = open_store(args.db, upgrade=args.action == "upgrade")
     try:
-        with store.engine.connect() as conn:
-            current = current_revision(conn)
+        if path is not None:  # a SQLite file: read with sqlite3 alone, no SQLAlchemy or alembic import
+            current = sqlite_revision(path)
+        else:
+            from rltui.store.migrate import current_revision
+
+            with store.engine.connect() as conn:
+                current = current_revision(conn)
     finally:
         store.dispose()
     if path is not None:  # a damaged store is not reported healthy: SQLite reads every page

@@ -168,3 +168,39 @@ def test_plain_sql_connections_are_pooled_not_leaked_per_thread(store):
             raise ValueError("rolled back")
     with store.sql.read() as tx:  # the connection went back to the pool clean
         assert tx.scalar("SELECT count(*) FROM runs WHERE notes = 'x'") == 0
+
+
+@pytest.mark.parametrize("args", [["ls", "--json"], ["show", "1", "--json"], ["db", "current"]])
+def test_ls_show_and_db_current_read_a_sqlite_store_without_sqlalchemy(tmp_path, args):
+    """`rltui ls` runs in loops (a user watching, scripts): plain SQL, no ORM import, and the same
+    run data the ORM's run_dict gives."""
+    from rltui.store.models import Run
+    from rltui.store.queries import run_dict
+
+    db = tmp_path / "store.db"
+    store = open_store(str(db))
+    try:
+        run_id = create_run(store, load_config_text(MAZE_RUN))
+        assert execute_run(store, run_id) == "completed"
+        with store.read() as session:
+            expected = run_dict(session.get(Run, run_id))
+    finally:
+        store.dispose()
+    out = tmp_path / "modules.json"
+    code = ("import contextlib, io, json\nfrom rltui import cli\nbuf = io.StringIO()\n"
+            f"with contextlib.redirect_stdout(buf):\n    assert cli.main(['--db', {str(db)!r}, *{args!r}]) == 0\n"
+            f"open({str(tmp_path / 'stdout.txt')!r}, 'w').write(buf.getvalue())\n"
+            + REPORT_MODULES.format(heavy=HEAVY, out=str(out)))
+    report = _imported(code, out)
+    assert report["heavy"] == [], f"`rltui {' '.join(args)}` imported {report['heavy']}"
+    printed = (tmp_path / "stdout.txt").read_text()
+    if args[0] == "ls":
+        assert json.loads(printed) == [{**expected, "queue_position": None}]
+    elif args[0] == "show":
+        shown = json.loads(printed)
+        assert {k: shown[k] for k in expected} == expected and shown["config"]["algo"]["id"] == "q_learning"
+        assert {"states", "actions", "V", "Q", "policy"} <= set(shown["tabular"])  # the artifact, decoded
+    else:
+        from rltui.store.migrate import head_revision
+
+        assert printed.strip() == f"{db}: revision {head_revision()} (head)"

@@ -27,7 +27,7 @@ import os
 import signal
 import time
 
-from rltui.recorder import utcnow
+from rltui.store.runs_table import utcnow
 from rltui.runner import scheduler
 from rltui.runner.hosts import host_id, hostname, process_alive, same_machine_other_boot
 from rltui.runner.scheduler import (  # noqa: F401 — the lifecycle's settings and queue, re-exported

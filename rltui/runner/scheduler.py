@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from rltui import registry
-from rltui.recorder import utcnow
+from rltui.store.runs_table import utcnow
 from rltui.runner.hosts import host_id, hostname
 from rltui.store.sql import Json, Tx, as_json
 from rltui.store.status import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED, RUNNING
