@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a config (foreground with a progress bar, or --detach)")
-    p.add_argument("config", help="a run's TOML file")
+    p.add_argument("config", nargs="+", help="a run's TOML file; with --detach several (or a quoted glob: 'sweep/*.toml')")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set algo.alpha=0.5 (repeatable)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with id, status, summary")
+                   help="override a config value, e.g. --set algo.alpha=0.5 (repeatable; applies to every config)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with id, status, summary (a list for several)")
     p.add_argument("--detach", action="store_true", help="run in a background worker and return at once")
 
     p = sub.add_parser("ls", help="list runs")
@@ -180,28 +180,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     early = launch.spawn_waiting_worker(target) if args.detach else None
 
     from rltui.config import load_config_file
-    from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
-    from rltui.runner.lifecycle import heartbeat_interval, hostname
-    from rltui.store.status import RUNNING
+    from rltui.runner.execute import execute_run, run_status, sigterm_as_interrupt
+    from rltui.runner.lifecycle import heartbeat_interval
 
-    config = load_config_file(args.config, args.overrides)
-    launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
+    paths = _config_paths(args.config)
+    if len(paths) > 1 and not args.detach:
+        raise CliError(f"{len(paths)} configs given: several runs are submitted with --detach (background workers); "
+                       "a foreground run takes one config")
+    # Every config is checked before anything is queued: a bad one exits 2 with nothing submitted.
+    configs = [load_config_file(path, args.overrides) for path in paths]
+    for config in configs:
+        launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
     if args.detach:
         with launch.store_busy_explained(store):
-            run_id = launch.submit(store, config, check_device=False, start=False)
+            run_ids = [launch.submit(store, config, check_device=False, start=False) for config in configs]
             launch.start_workers(store, early=early)
-        data = {"id": run_id, "status": run_status(store, run_id),
-                "log_path": str(launch.run_log_path(store, run_id))}
+        listed = []
+        for run_id, config in zip(run_ids, configs):
+            data = {"id": run_id, "status": run_status(store, run_id),
+                    "log_path": str(launch.run_log_path(store, run_id))}
+            listed.append(data)
+            if not args.json:
+                print(f"run {run_id} {printable(config.name)}: {data['status']} in the background "
+                      f"(rltui show {run_id}; log: {printable(data['log_path'])})")
         if args.json:
-            _print_json(data)
-        else:
-            print(f"run {run_id} {printable(config.name)}: {data['status']} in the background "
-                  f"(rltui show {run_id}; log: {printable(data['log_path'])})")
+            _print_json(listed[0] if len(listed) == 1 else listed)
         return 0
+    config = configs[0]
     with launch.store_busy_explained(store):
-        run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
+        run_id, waits = launch.create_foreground(store, config, os.getpid())
     sigterm_as_interrupt()
+    if waits:  # a chain's stage: it waits here for the runs it names, as a queued run would
+        failed = _wait_in_foreground(store, run_id)
+        if failed is not None:
+            return failed
     bar = None if args.json else _ProgressBar(f"run {run_id} {printable(config.name)}")
     try:
         status = execute_run(store, run_id, on_progress=bar.update if bar else None,
@@ -224,6 +237,46 @@ def _run_data(store, run_id: int, extra: tuple[str, ...]) -> dict[str, Any] | No
     data = run_json(rows[0])
     data.update({key: rows[0][key] for key in extra if key not in data})
     return data
+
+
+def _config_paths(patterns: list[str]) -> list[str]:
+    """The config files named: a path as it is, a quoted glob ('runs/*.toml') expanded (sorted)."""
+    import glob
+    import os
+
+    paths: list[str] = []
+    for pattern in patterns:
+        if os.path.lexists(pattern) or not glob.has_magic(pattern):
+            paths.append(pattern)  # a missing file is named by load_config_file, like any bad path
+            continue
+        matched = sorted(glob.glob(pattern))
+        if not matched:
+            raise CliError(f"{pattern}: no file matches this pattern")
+        paths += matched
+    return paths
+
+
+def _wait_in_foreground(store, run: int) -> int | None:  # noqa: ANN001
+    """A foreground stage waits for the runs it names (`run 7 waits for run 6`), then runs; if one of
+    them fails or is cancelled (or Ctrl-C here) it ends at once, naming it: returns that exit status."""
+    import os
+
+    from rltui.runner.execute import finish_run
+    from rltui.runner.scheduler import wait_in_foreground
+    from rltui.store.status import CANCELLED
+
+    def say(what: str) -> None:
+        print(f"run {run} {what}; it starts when that completes (Ctrl-C cancels it)", file=sys.stderr, flush=True)
+
+    try:
+        why = wait_in_foreground(store, run, os.getpid(), on_wait=say)
+    except KeyboardInterrupt:
+        finish_run(store, run, CANCELLED, error="cancelled while it waited (Ctrl-C)")
+        why = "cancelled while it waited (Ctrl-C)"
+    if why is None:
+        return None
+    print(f"rltui: run {run}: {why}", file=sys.stderr)
+    return 1
 
 
 def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001

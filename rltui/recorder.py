@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
-from rltui.store.sql import Json, SQLiteTx, Tx, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
+from rltui.store.sql import Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
@@ -320,13 +320,34 @@ class StoreRecorder(Recorder):
             self._drop_doomed_trajectories(pending.episodes)
             try:
                 self._write(pending)
+            except WriteLockBusy:
+                self._requeue(pending)  # nothing was written: it goes out with the next flush
+                raise
+            except Exception as exc:
+                raise self._fatal(exc) from exc
+            try:
                 self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
             except Exception as exc:
                 raise self._fatal(exc) from exc
 
+    # How long a flush may wait for SQLite's write lock (ms) before WriteLockBusy keeps its data
+    # pending; None: the store's busy timeout. A worker's RunRecorder bounds it (runner/execute.py).
+    write_wait_ms: int | None = None
+
+    def _requeue(self, pending: _Pending) -> None:
+        """Put an unwritten batch back in front of what was reported since."""
+        with self._lock:
+            newer, self._pending = self._pending, pending
+            pending.metrics += newer.metrics
+            pending.episodes += newer.episodes
+            pending.artifacts += newer.artifacts
+            pending.summary.update(newer.summary)
+            if newer.progress is not None:
+                pending.progress = newer.progress
+
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
-            with self.store.sql.write() as tx:
+            with self.store.sql.write(busy_ms=self.write_wait_ms) as tx:
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
         else:

@@ -204,3 +204,32 @@ def test_ls_show_and_db_current_read_a_sqlite_store_without_sqlalchemy(tmp_path,
         from rltui.store.migrate import head_revision
 
         assert printed.strip() == f"{db}: revision {head_revision()} (head)"
+
+
+def test_several_configs_are_submitted_by_one_command_and_a_bad_one_submits_none(tmp_path):
+    from tests.conftest import rltui_cli
+
+    db = tmp_path / "store.db"
+    for i in range(3):
+        (tmp_path / f"maze-{i}.toml").write_text(MAZE_RUN.replace("seed = 0", f'name = "maze-{i}"\nseed = {i}'))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MAZE_RUN.replace("episodes = 30", "episodes = -3"))
+    refused = rltui_cli("run", str(tmp_path / "maze-0.toml"), str(bad), str(tmp_path / "maze-1.toml"), "--detach", db=db)
+    assert refused.returncode == 2 and str(bad) in refused.stderr and "algo.episodes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert rltui_cli("ls", "--json", db=db, check=True).stdout.strip() == "[]"  # nothing was submitted
+    # A quoted glob is expanded in file-name order, one run each.
+    submitted = json.loads(rltui_cli("run", str(tmp_path / "maze-*.toml"), "--detach", "--json", db=db, check=True).stdout)
+    assert [r["id"] for r in submitted] == [1, 2, 3]
+    store = open_store(str(db))
+    try:
+        deadline = time.monotonic() + 90
+        while any(run_status(store, r["id"]) != "completed" for r in submitted):
+            assert time.monotonic() < deadline, [run_status(store, r["id"]) for r in submitted]
+            time.sleep(0.05)
+        with store.sql.read() as tx:
+            assert [n for (n,) in tx.all("SELECT name FROM runs ORDER BY id")] == ["maze-0", "maze-1", "maze-2"]
+    finally:
+        store.dispose()
+    several = rltui_cli("run", str(tmp_path / "maze-0.toml"), str(tmp_path / "maze-1.toml"), db=db)
+    assert several.returncode == 2 and "--detach" in several.stderr

@@ -24,6 +24,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -236,8 +237,10 @@ def _candidates(tx: Tx, waiting: set[int] | None) -> tuple[list[tuple[int, str]]
     if waiting is None:
         waiting = {run_id for run_id, _e, _c, w in tx.all(_CHAIN_ROWS, queued=QUEUED)
                    if _chain_verdict(tx, as_json(w) or {}) is not True}
+    # A queued run with a pid waits in its own foreground `rltui run` (wait_in_foreground): not for a worker.
     queued = [(run_id, _pool(device, device_used, algo_id, config))
-              for run_id, device, device_used, algo_id, config, _hid, _h in tx.all(_SLOT_COLUMNS + " ORDER BY id", status=QUEUED)
+              for run_id, device, device_used, algo_id, config, _hid, _h
+              in tx.all(_SLOT_COLUMNS + " AND pid IS NULL ORDER BY id", status=QUEUED)
               if run_id not in waiting]
     return queued, used
 
@@ -349,3 +352,48 @@ def assigned_run(store: Any, pid: int) -> int | None:
             "SELECT min(id) FROM runs WHERE status = :running AND pid = :pid AND host_id = :host_id",
             running=RUNNING, pid=pid, host_id=host_id(),
         )
+
+
+def wait_in_foreground(store: Any, run_id: int, pid: int, *, poll: float = 0.25,
+                       on_wait: Callable[[str], None] | None = None) -> str | None:
+    """Hold a foreground run (`rltui run STAGE.toml`, created queued under `pid`, which no worker
+    claims) until every run it waits for completed, then mark it running under `pid`: returns None.
+    If an awaited run fails, is cancelled or is gone, or this run was cancelled meanwhile, returns
+    why (the run then ended `failed`/`cancelled`). `on_wait` is told once what it waits for.
+    Every poll is a read; the writes (binding a late "latest:", the heartbeat stamp) never wait."""
+    from rltui.store.runs_table import waits_text
+
+    said = False
+    while True:
+        settle_chains(store)  # binds a late "latest:", fails this run if an awaited run broke
+        with store.sql.read() as tx:
+            status, error, env_id, waits = tx.first(
+                "SELECT status, error, env_id, waits_for FROM runs WHERE id = :id", id=run_id) or (None,) * 4
+            verdict = _chain_verdict(tx, as_json(waits) or {}) if status == QUEUED else None
+        if status != QUEUED:
+            return error or f"run {run_id} is {status or 'gone'}"
+        if isinstance(verdict, str):  # broken, and settle_chains found the store busy: mark it ourselves
+            with store.sql.write() as tx:
+                tx.run("UPDATE runs SET status = :failed, finished_at = :now, error = :error WHERE id = :id AND status = :queued",
+                       failed=FAILED, now=utcnow(), error=verdict, id=run_id, queued=QUEUED)
+            continue  # read back what the row says now (a cancel may have come first)
+        now = utcnow()
+        try:
+            with store.sql.write() if verdict is True else store.sql.try_write() as tx:
+                if verdict is True:
+                    taken = tx.run(
+                        "UPDATE runs SET status = :running, heartbeat_at = :now, started_at = :now WHERE id = :id"
+                        " AND status = :queued AND pid = :pid", running=RUNNING, now=now, id=run_id, queued=QUEUED, pid=pid)
+                    if taken:
+                        return None
+                    continue
+                # Proof of life while it waits (another host's reader goes by it; see lifecycle.why_dead).
+                tx.run("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :queued AND pid = :pid",
+                       now=now, id=run_id, queued=QUEUED, pid=pid)
+        except Exception as exc:  # noqa: BLE001
+            if verdict is True or not is_busy(exc):
+                raise
+        if not said and on_wait is not None:
+            said = True
+            on_wait(waits_text(waits, env_id) or "waits")
+        time.sleep(poll)
