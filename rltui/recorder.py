@@ -158,6 +158,23 @@ class _Pending:
     def __len__(self) -> int:
         return len(self.metrics) + len(self.episodes) + len(self.artifacts)
 
+    def take(self, rows: int) -> tuple[_Pending, bool]:
+        """(the oldest records, about `rows` rows counting trajectories' steps; whether more are left
+        here). Artifacts, summary and progress go with the first batch. Holds no lock: the caller does."""
+        budget, cut = rows - len(self.metrics), 0
+        while cut < len(self.episodes) and budget > 0:
+            budget -= 1 + len(self.episodes[cut][1] or ())
+            cut += 1
+        if len(self.metrics) <= rows and cut == len(self.episodes):
+            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress)
+            self.metrics, self.episodes, self.artifacts, self.summary, self.progress = [], [], [], {}, None
+            return first, False  # all of it (the usual case), without copying
+        n = min(len(self.metrics), rows)
+        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress)
+        self.metrics, self.episodes, self.artifacts, self.summary, self.progress = (
+            self.metrics[n:], self.episodes[cut:], [], {}, None)
+        return first, True
+
 
 class StoreRecorder(Recorder):
     """Buffers reports and writes them to the store in batches.
@@ -307,28 +324,34 @@ class StoreRecorder(Recorder):
         if now - self._last_flush >= self.flush_every or len(self._pending) >= self.max_pending:
             self.flush()
 
+    # Rows (metric points, episodes and their steps) one write transaction takes at most: however
+    # much is pending (a backlog while a peer held the lock), other writers wait for one batch only.
+    batch_rows = 20_000
+
     def flush(self) -> None:
-        """Write everything pending in one IMMEDIATE transaction."""
+        """Write everything pending, in IMMEDIATE transactions of at most `batch_rows` rows."""
         with self._flush_lock:  # the heartbeat thread may flush too; keep flushes in order
-            with self._lock:
-                pending, self._pending = self._pending, _Pending()
-                self._last_flush = time.monotonic()
-            if not len(pending) and not pending.summary and pending.progress is None:
-                return
-            if self.fault is not None:
-                raise self.fault  # the store cannot take more: nothing is tried again
-            self._drop_doomed_trajectories(pending.episodes)
-            try:
-                self._write(pending)
-            except WriteLockBusy:
-                self._requeue(pending)  # nothing was written: it goes out with the next flush
-                raise
-            except Exception as exc:
-                raise self._fatal(exc) from exc
-            try:
-                self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
-            except Exception as exc:
-                raise self._fatal(exc) from exc
+            more = True
+            while more:
+                with self._lock:
+                    pending, more = self._pending.take(self.batch_rows)
+                    self._last_flush = time.monotonic()
+                if not len(pending) and not pending.summary and pending.progress is None:
+                    return
+                if self.fault is not None:
+                    raise self.fault  # the store cannot take more: nothing is tried again
+                self._drop_doomed_trajectories(pending.episodes)
+                try:
+                    self._write(pending)
+                except WriteLockBusy:
+                    self._requeue(pending)  # nothing was written: it goes out with the next flush
+                    raise
+                except Exception as exc:
+                    raise self._fatal(exc) from exc
+                try:
+                    self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
+                except Exception as exc:
+                    raise self._fatal(exc) from exc
 
     # How long a flush may wait for SQLite's write lock (ms) before WriteLockBusy keeps its data
     # pending; None: the store's busy timeout. A worker's RunRecorder bounds it (runner/execute.py).

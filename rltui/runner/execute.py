@@ -96,8 +96,8 @@ def stored_config(store: Store, run_id: int) -> RunConfig:
 # A worker's writes wait a bounded time for SQLite's write lock, so a peer frozen inside its
 # transaction (SIGSTOP, a closed lid) never stalls this run: the data stays buffered and the heartbeat
 # tries again a beat later. Past BACKLOG items waiting, training itself waits (nothing is dropped).
-TRAIN_WAIT_MS = 100  # a flush from the training loop
-BEAT_WAIT_MS = 1000  # the heartbeat's stamp and flush
+TRAIN_WAIT_MS = 500  # a flush from the training loop
+BEAT_WAIT_MS = 1500  # the heartbeat's stamp and flush
 BACKLOG = 200_000
 BUSY_SAY_AFTER = 10.0  # s of a taken write lock before the run's log says so (once)
 
