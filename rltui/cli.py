@@ -194,8 +194,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.detach:
         with launch.store_busy_explained(store):
-            run_ids = [launch.submit(store, config, check_device=False, start=False) for config in configs]
-            launch.start_workers(store, early=early)
+            run_ids = [launch.submit(store, configs[0], check_device=False, start=False)]
+            launch.start_workers(store, early=early)  # the first run starts while the rest are queued
+            if len(configs) > 1:
+                run_ids += [launch.submit(store, config, check_device=False, start=False) for config in configs[1:]]
+                launch.start_workers(store)
         listed = []
         for run_id, config in zip(run_ids, configs):
             data = {"id": run_id, "status": run_status(store, run_id),

@@ -121,6 +121,7 @@ class RunRecorder(StoreRecorder):
         self.pid = os.getpid()
         self.lost = False
         self._wait = threading.local()  # this thread's bound on waiting for the write lock
+        self.after_first_write: Callable[[], None] | None = None  # called once, in the main thread
         self.busy_since: float | None = None  # when the write lock was first found taken, still unwritten
         self._said_busy = False
 
@@ -151,6 +152,9 @@ class RunRecorder(StoreRecorder):
             finally:
                 del self._wait.ms
         self._not_busy()
+        if self.after_first_write is not None and threading.current_thread() is threading.main_thread():
+            hook, self.after_first_write = self.after_first_write, None
+            hook()
         return True
 
     def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS, deadline_s: float = 600.0) -> None:
@@ -241,6 +245,10 @@ class Heartbeat(threading.Thread):
 def take_run(store: Store, run_id: int, pid: int) -> bool:
     """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
     that; a caller that executes a queued run directly (tests, scripts) takes it here."""
+    with store.sql.read() as tx:  # the usual case needs no write lock (a burst's launcher is busy with it)
+        row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
+    if row is not None and row[0] == RUNNING and row[1] == pid:
+        return True
     with store.sql.write() as tx:
         row = tx.first("SELECT status, pid, host_id FROM runs WHERE id = :id", id=run_id)
         if row is None:
@@ -275,8 +283,11 @@ def execute_run(
     on_progress: Callable[[float], None] | None = None,
     wall_offset: float = 0.0,
     heartbeat_interval: float = 1.0,
+    after_first_write: Callable[[], None] | None = None,
 ) -> str:
-    """Run `run_id` in this process to its end; returns the final status.
+    """Run `run_id` in this process to its end; returns the final status. `after_first_write` is
+    called in this thread once the run's first report is in the store (a worker lowers its priority
+    then: its start-up, up to the first metric, runs at the launcher's priority).
 
     SIGTERM (a forced cancel) and Ctrl-C end it as `cancelled` after a flush; an exception ends it
     as `failed` with the traceback stored and printed to stderr (the run's log).
@@ -289,6 +300,7 @@ def execute_run(
     try:
         config = stored_config(store, run_id)
         recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset)
+        recorder.after_first_write = after_first_write
         heartbeat = Heartbeat(store, run_id, pid, recorder, heartbeat_interval)
         heartbeat.start()  # before anything slow (importing torch)
         torch_run = run_uses_torch(config)
