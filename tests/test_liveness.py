@@ -206,3 +206,23 @@ def test_a_frozen_writer_holding_the_lock_neither_stalls_a_healthy_run_nor_loses
         counts = tx.all("SELECT step FROM metrics WHERE run_id = :id AND key = 'count' ORDER BY step", id=run_id)
     assert [s for (s,) in counts] == list(range(1, steps + 1))  # every step's metric, once
     assert "locked" not in log and "heartbeat failed" not in log, log[-2000:]
+
+
+def test_a_foreground_stage_waiting_in_a_process_that_is_gone_is_crashed_and_never_claimed(store, sleeper):
+    """A queued run held by its own `rltui run` (a pid on it) is in no worker's queue; once that
+    process is gone, a reader marks it crashed instead of leaving it queued for ever."""
+    from rltui.runner.scheduler import claimable
+
+    waiting = launch.submit(store, load_config_text(PROBE), start=False)
+    with store.sql.write() as tx:
+        tx.run("UPDATE runs SET pid = :pid, pid_start = :start, host_id = :hid, host = :host WHERE id = :id",
+               pid=sleeper.pid, start=process_start(sleeper.pid), hid=host_id(), host=os.uname().nodename, id=waiting)
+    with store.sql.read() as tx:
+        assert claimable(tx) == []
+    assert launch.queue_positions(store) == {}
+    assert refresh_liveness(store, kick=False) == [] and row(store, waiting) == ("queued", None)
+    sleeper.kill()
+    sleeper.wait()
+    assert refresh_liveness(store, kick=False) == [waiting]
+    status, error = row(store, waiting)
+    assert status == "crashed" and f"process {sleeper.pid}" in error
