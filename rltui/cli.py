@@ -183,7 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rltui.runner.execute import execute_run, run_status, sigterm_as_interrupt
     from rltui.runner.lifecycle import heartbeat_interval
 
-    paths = _config_paths(args.config)
+    from rltui.cli_run import config_paths, wait_in_foreground
+
+    paths = config_paths(args.config)
     if len(paths) > 1 and not args.detach:
         raise CliError(f"{len(paths)} configs given: several runs are submitted with --detach (background workers); "
                        "a foreground run takes one config")
@@ -215,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id, waits = launch.create_foreground(store, config, os.getpid())
     sigterm_as_interrupt()
     if waits:  # a chain's stage: it waits here for the runs it names, as a queued run would
-        failed = _wait_in_foreground(store, run_id)
+        failed = wait_in_foreground(store, run_id)
         if failed is not None:
             return failed
     bar = None if args.json else _ProgressBar(f"run {run_id} {printable(config.name)}")
@@ -229,63 +231,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _report_run(store, run_id, args.json, ok=status == "completed")
 
 
-def _run_data(store, run_id: int, extra: tuple[str, ...]) -> dict[str, Any] | None:  # noqa: ANN001
-    """A run as `show --json` prints it, read in plain SQL (no ORM import), or None."""
-    from rltui.store.runs_table import run_json, run_rows
-
-    with store.sql.read() as tx:
-        rows = run_rows(tx, ids=[run_id], extra=extra)
-    if not rows:
-        return None
-    data = run_json(rows[0])
-    data.update({key: rows[0][key] for key in extra if key not in data})
-    return data
-
-
-def _config_paths(patterns: list[str]) -> list[str]:
-    """The config files named: a path as it is, a quoted glob ('runs/*.toml') expanded (sorted)."""
-    import glob
-    import os
-
-    paths: list[str] = []
-    for pattern in patterns:
-        if os.path.lexists(pattern) or not glob.has_magic(pattern):
-            paths.append(pattern)  # a missing file is named by load_config_file, like any bad path
-            continue
-        matched = sorted(glob.glob(pattern))
-        if not matched:
-            raise CliError(f"{pattern}: no file matches this pattern")
-        paths += matched
-    return paths
-
-
-def _wait_in_foreground(store, run: int) -> int | None:  # noqa: ANN001
-    """A foreground stage waits for the runs it names (`run 7 waits for run 6`), then runs; if one of
-    them fails or is cancelled (or Ctrl-C here) it ends at once, naming it: returns that exit status."""
-    import os
-
-    from rltui.runner.execute import finish_run
-    from rltui.runner.scheduler import wait_in_foreground
-    from rltui.store.status import CANCELLED
-
-    def say(what: str) -> None:
-        print(f"run {run} {what}; it starts when that completes (Ctrl-C cancels it)", file=sys.stderr, flush=True)
-
-    try:
-        why = wait_in_foreground(store, run, os.getpid(), on_wait=say)
-    except KeyboardInterrupt:
-        finish_run(store, run, CANCELLED, error="cancelled while it waited (Ctrl-C)")
-        why = "cancelled while it waited (Ctrl-C)"
-    if why is None:
-        return None
-    print(f"rltui: run {run}: {why}", file=sys.stderr)
-    return 1
-
-
 def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001
+    from rltui.cli_run import run_data
     from rltui.store.runs_table import DETAIL_KEYS
 
-    data = _run_data(store, run_id, DETAIL_KEYS)
+    data = run_data(store, run_id, DETAIL_KEYS)
     if as_json:
         _print_json(data)
     else:
@@ -326,11 +276,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from rltui.runner.launch import log_tail, queue_positions, refresh_liveness
+    from rltui.cli_run import run_data
     from rltui.store.runs_table import SHOW_KEYS, latest_artifact
 
     store = _store(args)
     _refresh(refresh_liveness, store)
-    data = _run_data(store, args.id, SHOW_KEYS)
+    data = run_data(store, args.id, SHOW_KEYS)
     if data is None:
         raise CliError(f"no run with id {args.id} in {store.where}")
     with store.sql.read() as tx:

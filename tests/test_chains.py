@@ -140,6 +140,25 @@ def test_latest_is_bound_at_submit_to_the_newest_run_of_that_algo_finished_or_no
     assert listed(store.path)[stage]["status_note"] == f"waits for run {new}"
 
 
+
+@pytest.mark.parametrize("env, waits", [("lm-arithmetic", ["init_run"]), ("lm-reviews", ["init_run", "reward_run"])])
+def test_a_policy_stage_waits_for_a_reward_model_only_where_its_task_uses_one(store, env, waits):
+    """GRPO on the verifiable task scores exactly: its reward_run (default "latest:reward_model")
+    is not waited for, or the stage would wait for ever for a reward model nobody trains."""
+    pretrain = launch.submit(store, probe(steps=2, name="pre"), start=False)
+    with store.sql.write() as tx:
+        tx.run("UPDATE runs SET status = 'completed', algo_id = 'lm_pretrain', env_id = :env WHERE id = :id",
+               env=env, id=pretrain)
+    stage = launch.submit(store, load_config_text(
+        f'name = "grpo"\nseed = 0\n[env]\nid = "{env}"\n[algo]\nid = "grpo"\n'), start=False)
+    with store.sql.read() as tx:
+        waits_for = json.loads(tx.scalar("SELECT waits_for FROM runs WHERE id = :id", id=stage))
+    assert sorted(waits_for) == waits and waits_for["init_run"] == pretrain
+    with store.sql.read() as tx:
+        from rltui.runner.scheduler import claimable
+
+        assert (stage in claimable(tx)) == (env == "lm-arithmetic")  # its pretraining run completed
+
 LM_TINY = {
     "lm_reviews_1_pretrain.toml": ["algo.d_model=16", "algo.n_layer=1", "algo.n_head=2", "algo.steps=3",
                                    "algo.batch_size=4", "algo.corpus_size=40", "algo.eval_every=3", "algo.eval_prompts=2"],

@@ -130,8 +130,10 @@ def create_foreground(store: Store, config: RunConfig, pid: int) -> tuple[int, b
 
 
 def _chain_of(store: Store, config: RunConfig) -> dict[str, int | str] | None:
-    """The runs `config` names ({field: run id, or "latest:ALGO" with none yet}), checked; None if none."""
-    refs = scheduler.run_refs(config.to_dict().get("algo") or {})
+    """The runs `config` names ({field: run id, or "latest:ALGO" with none yet}), checked; None if none.
+    A reference its env does not use (the verifiable task's reward_run) is not waited for."""
+    ignored = getattr(config.env, "IGNORED_RUN_REFS", ())
+    refs = {k: v for k, v in scheduler.run_refs(config.to_dict().get("algo") or {}).items() if k not in ignored}
     if not refs:
         return None
     with store.sql.read() as tx:

@@ -354,46 +354,56 @@ def assigned_run(store: Any, pid: int) -> int | None:
         )
 
 
-def wait_in_foreground(store: Any, run_id: int, pid: int, *, poll: float = 0.25,
+def wait_in_foreground(store: Any, run_id: int, pid: int, *, poll: float = 0.25, beat_every: float = 1.0,
                        on_wait: Callable[[str], None] | None = None) -> str | None:
     """Hold a foreground run (`rltui run STAGE.toml`, created queued under `pid`, which no worker
     claims) until every run it waits for completed, then mark it running under `pid`: returns None.
     If an awaited run fails, is cancelled or is gone, or this run was cancelled meanwhile, returns
-    why (the run then ended `failed`/`cancelled`). `on_wait` is told once what it waits for.
-    Every poll is a read; the writes (binding a late "latest:", the heartbeat stamp) never wait."""
+    why (the run then ended `failed`/`cancelled`). `on_wait` is told once what it waits for. Polls
+    read; binding a late "latest:" and the heartbeat stamp (every `beat_every` s) never wait."""
     from rltui.store.runs_table import waits_text
 
-    said = False
+    said, stamped = False, 0.0
     while True:
-        settle_chains(store)  # binds a late "latest:", fails this run if an awaited run broke
-        with store.sql.read() as tx:
-            status, error, env_id, waits = tx.first(
-                "SELECT status, error, env_id, waits_for FROM runs WHERE id = :id", id=run_id) or (None,) * 4
-            verdict = _chain_verdict(tx, as_json(waits) or {}) if status == QUEUED else None
+        status, error, env_id, waits, verdict = _foreground_state(store, run_id)
+        if verdict is None and any(isinstance(v, str) for v in waits.values()):
+            settle_chains(store)  # a stage submitted before its "latest:" run existed: bind it now
+            status, error, env_id, waits, verdict = _foreground_state(store, run_id)
         if status != QUEUED:
             return error or f"run {run_id} is {status or 'gone'}"
-        if isinstance(verdict, str):  # broken, and settle_chains found the store busy: mark it ourselves
+        if isinstance(verdict, str):  # an awaited run broke: this one fails, naming it
             with store.sql.write() as tx:
                 tx.run("UPDATE runs SET status = :failed, finished_at = :now, error = :error WHERE id = :id AND status = :queued",
                        failed=FAILED, now=utcnow(), error=verdict, id=run_id, queued=QUEUED)
             continue  # read back what the row says now (a cancel may have come first)
-        now = utcnow()
-        try:
-            with store.sql.write() if verdict is True else store.sql.try_write() as tx:
-                if verdict is True:
-                    taken = tx.run(
-                        "UPDATE runs SET status = :running, heartbeat_at = :now, started_at = :now WHERE id = :id"
-                        " AND status = :queued AND pid = :pid", running=RUNNING, now=now, id=run_id, queued=QUEUED, pid=pid)
-                    if taken:
-                        return None
-                    continue
-                # Proof of life while it waits (another host's reader goes by it; see lifecycle.why_dead).
-                tx.run("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :queued AND pid = :pid",
-                       now=now, id=run_id, queued=QUEUED, pid=pid)
-        except Exception as exc:  # noqa: BLE001
-            if verdict is True or not is_busy(exc):
-                raise
+        if verdict is True:
+            now = utcnow()
+            with store.sql.write() as tx:
+                taken = tx.run(
+                    "UPDATE runs SET status = :running, heartbeat_at = :now, started_at = :now WHERE id = :id"
+                    " AND status = :queued AND pid = :pid", running=RUNNING, now=now, id=run_id, queued=QUEUED, pid=pid)
+            if taken:
+                return None
+            continue
+        if time.monotonic() - stamped >= beat_every:
+            stamped = time.monotonic()
+            try:  # proof of life while it waits (a reader on another host goes by it: lifecycle.why_dead)
+                with store.sql.try_write() as tx:
+                    tx.run("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :queued AND pid = :pid",
+                           now=utcnow(), id=run_id, queued=QUEUED, pid=pid)
+            except Exception as exc:  # noqa: BLE001
+                if not is_busy(exc):
+                    raise
         if not said and on_wait is not None:
             said = True
             on_wait(waits_text(waits, env_id) or "waits")
         time.sleep(poll)
+
+
+def _foreground_state(store: Any, run_id: int) -> tuple[Any, Any, Any, dict[str, Any], bool | str | None]:
+    """(status, error, env id, waits_for, its verdict: see _chain_verdict; None unless queued)."""
+    with store.sql.read() as tx:
+        status, error, env_id, waits = tx.first(
+            "SELECT status, error, env_id, waits_for FROM runs WHERE id = :id", id=run_id) or (None,) * 4
+        waits = as_json(waits) or {}
+        return status, error, env_id, waits, _chain_verdict(tx, waits) if status == QUEUED else None
