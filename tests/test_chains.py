@@ -75,34 +75,39 @@ def test_cancelling_the_awaited_run_fails_the_waiting_run_at_once(store, monkeyp
 
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
-def test_a_foreground_stage_waits_for_its_run_and_ends_at_once_naming_it_when_that_run_breaks(store, tmp_path, ending):
-    """`rltui run STAGE.toml` (no --detach) whose init_run is still running waits for it, shown as
+def test_a_foreground_stage_waits_for_its_run_and_ends_at_once_naming_it_when_that_run_breaks(
+        store, tmp_path, monkeypatch, ending):
+    """`rltui run STAGE.toml` (no --detach) whose init_run has not completed waits for it, shown as
     "waits for run N"; no worker claims it meanwhile. That run failing or being cancelled ends it
     at once (exit 1), naming the run. (The stage never starts, so no torch is loaded.)"""
     import subprocess
     import sys
 
-    dep = launch.submit(store, probe(steps=400 if ending == "cancelled" else 40, fail=-1 if ending == "cancelled" else 25))
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "1")
+    blocker = launch.submit(store, probe(steps=400, name="blocker"))  # holds the one slot meanwhile
+    dep = launch.submit(store, probe(steps=10, fail=3))  # queued behind it
     stage_toml = tmp_path / "stage.toml"
     stage_toml.write_text(STAGE.format(ref=dep))
     proc = subprocess.Popen([sys.executable, "-m", "rltui.cli", "--db", str(store.path), "run", str(stage_toml)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         first_line = proc.stderr.readline()
-        assert first_line.startswith(f"run {dep + 1} waits for run {dep}"), first_line
-        shown = listed(store.path)[dep + 1]
+        stage = dep + 1
+        assert first_line.startswith(f"run {stage} waits for run {dep}"), first_line
+        shown = listed(store.path)[stage]
         assert shown["status"] == "queued" and shown["status_note"] == f"waits for run {dep}"
         assert shown["queue_position"] is None  # in no worker's queue: its own process runs it
         if ending == "cancelled":
-            assert launch.request_cancel(store, dep) == "running"  # stops at its next safe point
+            assert launch.request_cancel(store, dep) == "cancelled"
+        launch.cancel(store, blocker, wait=True, grace=5)  # the dep starts now (and fails at step 3)
         wait_status(store, dep, {ending})
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err
     assert f"run {dep} (heartbeat_probe) {ending}; this run cannot start without it" in err and "Traceback" not in err
-    assert row(store, dep + 1)["status"] == "failed"
+    assert row(store, stage)["status"] == "failed"
 
 
 @pytest.mark.slow
