@@ -196,11 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.detach:
         with launch.store_busy_explained(store):
-            run_ids = [launch.submit(store, configs[0], check_device=False, start=False)]
-            launch.start_workers(store, early=early)  # the first run starts while the rest are queued
-            if len(configs) > 1:
-                run_ids += [launch.submit(store, config, check_device=False, start=False) for config in configs[1:]]
-                launch.start_workers(store)
+            run_ids = []
+            for config in configs:  # each run starts as soon as it is queued, if a slot is free
+                run_ids.append(launch.submit(store, config, check_device=False, start=False))
+                launch.start_workers(store, early=early if len(run_ids) == 1 else None)
         listed = []
         for run_id, config in zip(run_ids, configs):
             data = {"id": run_id, "status": run_status(store, run_id),
