@@ -15,8 +15,8 @@ and a torch run (uses_torch=true), measured on a fresh store in a temporary dire
 Goal: a tabular run's first metric within 0.5 s of launch.
 
 The burst case (--burst N, default 32; 0 skips it) submits N tabular runs (maze Q-learning) at once,
-through the TUI's path (N launch.submit() calls in one process) and through the CLI (a shell loop of
-N `rltui run --detach`), and samples the store's worker processes every 10 ms from /proc:
+through the TUI's path (N launch.submit() calls in one process) and through the CLI (one command,
+`rltui run C1.toml ... CN.toml --detach`), and samples the store's worker processes every 10 ms from /proc:
 
   * most workers alive at once, and their summed resident memory at its peak;
   * the first run's launch → first metric;
@@ -196,7 +196,7 @@ class WorkerSampler:
 
 
 def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
-    """N tabular runs submitted at once (`via` "submit": the TUI's path; "cli": a loop of `rltui run --detach`)."""
+    """N tabular runs submitted at once (`via` "submit": the TUI's path; "cli": one `rltui run ... --detach`)."""
     from rltui.config import load_config_text
     from rltui.runner.scheduler import worker_slots
 
@@ -232,10 +232,9 @@ def burst(tmp: Path, n: int, via: str, episodes: int) -> dict:
     if via == "submit":
         for path in configs:
             launch.submit(store, load_config_text(path.read_text()))
-    else:
-        for path in configs:
-            subprocess.run([sys.executable, "-m", "rltui.cli", "--db", str(db), "run", str(path), "--detach"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=True)
+    else:  # one command for the batch, as a user submits many configs: `rltui run A.toml B.toml ... --detach`
+        subprocess.run([sys.executable, "-m", "rltui.cli", "--db", str(db), "run", *map(str, configs), "--detach"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=True)
     watcher.join()
     first = first_seen[0]
     drained = _wait_drained(db)
@@ -271,11 +270,11 @@ def _wait_drained(db: Path) -> float:
 def report_burst(results: list[dict]) -> None:
     print(f"burst: {results[0]['runs']} maze Q-learning runs at once, {results[0]['slots']} slots, load average "
           f"{os.getloadavg()[0]:.2f}")
-    print(f"{'via':<26} {'most workers':>12} {'their RSS':>10} {'1st metric':>11} {'alone':>8} {'drain':>8} {'ideal':>7} "
+    print(f"{'via':<30} {'most workers':>12} {'their RSS':>10} {'1st metric':>11} {'alone':>8} {'drain':>8} {'ideal':>7} "
           f"{'drain/ideal':>11} {'mean run':>9} {'completed':>9}")
     for r in results:
-        via = "launch.submit (TUI)" if r["via"] == "submit" else "rltui run --detach loop"
-        print(f"{via:<26} {r['most_workers']:>12} {r['peak_rss_mib']:>6.0f} MiB {r['first_metric_s']:>9.3f} s "
+        via = "launch.submit (TUI)" if r["via"] == "submit" else f"rltui run {r['runs']} configs --detach"
+        print(f"{via:<30} {r['most_workers']:>12} {r['peak_rss_mib']:>6.0f} MiB {r['first_metric_s']:>9.3f} s "
               f"{r['single_first_metric_s']:>6.3f} s "
               f"{r['drain_s']:>6.2f} s {r['ideal_s']:>5.2f} s {r['drain_s'] / r['ideal_s']:>11.2f} "
               f"{r['mean_run_s']:>7.2f} s {r['completed']:>9}")

@@ -96,7 +96,7 @@ def main() -> int:
     from rltui.runner import launch
     from rltui.runner.lifecycle import refresh_liveness
     from rltui.store import open_store
-    from rltui.store.queries import list_runs, run_dict
+    from rltui.store.runs_table import DETAIL_KEYS, run_json, run_rows
 
     load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
@@ -120,8 +120,8 @@ def main() -> int:
             ls_cpu.append(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime)
             start = time.monotonic()  # what `ls` does once started: liveness, then the runs (no start-up)
             refresh_liveness(store)
-            with store.read() as session:
-                [run_dict(r) for r in list_runs(session)]
+            with store.sql.read() as tx:
+                [run_json(r) for r in run_rows(tx, extra=DETAIL_KEYS)]
             read_times.append(time.monotonic() - start)
             locked += "locked" in ls.stderr + ls.stdout
             ls_failures += ls.returncode != 0

@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a config (foreground with a progress bar, or --detach)")
-    p.add_argument("config", help="a run's TOML file")
+    p.add_argument("config", nargs="+", help="a run's TOML file; with --detach several (or a quoted glob: 'sweep/*.toml')")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set algo.alpha=0.5 (repeatable)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with id, status, summary")
+                   help="override a config value, e.g. --set algo.alpha=0.5 (repeatable; applies to every config)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with id, status, summary (a list for several)")
     p.add_argument("--detach", action="store_true", help="run in a background worker and return at once")
 
     p = sub.add_parser("ls", help="list runs")
@@ -180,28 +180,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     early = launch.spawn_waiting_worker(target) if args.detach else None
 
     from rltui.config import load_config_file
-    from rltui.runner.execute import create_run, execute_run, run_status, sigterm_as_interrupt
-    from rltui.runner.lifecycle import heartbeat_interval, hostname
-    from rltui.store.status import RUNNING
+    from rltui.runner.execute import execute_run, run_status, sigterm_as_interrupt
+    from rltui.runner.lifecycle import heartbeat_interval
 
-    config = load_config_file(args.config, args.overrides)
-    launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
+    from rltui.cli_run import config_paths, wait_in_foreground
+
+    paths = config_paths(args.config)
+    if len(paths) > 1 and not args.detach:
+        raise CliError(f"{len(paths)} configs given: several runs are submitted with --detach (background workers); "
+                       "a foreground run takes one config")
+    # Every config is checked before anything is queued: a bad one exits 2 with nothing submitted.
+    configs = [load_config_file(path, args.overrides) for path in paths]
+    for config in configs:
+        launch.check_launch_device(config)  # a missing GPU fails here, with exit 2 and no run row
     store = _store(args)
     if args.detach:
         with launch.store_busy_explained(store):
-            run_id = launch.submit(store, config, check_device=False, start=False)
-            launch.start_workers(store, early=early)
-        data = {"id": run_id, "status": run_status(store, run_id),
-                "log_path": str(launch.run_log_path(store, run_id))}
+            run_ids = []
+            for config in configs:  # each run starts as soon as it is queued, if a slot is free
+                run_ids.append(launch.submit(store, config, check_device=False, start=False))
+                launch.start_workers(store, early=early if len(run_ids) == 1 else None)
+        listed = []
+        for run_id, config in zip(run_ids, configs):
+            data = {"id": run_id, "status": run_status(store, run_id),
+                    "log_path": str(launch.run_log_path(store, run_id))}
+            listed.append(data)
+            if not args.json:
+                print(f"run {run_id} {printable(config.name)}: {data['status']} in the background "
+                      f"(rltui show {run_id}; log: {printable(data['log_path'])})")
         if args.json:
-            _print_json(data)
-        else:
-            print(f"run {run_id} {printable(config.name)}: {data['status']} in the background "
-                  f"(rltui show {run_id}; log: {printable(data['log_path'])})")
+            _print_json(listed[0] if len(listed) == 1 else listed)
         return 0
+    config = configs[0]
     with launch.store_busy_explained(store):
-        run_id = create_run(store, config, status=RUNNING, pid=os.getpid(), host=hostname())
+        run_id, waits = launch.create_foreground(store, config, os.getpid())
     sigterm_as_interrupt()
+    if waits:  # a chain's stage: it waits here for the runs it names, as a queued run would
+        failed = wait_in_foreground(store, run_id)
+        if failed is not None:
+            return failed
     bar = None if args.json else _ProgressBar(f"run {run_id} {printable(config.name)}")
     try:
         status = execute_run(store, run_id, on_progress=bar.update if bar else None,
@@ -214,11 +231,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: ANN001
-    from rltui.store.models import Run
-    from rltui.store.queries import run_dict
+    from rltui.cli_run import run_data
+    from rltui.store.runs_table import DETAIL_KEYS
 
-    with store.read() as session:
-        data = run_dict(session.get(Run, run_id))
+    data = run_data(store, run_id, DETAIL_KEYS)
     if as_json:
         _print_json(data)
     else:
@@ -231,14 +247,16 @@ def _report_run(store, run_id: int, as_json: bool, ok: bool) -> int:  # noqa: AN
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    # Plain SQL (store/runs_table.py): `ls` is run in loops, and the ORM's import alone cost 0.4 s.
     from rltui.runner.launch import queue_positions, refresh_liveness
-    from rltui.store.queries import list_runs, run_dict
+    from rltui.store.runs_table import DETAIL_KEYS, run_json, run_rows
 
     store = _store(args)
     _refresh(refresh_liveness, store)  # what the store says about a run must be true: dead workers → crashed
     positions = queue_positions(store)
-    with store.read() as session:
-        runs = [run_dict(r) for r in list_runs(session)]
+    with store.sql.read() as tx:
+        rows = run_rows(tx, extra=DETAIL_KEYS)
+    runs = [run_json(r) for r in rows]
     for r in runs:
         r["queue_position"] = positions.get(r["id"])
     if args.json:
@@ -256,27 +274,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from rltui.config import dump_toml
-    from rltui.store.models import Run
     from rltui.runner.launch import log_tail, queue_positions, refresh_liveness
-    from rltui.store.queries import latest_artifact, run_dict
+    from rltui.cli_run import run_data
+    from rltui.store.runs_table import SHOW_KEYS, latest_artifact
 
     store = _store(args)
     _refresh(refresh_liveness, store)
-    with store.read() as session:
-        run = session.get(Run, args.id)
-        if run is None:
-            raise CliError(f"no run with id {args.id} in {store.where}")
-        data = run_dict(run)
-        data["config"] = run.config
-        data["traceback"] = run.traceback
-        data["log_path"] = run.log_path
-        tabular = latest_artifact(session, run.id, "tabular")
-        if tabular is not None:
-            data["tabular"] = tabular
+    data = run_data(store, args.id, SHOW_KEYS)
+    if data is None:
+        raise CliError(f"no run with id {args.id} in {store.where}")
+    with store.sql.read() as tx:
+        tabular = latest_artifact(tx, args.id, "tabular")
+    if tabular is not None:
+        data["tabular"] = tabular
     data["queue_position"] = queue_positions(store).get(args.id)
     data["log_tail"] = log_tail(data["log_path"])
     if args.toml:
+        from rltui.config import dump_toml
+
         print(dump_toml(data["config"]), end="")
         return 0
     if args.json:
@@ -378,18 +393,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from rltui.store import open_store, resolve_url
     from rltui.store.engine import display_url, sqlite_path, sqlite_revision
-    from rltui.store.migrate import current_revision, head_revision, script_directory
+    from rltui.store.migrate import SCHEMA_HEAD
 
     url = resolve_url(args.db)
     path = sqlite_path(url)
     where = display_url(url)  # never the URL's password
     if args.action == "check":
         return _db_check(args, path)
-    head = head_revision()
+    head = SCHEMA_HEAD  # alembic's head (tests/test_migrations.py), known without importing alembic
     if args.action == "current" and path is not None and not path.exists():
         print(f"{where}: no store yet (`rltui db upgrade` or any other command creates it at {head})")
         return 0
     if args.action == "history":
+        from rltui.store.migrate import script_directory
+
         current = sqlite_revision(path) if path is not None and path.exists() else None
         for rev in reversed(list(script_directory().walk_revisions())):
             marks = [m for m, on in (("head", rev.revision == head), ("current", rev.revision == current)) if on]
@@ -398,8 +415,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     store = open_store(args.db, upgrade=args.action == "upgrade")
     try:
-        with store.engine.connect() as conn:
-            current = current_revision(conn)
+        if path is not None:  # a SQLite file: read with sqlite3 alone, no SQLAlchemy or alembic import
+            current = sqlite_revision(path)
+        else:
+            from rltui.store.migrate import current_revision
+
+            with store.engine.connect() as conn:
+                current = current_revision(conn)
     finally:
         store.dispose()
     if path is not None:  # a damaged store is not reported healthy: SQLite reads every page

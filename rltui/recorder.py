@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import copy
 import sys
 import threading
 import time
@@ -25,8 +26,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
-from rltui.store.sql import Json, SQLiteTx, Tx, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.rollups import RollupWriter
+from rltui.store.sql import Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
@@ -158,6 +159,23 @@ class _Pending:
 
     def __len__(self) -> int:
         return len(self.metrics) + len(self.episodes) + len(self.artifacts)
+
+    def take(self, rows: int) -> tuple[_Pending, bool]:
+        """(the oldest records, about `rows` rows counting trajectories' steps; whether more are left
+        here). Artifacts, summary and progress go with the first batch. Holds no lock: the caller does."""
+        budget, cut = rows - len(self.metrics), 0
+        while cut < len(self.episodes) and budget > 0:
+            budget -= 1 + len(self.episodes[cut][1] or ())
+            cut += 1
+        if len(self.metrics) <= rows and cut == len(self.episodes):
+            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress)
+            self.metrics, self.episodes, self.artifacts, self.summary, self.progress = [], [], [], {}, None
+            return first, False  # all of it (the usual case), without copying
+        n = min(len(self.metrics), rows)
+        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress)
+        self.metrics, self.episodes, self.artifacts, self.summary, self.progress = (
+            self.metrics[n:], self.episodes[cut:], [], {}, None)
+        return first, True
 
 
 class StoreRecorder(Recorder):
@@ -309,27 +327,56 @@ class StoreRecorder(Recorder):
         if now - self._last_flush >= self.flush_every or len(self._pending) >= self.max_pending:
             self.flush()
 
+    # Rows (metric points, episodes and their steps) one write transaction takes at most: however
+    # much is pending (a backlog while a peer held the lock), other writers wait for one batch only.
+    batch_rows = 20_000
+
     def flush(self) -> None:
-        """Write everything pending in one IMMEDIATE transaction."""
+        """Write everything pending, in IMMEDIATE transactions of at most `batch_rows` rows."""
         with self._flush_lock:  # the heartbeat thread may flush too; keep flushes in order
-            with self._lock:
-                pending, self._pending = self._pending, _Pending()
-                self._last_flush = time.monotonic()
-            if not len(pending) and not pending.summary and pending.progress is None:
-                return
-            if self.fault is not None:
-                raise self.fault  # the store cannot take more: nothing is tried again
-            self._drop_doomed_trajectories(pending.episodes)
-            try:
-                self._write(pending)
-                self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
-            except Exception as exc:
-                self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
-                raise self._fatal(exc) from exc
+            more = True
+            while more:
+                with self._lock:
+                    pending, more = self._pending.take(self.batch_rows)
+                    self._last_flush = time.monotonic()
+                if not len(pending) and not pending.summary and pending.progress is None:
+                    return
+                if self.fault is not None:
+                    raise self.fault  # the store cannot take more: nothing is tried again
+                self._drop_doomed_trajectories(pending.episodes)
+                rollups = copy.deepcopy(self._rollups)  # its sums as they were before this batch
+                try:
+                    self._write(pending)
+                except WriteLockBusy:
+                    self._rollups = rollups  # nothing was written: the sums and the batch go out later
+                    self._requeue(pending)
+                    raise
+                except Exception as exc:
+                    self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
+                    raise self._fatal(exc) from exc
+                try:
+                    self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
+                except Exception as exc:
+                    raise self._fatal(exc) from exc
+
+    # How long a flush may wait for SQLite's write lock (ms) before WriteLockBusy keeps its data
+    # pending; None: the store's busy timeout. A worker's RunRecorder bounds it (runner/execute.py).
+    write_wait_ms: int | None = None
+
+    def _requeue(self, pending: _Pending) -> None:
+        """Put an unwritten batch back in front of what was reported since."""
+        with self._lock:
+            newer, self._pending = self._pending, pending
+            pending.metrics += newer.metrics
+            pending.episodes += newer.episodes
+            pending.artifacts += newer.artifacts
+            pending.summary.update(newer.summary)
+            if newer.progress is not None:
+                pending.progress = newer.progress
 
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
-            with self.store.sql.write() as tx:
+            with self.store.sql.write(busy_ms=self.write_wait_ms) as tx:
                 self._rollups.record(tx, pending.metrics, self._thinner.metric_width)
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)

@@ -74,6 +74,59 @@ def test_cancelling_the_awaited_run_fails_the_waiting_run_at_once(store, monkeyp
     launch.cancel(store, blocker, wait=True, grace=5)
 
 
+@pytest.mark.parametrize("ending", ["failed", "cancelled"])
+def test_a_foreground_stage_waits_for_its_run_and_ends_at_once_naming_it_when_that_run_breaks(
+        store, tmp_path, monkeypatch, ending):
+    """`rltui run STAGE.toml` (no --detach) whose init_run has not completed waits for it, shown as
+    "waits for run N"; no worker claims it meanwhile. That run failing or being cancelled ends it
+    at once (exit 1), naming the run. (The stage never starts, so no torch is loaded.)"""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "1")
+    blocker = launch.submit(store, probe(steps=400, name="blocker"))  # holds the one slot meanwhile
+    dep = launch.submit(store, probe(steps=10, fail=3))  # queued behind it
+    stage_toml = tmp_path / "stage.toml"
+    stage_toml.write_text(STAGE.format(ref=dep))
+    proc = subprocess.Popen([sys.executable, "-m", "rltui.cli", "--db", str(store.path), "run", str(stage_toml)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        first_line = proc.stderr.readline()
+        stage = dep + 1
+        assert first_line.startswith(f"run {stage} waits for run {dep}"), first_line
+        shown = listed(store.path)[stage]
+        assert shown["status"] == "queued" and shown["status_note"] == f"waits for run {dep}"
+        assert shown["queue_position"] is None  # in no worker's queue: its own process runs it
+        if ending == "cancelled":
+            assert launch.request_cancel(store, dep) == "cancelled"
+        launch.cancel(store, blocker, wait=True, grace=5)  # the dep starts now (and fails at step 3)
+        wait_status(store, dep, {ending})
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert f"run {dep} (heartbeat_probe) {ending}; this run cannot start without it" in err and "Traceback" not in err
+    assert row(store, stage)["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_foreground_lm_stage_waits_for_its_pretraining_run_then_runs_on_it(store):
+    pretrain = launch.submit(store, load_config_file(SAMPLE_RUNS / "lm_reviews_1_pretrain.toml",
+                                                     LM_TINY["lm_reviews_1_pretrain.toml"]))
+    sets = [a for o in LM_TINY["lm_reviews_2_reward_model.toml"] for a in ("--set", o)]
+    proc = rltui_cli("run", str(SAMPLE_RUNS / "lm_reviews_2_reward_model.toml"), *sets, "--json", db=store.path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"waits for run {pretrain}" in proc.stderr
+    stage = json.loads(proc.stdout)
+    assert stage["status"] == "completed"
+    assert row(store, stage["id"])["config"]["algo"]["init_run"] == pretrain  # "latest:" bound at submit
+    with store.sql.read() as tx:
+        started = tx.scalar("SELECT started_at FROM runs WHERE id = :id", id=stage["id"])
+        finished = tx.scalar("SELECT finished_at FROM runs WHERE id = :id", id=pretrain)
+    assert started >= finished
+
+
 def test_a_run_naming_a_run_that_does_not_exist_is_refused_at_submit(store):
     with pytest.raises(LifecycleError, match="algo.init_run = 42: there is no run 42"):
         launch.submit(store, load_config_text(STAGE.format(ref=42)))
@@ -91,6 +144,25 @@ def test_latest_is_bound_at_submit_to_the_newest_run_of_that_algo_finished_or_no
     assert stored["config"]["algo"]["init_run"] == new  # not the older completed one
     assert listed(store.path)[stage]["status_note"] == f"waits for run {new}"
 
+
+
+@pytest.mark.parametrize("env, waits", [("lm-arithmetic", ["init_run"]), ("lm-reviews", ["init_run", "reward_run"])])
+def test_a_policy_stage_waits_for_a_reward_model_only_where_its_task_uses_one(store, env, waits):
+    """GRPO on the verifiable task scores exactly: its reward_run (default "latest:reward_model")
+    is not waited for, or the stage would wait for ever for a reward model nobody trains."""
+    pretrain = launch.submit(store, probe(steps=2, name="pre"), start=False)
+    with store.sql.write() as tx:
+        tx.run("UPDATE runs SET status = 'completed', algo_id = 'lm_pretrain', env_id = :env WHERE id = :id",
+               env=env, id=pretrain)
+    stage = launch.submit(store, load_config_text(
+        f'name = "grpo"\nseed = 0\n[env]\nid = "{env}"\n[algo]\nid = "grpo"\n'), start=False)
+    with store.sql.read() as tx:
+        waits_for = json.loads(tx.scalar("SELECT waits_for FROM runs WHERE id = :id", id=stage))
+    assert sorted(waits_for) == waits and waits_for["init_run"] == pretrain
+    with store.sql.read() as tx:
+        from rltui.runner.scheduler import claimable
+
+        assert (stage in claimable(tx)) == (env == "lm-arithmetic")  # its pretraining run completed
 
 LM_TINY = {
     "lm_reviews_1_pretrain.toml": ["algo.d_model=16", "algo.n_layer=1", "algo.n_head=2", "algo.steps=3",

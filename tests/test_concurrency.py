@@ -192,3 +192,28 @@ def test_two_processes_opening_an_old_store_at_once_upgrade_it_once(store, db_pa
     finally:
         raw.close()
     assert 1 <= len(list(db_path.parent.glob("*.bak"))) <= 2
+
+
+def test_a_backlog_is_written_in_transactions_of_bounded_rows_in_order(store):
+    """However much is pending (a backlog while a peer held the lock), one write transaction takes
+    at most batch_rows rows (trajectory steps counted), so other writers wait for one batch only."""
+    run_id = make_run(store)
+    rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1, last=0, max_steps=100), flush_every=1e9)
+    rec.batch_rows = 100
+    with store.sql.write() as tx:  # a pooled connection now, whose statements we can watch
+        tx.run("SELECT 1")
+    conn = store.sql._idle[-1]
+    begins: list[str] = []
+    conn.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+    for s in range(1, 451):
+        rec.log(s, loss=float(s))
+    for i in range(20):  # 20 episodes of 9 steps: 10 rows each
+        rec.episode(i, float(i), 9, steps=[StepRecord(t, 0, 0, 1.0, t == 8) for t in range(9)])
+    rec.flush()
+    conn.set_trace_callback(None)
+    # 450 points and 200 episode rows with steps, 100 rows a transaction: 7 transactions.
+    assert len(begins) == 7, begins
+    with store.read() as s:
+        assert [step for step, _v, _w in metric_series(s, run_id, "loss")] == list(range(1, 451))
+        assert [e.index for e in episodes(s, run_id)] == list(range(20))
+        assert s.scalar(select(func.count()).select_from(Step)) == 180

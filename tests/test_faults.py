@@ -268,3 +268,50 @@ async def test_the_lab_reads_a_read_only_store(tmp_path):
         assert app.store_error is None and app.store.read_only
         assert 1 in app.screen.rows and app.screen.rows[1]["status"] == "completed"
     assert _digest(db) == before and sorted(os.listdir(tmp_path)) == ["lab.db"]
+
+
+async def test_edits_in_the_lab_on_a_read_only_store_each_say_so_in_one_toast(tmp_path):
+    """Rename, tag, note, cancel and delete on a read-only store: a toast naming the store, no
+    traceback, the lab stays open and the file is untouched."""
+    from rltui.tui.app import RlTuiApp
+    from test_tui_common import settle
+
+    from rltui.config import load_config_file
+    from rltui.runner import launch
+    from rltui.store import open_store
+
+    db = tmp_path / "lab.db"
+    _store_with_a_run(db)
+    store = open_store(str(db))
+    queued = launch.submit(store, load_config_file(MAZE), start=False)  # something to cancel
+    store.dispose()
+    before = _digest(db)
+    app = RlTuiApp(db=f"{db}?mode=ro", poll_interval=0.1)
+    toasts: list[tuple[str, str]] = []
+    async with app.run_test(size=(100, 24)) as pilot:
+        shown = app.notify
+
+        def spy(message, **kwargs):  # noqa: ANN001, ANN003 — the real toast, recorded
+            toasts.append((str(message), kwargs.get("severity", "information")))
+            return shown(message, **kwargs)
+
+        app.notify = spy
+        for _ in range(3):
+            await settle(pilot)
+        assert app.screen.cursor_id() == queued  # the newest run, on top
+        for key, typed in (("r", "renamed"), ("t", "a,b"), ("N", "noted")):
+            await pilot.press(key)
+            await settle(pilot)
+            await pilot.press(*typed, "enter")
+            await settle(pilot, rounds=3)
+        await pilot.press("k")  # cancel
+        await settle(pilot, rounds=3)
+        await pilot.press("d", "y")  # delete, and confirm
+        await settle(pilot, rounds=3)
+        assert app.is_running and app.screen.rows[queued]["status"] == "queued"
+    errors = [message for message, severity in toasts if severity == "error"]
+    assert len(errors) == 5, "\n".join(m[:50] + " " + s for m, s in toasts)
+    for message, what in zip(errors, (f"run {queued}: name", "tags", "notes", f"run {queued}: cancel", "delete")):
+        assert what in message and f"{db}: the store is read-only (opened with ?mode=ro)" in message, message
+        assert "Traceback" not in message and "\n" not in message
+    assert _digest(db) == before

@@ -168,3 +168,68 @@ def test_plain_sql_connections_are_pooled_not_leaked_per_thread(store):
             raise ValueError("rolled back")
     with store.sql.read() as tx:  # the connection went back to the pool clean
         assert tx.scalar("SELECT count(*) FROM runs WHERE notes = 'x'") == 0
+
+
+@pytest.mark.parametrize("args", [["ls", "--json"], ["show", "1", "--json"], ["db", "current"]])
+def test_ls_show_and_db_current_read_a_sqlite_store_without_sqlalchemy(tmp_path, args):
+    """`rltui ls` runs in loops (a user watching, scripts): plain SQL, no ORM import, and the same
+    run data the ORM's run_dict gives."""
+    from rltui.store.models import Run
+    from rltui.store.queries import run_dict
+
+    db = tmp_path / "store.db"
+    store = open_store(str(db))
+    try:
+        run_id = create_run(store, load_config_text(MAZE_RUN))
+        assert execute_run(store, run_id) == "completed"
+        with store.read() as session:
+            expected = run_dict(session.get(Run, run_id))
+    finally:
+        store.dispose()
+    out = tmp_path / "modules.json"
+    code = ("import contextlib, io, json\nfrom rltui import cli\nbuf = io.StringIO()\n"
+            f"with contextlib.redirect_stdout(buf):\n    assert cli.main(['--db', {str(db)!r}, *{args!r}]) == 0\n"
+            f"open({str(tmp_path / 'stdout.txt')!r}, 'w').write(buf.getvalue())\n"
+            + REPORT_MODULES.format(heavy=HEAVY, out=str(out)))
+    report = _imported(code, out)
+    assert report["heavy"] == [], f"`rltui {' '.join(args)}` imported {report['heavy']}"
+    printed = (tmp_path / "stdout.txt").read_text()
+    if args[0] == "ls":
+        assert json.loads(printed) == [{**expected, "queue_position": None}]
+    elif args[0] == "show":
+        shown = json.loads(printed)
+        assert {k: shown[k] for k in expected} == expected and shown["config"]["algo"]["id"] == "q_learning"
+        assert {"states", "actions", "V", "Q", "policy"} <= set(shown["tabular"])  # the artifact, decoded
+    else:
+        from rltui.store.migrate import head_revision
+
+        assert printed.strip() == f"{db}: revision {head_revision()} (head)"
+
+
+def test_several_configs_are_submitted_by_one_command_and_a_bad_one_submits_none(tmp_path):
+    from tests.conftest import rltui_cli
+
+    db = tmp_path / "store.db"
+    for i in range(3):
+        (tmp_path / f"maze-{i}.toml").write_text(MAZE_RUN.replace("seed = 0", f'name = "maze-{i}"\nseed = {i}'))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MAZE_RUN.replace("episodes = 30", "episodes = -3"))
+    refused = rltui_cli("run", str(tmp_path / "maze-0.toml"), str(bad), str(tmp_path / "maze-1.toml"), "--detach", db=db)
+    assert refused.returncode == 2 and str(bad) in refused.stderr and "algo.episodes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert rltui_cli("ls", "--json", db=db, check=True).stdout.strip() == "[]"  # nothing was submitted
+    # A quoted glob is expanded in file-name order, one run each.
+    submitted = json.loads(rltui_cli("run", str(tmp_path / "maze-*.toml"), "--detach", "--json", db=db, check=True).stdout)
+    assert [r["id"] for r in submitted] == [1, 2, 3]
+    store = open_store(str(db))
+    try:
+        deadline = time.monotonic() + 90
+        while any(run_status(store, r["id"]) != "completed" for r in submitted):
+            assert time.monotonic() < deadline, [run_status(store, r["id"]) for r in submitted]
+            time.sleep(0.05)
+        with store.sql.read() as tx:
+            assert [n for (n,) in tx.all("SELECT name FROM runs ORDER BY id")] == ["maze-0", "maze-1", "maze-2"]
+    finally:
+        store.dispose()
+    several = rltui_cli("run", str(tmp_path / "maze-0.toml"), str(tmp_path / "maze-1.toml"), db=db)
+    assert several.returncode == 2 and "--detach" in several.stderr

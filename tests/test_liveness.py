@@ -161,3 +161,68 @@ def test_a_worker_stopped_inside_its_write_leaves_readers_working_and_a_launch_o
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+def test_a_frozen_writer_holding_the_lock_neither_stalls_a_healthy_run_nor_loses_its_data(store):
+    """A heartbeat or flush never waits long behind another writer: while a stopped process holds the
+    write lock, a real worker's training goes on (its data buffered), and once the lock is free
+    every metric arrives, with no "locked" error anywhere."""
+    steps = 200
+    config = PROBE.replace("steps = 5", f"steps = {steps}").replace("step_seconds = 0.01", "step_seconds = 0.02\nprint_every = 1")
+    run_id = launch.submit(store, load_config_text(config))
+    deadline = time.monotonic() + 60
+    while True:
+        with store.sql.read() as tx:
+            if tx.scalar("SELECT count(*) FROM metrics WHERE run_id = :id", id=run_id):
+                break
+        assert time.monotonic() < deadline, "the worker wrote no metric"
+        time.sleep(0.02)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        os.kill(holder.pid, signal.SIGSTOP)
+        held_from = time.time()
+        time.sleep(2.5)
+        with store.sql.read() as tx:
+            assert tx.scalar("SELECT status FROM runs WHERE id = :id", id=run_id) == "running"
+    finally:
+        held_to = time.time()
+        holder.kill()  # the lock goes with the process
+        holder.wait()
+    while True:
+        with store.sql.read() as tx:
+            status = tx.scalar("SELECT status FROM runs WHERE id = :id", id=run_id)
+        if status != "running":
+            break
+        assert time.monotonic() < deadline + 60, "the run did not finish"
+        time.sleep(0.05)
+    assert status == "completed"
+    log = launch.run_log_path(store, run_id).read_text()
+    stepped = [float(t) for t in re.findall(r"heartbeat_probe step \d+ t=([\d.]+)", log)]
+    during = [t for t in stepped if held_from + 0.5 < t < held_to - 0.2]
+    # 0.02 s a step: about 90 steps in that window; a flush waiting for the lock would stall them all.
+    assert len(during) >= 20, (len(during), log[-2000:])
+    with store.sql.read() as tx:
+        counts = tx.all("SELECT step FROM metrics WHERE run_id = :id AND key = 'count' ORDER BY step", id=run_id)
+    assert [s for (s,) in counts] == list(range(1, steps + 1))  # every step's metric, once
+    assert "locked" not in log and "heartbeat failed" not in log, log[-2000:]
+
+
+def test_a_foreground_stage_waiting_in_a_process_that_is_gone_is_crashed_and_never_claimed(store, sleeper):
+    """A queued run held by its own `rltui run` (a pid on it) is in no worker's queue; once that
+    process is gone, a reader marks it crashed instead of leaving it queued for ever."""
+    from rltui.runner.scheduler import claimable
+
+    waiting = launch.submit(store, load_config_text(PROBE), start=False)
+    with store.sql.write() as tx:
+        tx.run("UPDATE runs SET pid = :pid, pid_start = :start, host_id = :hid, host = :host WHERE id = :id",
+               pid=sleeper.pid, start=process_start(sleeper.pid), hid=host_id(), host=os.uname().nodename, id=waiting)
+    with store.sql.read() as tx:
+        assert claimable(tx) == []
+    assert launch.queue_positions(store) == {}
+    assert refresh_liveness(store, kick=False) == [] and row(store, waiting) == ("queued", None)
+    sleeper.kill()
+    sleeper.wait()
+    assert refresh_liveness(store, kick=False) == [waiting]
+    status, error = row(store, waiting)
+    assert status == "crashed" and f"process {sleeper.pid}" in error

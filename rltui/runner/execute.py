@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from rltui.runner.hosts import host_id, process_start
 from rltui.runner.wal import keep_wal_small
 from rltui.runner.sysmetrics import log_sample
 from rltui.store.engine import Store
-from rltui.store.sql import Json, as_json
+from rltui.store.sql import Json, WriteLockBusy, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 
 # Every statement here is plain SQL on `store.sql` (see rltui/store/sql.py): a worker runs a tabular
@@ -92,12 +93,23 @@ def stored_config(store: Store, run_id: int) -> RunConfig:
     return validate_config(dict(as_json(row[0])), source=f"run {run_id}", source_text=row[1])
 
 
+# A worker's writes wait a bounded time for SQLite's write lock, so a peer frozen inside its
+# transaction (SIGSTOP, a closed lid) never stalls this run: the data stays buffered and the heartbeat
+# tries again a beat later. Past BACKLOG items waiting, training itself waits (nothing is dropped).
+TRAIN_WAIT_MS = 500  # a flush from the training loop
+BEAT_WAIT_MS = 1500  # the heartbeat's stamp and flush
+BACKLOG = 200_000
+BUSY_SAY_AFTER = 10.0  # s of a taken write lock before the run's log says so (once)
+
+
 class RunRecorder(StoreRecorder):
     """The StoreRecorder a run writes through, made safe for the heartbeat thread.
 
     Flushes are serialised (the heartbeat flushes too), the first report is written at once (so a
     run shows life immediately), and once the run is no longer ours (marked crashed by a reader and
-    resumed elsewhere) nothing more is written and should_stop() turns true.
+    resumed elsewhere) nothing more is written and should_stop() turns true. Writes wait a bounded
+    time for the write lock (TRAIN_WAIT_MS, BEAT_WAIT_MS); a batch that could not be written stays
+    pending, and the training loop does not try again until the next beat has.
     """
 
     def __init__(self, store: Store, run_id: int, policy: RecordPolicy | None = None, wall_offset: float = 0.0,
@@ -108,8 +120,22 @@ class RunRecorder(StoreRecorder):
         self._t0 -= wall_offset  # a resumed run's clock continues
         self.pid = os.getpid()
         self.lost = False
+        self._wait = threading.local()  # this thread's bound on waiting for the write lock
+        self.after_first_write: Callable[[], None] | None = None  # called once, in the main thread
+        self.busy_since: float | None = None  # when the write lock was first found taken, still unwritten
+        self._said_busy = False
 
-    def flush(self) -> None:
+    @property
+    def write_wait_ms(self) -> int:  # type: ignore[override]
+        return getattr(self._wait, "ms", TRAIN_WAIT_MS)
+
+    def flush(self, wait_ms: int | None = None) -> bool:
+        """Write what is pending; False if the write lock stayed taken (it stays pending)."""
+        if wait_ms is None and self.busy_since is not None:  # busy a moment ago
+            if len(self._pending) < BACKLOG:
+                return False  # the heartbeat tries again; training goes on
+            self.flush_until_written()  # back-pressure: training waits rather than drop data
+            return True
         with self._run_flush_lock:
             if not self.lost and not self._owned():
                 print(f"rltui worker: run {self.run_id} is no longer ours; stopping", file=sys.stderr, flush=True)
@@ -117,8 +143,50 @@ class RunRecorder(StoreRecorder):
             if self.lost:
                 with self._lock:
                     self._pending = type(self._pending)()
-                return
-            super().flush()
+                return True
+            self._wait.ms = wait_ms if wait_ms is not None else TRAIN_WAIT_MS
+            try:
+                super().flush()
+            except WriteLockBusy:
+                return self._still_busy()
+            finally:
+                del self._wait.ms
+        self._not_busy()
+        if self.after_first_write is not None and threading.current_thread() is threading.main_thread():
+            hook, self.after_first_write = self.after_first_write, None
+            hook()
+        return True
+
+    def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS, deadline_s: float = 600.0) -> None:
+        """Flush, trying again while the write lock is taken (the final flush, and a full backlog)."""
+        deadline = time.monotonic() + deadline_s
+        while not self.flush(wait_ms):
+            if time.monotonic() > deadline:
+                raise WriteLockBusy(f"{self.store.where}: the write lock stayed taken for {deadline_s:g} s")
+
+    def close(self) -> None:
+        self.flush_until_written()
+
+    def note_busy(self) -> None:
+        """The write lock was found taken (a flush or the heartbeat's stamp); said once, after a while."""
+        now = time.monotonic()
+        if self.busy_since is None:
+            self.busy_since = now
+        elif not self._said_busy and now - self.busy_since > BUSY_SAY_AFTER:
+            self._said_busy = True
+            print(f"rltui worker: run {self.run_id}: another process has held the store's write lock for "
+                  f"{now - self.busy_since:.0f} s; the run goes on, {len(self._pending)} records wait in memory",
+                  file=sys.stderr, flush=True)
+
+    def _still_busy(self) -> bool:
+        self.note_busy()
+        return False
+
+    def _not_busy(self) -> None:
+        if self._said_busy:
+            print(f"rltui worker: run {self.run_id}: the store took writes again after "
+                  f"{time.monotonic() - (self.busy_since or 0):.0f} s; nothing was lost", file=sys.stderr, flush=True)
+        self.busy_since, self._said_busy = None, False
 
     def _owned(self) -> bool:
         """Still running under this process? (A worker frozen past the heartbeat timeout was declared
@@ -137,10 +205,11 @@ class RunRecorder(StoreRecorder):
 
 
 class Heartbeat(threading.Thread):
-    """Every `interval` seconds: flush the recorder, then stamp heartbeat_at on the run we own.
+    """Every `interval` seconds: stamp heartbeat_at on the run we own, then flush the recorder.
 
     If the stamp matches no row (a reader declared the run crashed), the run is no longer ours: the
-    recorder stops writing and the algorithm is asked to stop.
+    recorder stops writing and the algorithm is asked to stop. The stamp and the flush wait at most
+    BEAT_WAIT_MS each for the write lock; a beat that finds it taken is skipped (the next one tries).
     """
 
     def __init__(self, store: Store, run_id: int, pid: int, recorder: RunRecorder, interval: float) -> None:
@@ -151,7 +220,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval):
             try:
-                with self.store.sql.write() as tx:
+                with self.store.sql.write(busy_ms=BEAT_WAIT_MS) as tx:
                     owned = tx.run(
                         "UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :running AND pid = :pid",
                         now=utcnow(), id=self.run_id, running=RUNNING, pid=self.pid,
@@ -161,8 +230,10 @@ class Heartbeat(threading.Thread):
                     self.recorder.lose()
                     return
                 log_sample(self.recorder)  # sys/* metrics: CPU %, RSS, GPU (rltui.runner.sysmetrics)
-                self.recorder.flush()
+                self.recorder.flush(BEAT_WAIT_MS)
                 keep_wal_small(self.store)
+            except WriteLockBusy:
+                self.recorder.note_busy()  # a frozen peer holds the lock: this beat is skipped
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
                 print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
@@ -174,6 +245,10 @@ class Heartbeat(threading.Thread):
 def take_run(store: Store, run_id: int, pid: int) -> bool:
     """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
     that; a caller that executes a queued run directly (tests, scripts) takes it here."""
+    with store.sql.read() as tx:  # the usual case needs no write lock (a burst's launcher is busy with it)
+        row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
+    if row is not None and row[0] == RUNNING and row[1] == pid:
+        return True
     with store.sql.write() as tx:
         row = tx.first("SELECT status, pid, host_id FROM runs WHERE id = :id", id=run_id)
         if row is None:
@@ -208,8 +283,11 @@ def execute_run(
     on_progress: Callable[[float], None] | None = None,
     wall_offset: float = 0.0,
     heartbeat_interval: float = 1.0,
+    after_first_write: Callable[[], None] | None = None,
 ) -> str:
-    """Run `run_id` in this process to its end; returns the final status.
+    """Run `run_id` in this process to its end; returns the final status. `after_first_write` is
+    called in this thread once the run's first report is in the store (a worker lowers its priority
+    then: its start-up, up to the first metric, runs at the launcher's priority).
 
     SIGTERM (a forced cancel) and Ctrl-C end it as `cancelled` after a flush; an exception ends it
     as `failed` with the traceback stored and printed to stderr (the run's log).
@@ -222,6 +300,7 @@ def execute_run(
     try:
         config = stored_config(store, run_id)
         recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset)
+        recorder.after_first_write = after_first_write
         heartbeat = Heartbeat(store, run_id, pid, recorder, heartbeat_interval)
         heartbeat.start()  # before anything slow (importing torch)
         torch_run = run_uses_torch(config)

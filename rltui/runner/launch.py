@@ -49,7 +49,7 @@ from rltui.runner.slots import mark_slot, slot_folder, take_slot
 from rltui.store.engine import DB_ENV_VAR, Store, default_db_path, sqlite_revision
 from rltui.store.migrate import SCHEMA_HEAD
 from rltui.store.sql import SQLITE_TIMEOUT
-from rltui.store.status import QUEUED
+from rltui.store.status import QUEUED, RUNNING
 
 if TYPE_CHECKING:
     from rltui.config import RunConfig
@@ -111,16 +111,34 @@ def submit(store: Store, config: RunConfig, *, check_device: bool = True, start:
 
     if check_device:
         check_launch_device(config)
-    refs = scheduler.run_refs(config.to_dict().get("algo") or {})
-    waits_for = None
-    if refs:
-        with store.sql.read() as tx:
-            scheduler.check_refs_exist(tx, refs)
-            waits_for = scheduler.resolve_refs(tx, refs, config.env_id)
-    run_id = create_run(store, config, status=QUEUED, waits_for=waits_for)
+    run_id = create_run(store, config, status=QUEUED, waits_for=_chain_of(store, config))
     if start:
         start_workers(store)
     return run_id
+
+
+def create_foreground(store: Store, config: RunConfig, pid: int) -> tuple[int, bool]:
+    """The row of a run this process executes itself (`rltui run` without --detach): `running` under
+    `pid` at once, or, when its config names runs it waits for, `queued` under `pid` (no worker
+    claims it; scheduler.wait_in_foreground holds it). Returns (run id, whether it waits)."""
+    from rltui.runner.execute import create_run
+    from rltui.runner.hosts import hostname
+
+    waits_for = _chain_of(store, config)
+    status = QUEUED if waits_for else RUNNING
+    return create_run(store, config, status=status, pid=pid, host=hostname(), waits_for=waits_for), bool(waits_for)
+
+
+def _chain_of(store: Store, config: RunConfig) -> dict[str, int | str] | None:
+    """The runs `config` names ({field: run id, or "latest:ALGO" with none yet}), checked; None if none.
+    A reference its env does not use (the verifiable task's reward_run) is not waited for."""
+    ignored = getattr(config.env, "IGNORED_RUN_REFS", ())
+    refs = {k: v for k, v in scheduler.run_refs(config.to_dict().get("algo") or {}).items() if k not in ignored}
+    if not refs:
+        return None
+    with store.sql.read() as tx:
+        scheduler.check_refs_exist(tx, refs)
+        return scheduler.resolve_refs(tx, refs, config.env_id)
 
 
 def resume(store: Store, run_id: int, *, start: bool = True) -> int | None:

@@ -27,7 +27,7 @@ import os
 import signal
 import time
 
-from rltui.recorder import utcnow
+from rltui.store.runs_table import utcnow
 from rltui.runner import scheduler
 from rltui.runner.hosts import host_id, hostname, process_alive, same_machine_other_boot
 from rltui.runner.scheduler import (  # noqa: F401 — the lifecycle's settings and queue, re-exported
@@ -83,7 +83,9 @@ def signal_worker(pid: int, sig: int) -> None:
 def queue_positions(store: Store) -> dict[int, int]:
     """{run_id: position} of queued runs, 1 = next to start (submission order)."""
     with store.sql.read() as tx:
-        ids = [run_id for (run_id,) in tx.all("SELECT id FROM runs WHERE status = :queued ORDER BY id", queued=QUEUED)]
+        # Not the foreground runs waiting in their own `rltui run` (a pid): they are in no worker's queue.
+        ids = [run_id for (run_id,) in tx.all("SELECT id FROM runs WHERE status = :queued AND pid IS NULL ORDER BY id",
+                                              queued=QUEUED)]
     return {run_id: i + 1 for i, run_id in enumerate(ids)}
 
 
@@ -115,11 +117,12 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
     now = utcnow()
     timeout = heartbeat_timeout()
     with store.sql.read() as tx:
-        rows = tx.all("SELECT id, pid, pid_start, host, host_id, heartbeat_at FROM runs WHERE status = :running",
-                      running=RUNNING)
+        # Running runs, and queued ones held by a foreground `rltui run` (scheduler.wait_in_foreground).
+        rows = tx.all("SELECT id, pid, pid_start, host, host_id, heartbeat_at, status FROM runs WHERE status = :running"
+                      " OR (status = :queued AND pid IS NOT NULL)", running=RUNNING, queued=QUEUED)
     dead: list[tuple[tuple, str]] = []
     for row in rows:
-        _id, pid, pid_start, host, run_host_id, heartbeat_at = row
+        _id, pid, pid_start, host, run_host_id, heartbeat_at, _status = row
         beat = as_datetime(heartbeat_at)
         age = (now - beat).total_seconds() if beat else float("inf")
         reason = why_dead(pid, pid_start, host, run_host_id, age, timeout)
@@ -129,14 +132,14 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
     if dead:
         try:
             with (store.sql.write() if wait else store.sql.try_write()) as tx:
-                for (run_id, pid, _start, _host, _hid, heartbeat_at), reason in dead:
+                for (run_id, pid, _start, _host, _hid, heartbeat_at, status), reason in dead:
                     # Only if nothing moved since we looked (a late heartbeat, a new claim wins).
                     unmoved = {"pid": pid, "heartbeat_at": heartbeat_at}
                     changed = tx.run(
                         "UPDATE runs SET status = :crashed, finished_at = :now, error = :error"
-                        " WHERE id = :id AND status = :running AND "
+                        " WHERE id = :id AND status = :status AND "
                         + " AND ".join(f"{k} = :{k}" if v is not None else f"{k} IS NULL" for k, v in unmoved.items()),
-                        crashed=CRASHED, now=now, error=f"crashed: {reason}", id=run_id, running=RUNNING,
+                        crashed=CRASHED, now=now, error=f"crashed: {reason}", id=run_id, status=status,
                         **{k: v for k, v in unmoved.items() if v is not None},
                     )
                     if changed:

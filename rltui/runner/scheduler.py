@@ -24,12 +24,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from rltui import registry
-from rltui.recorder import utcnow
+from rltui.store.runs_table import utcnow
 from rltui.runner.hosts import host_id, hostname
 from rltui.store.sql import Json, Tx, as_json
 from rltui.store.status import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED, RUNNING
@@ -236,8 +237,10 @@ def _candidates(tx: Tx, waiting: set[int] | None) -> tuple[list[tuple[int, str]]
     if waiting is None:
         waiting = {run_id for run_id, _e, _c, w in tx.all(_CHAIN_ROWS, queued=QUEUED)
                    if _chain_verdict(tx, as_json(w) or {}) is not True}
+    # A queued run with a pid waits in its own foreground `rltui run` (wait_in_foreground): not for a worker.
     queued = [(run_id, _pool(device, device_used, algo_id, config))
-              for run_id, device, device_used, algo_id, config, _hid, _h in tx.all(_SLOT_COLUMNS + " ORDER BY id", status=QUEUED)
+              for run_id, device, device_used, algo_id, config, _hid, _h
+              in tx.all(_SLOT_COLUMNS + " AND pid IS NULL ORDER BY id", status=QUEUED)
               if run_id not in waiting]
     return queued, used
 
@@ -349,3 +352,58 @@ def assigned_run(store: Any, pid: int) -> int | None:
             "SELECT min(id) FROM runs WHERE status = :running AND pid = :pid AND host_id = :host_id",
             running=RUNNING, pid=pid, host_id=host_id(),
         )
+
+
+def wait_in_foreground(store: Any, run_id: int, pid: int, *, poll: float = 0.25, beat_every: float = 1.0,
+                       on_wait: Callable[[str], None] | None = None) -> str | None:
+    """Hold a foreground run (`rltui run STAGE.toml`, created queued under `pid`, which no worker
+    claims) until every run it waits for completed, then mark it running under `pid`: returns None.
+    If an awaited run fails, is cancelled or is gone, or this run was cancelled meanwhile, returns
+    why (the run then ended `failed`/`cancelled`). `on_wait` is told once what it waits for. Polls
+    read; binding a late "latest:" and the heartbeat stamp (every `beat_every` s) never wait."""
+    from rltui.store.runs_table import waits_text
+
+    said, stamped = False, 0.0
+    while True:
+        status, error, env_id, waits, verdict = _foreground_state(store, run_id)
+        if verdict is None and any(isinstance(v, str) for v in waits.values()):
+            settle_chains(store)  # a stage submitted before its "latest:" run existed: bind it now
+            status, error, env_id, waits, verdict = _foreground_state(store, run_id)
+        if status != QUEUED:
+            return error or f"run {run_id} is {status or 'gone'}"
+        if isinstance(verdict, str):  # an awaited run broke: this one fails, naming it
+            with store.sql.write() as tx:
+                tx.run("UPDATE runs SET status = :failed, finished_at = :now, error = :error WHERE id = :id AND status = :queued",
+                       failed=FAILED, now=utcnow(), error=verdict, id=run_id, queued=QUEUED)
+            continue  # read back what the row says now (a cancel may have come first)
+        if verdict is True:
+            now = utcnow()
+            with store.sql.write() as tx:
+                taken = tx.run(
+                    "UPDATE runs SET status = :running, heartbeat_at = :now, started_at = :now WHERE id = :id"
+                    " AND status = :queued AND pid = :pid", running=RUNNING, now=now, id=run_id, queued=QUEUED, pid=pid)
+            if taken:
+                return None
+            continue
+        if time.monotonic() - stamped >= beat_every:
+            stamped = time.monotonic()
+            try:  # proof of life while it waits (a reader on another host goes by it: lifecycle.why_dead)
+                with store.sql.try_write() as tx:
+                    tx.run("UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :queued AND pid = :pid",
+                           now=utcnow(), id=run_id, queued=QUEUED, pid=pid)
+            except Exception as exc:  # noqa: BLE001
+                if not is_busy(exc):
+                    raise
+        if not said and on_wait is not None:
+            said = True
+            on_wait(waits_text(waits, env_id) or "waits")
+        time.sleep(poll)
+
+
+def _foreground_state(store: Any, run_id: int) -> tuple[Any, Any, Any, dict[str, Any], bool | str | None]:
+    """(status, error, env id, waits_for, its verdict: see _chain_verdict; None unless queued)."""
+    with store.sql.read() as tx:
+        status, error, env_id, waits = tx.first(
+            "SELECT status, error, env_id, waits_for FROM runs WHERE id = :id", id=run_id) or (None,) * 4
+        waits = as_json(waits) or {}
+        return status, error, env_id, waits, _chain_verdict(tx, waits) if status == QUEUED else None

@@ -6,22 +6,28 @@ all the time, that moment may never come by chance and the WAL grows for as long
 (706 MB in 5 minutes). So a worker now and then, when the file has grown past WAL_LIMIT, asks for a
 TRUNCATE checkpoint: it waits a moment (CHECKPOINT_WAIT_MS, not the store's busy timeout; longer
 past WAL_URGENT) for the readers of old snapshots to finish, copies every frame back and empties the
-log. If it cannot, it simply tries again a second later; it never fails a run.
+log. If it cannot, it simply tries again half a second later; it never fails a run.
+
+While a TRUNCATE checkpoint waits for readers it holds writers back, so only one process of a
+store tries at a time, and GAP_S apart (a lock file in the store's log folder): a writer waits for
+at most one attempt (its own waits are bounded too: runner/execute.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
 import time
 from typing import Any
 
-WAL_LIMIT = 32 * 1024 * 1024  # bytes: past this a worker truncates the log
-WAL_URGENT = 96 * 1024 * 1024  # past this it waits longer for the readers, holding writers back a moment
-CHECK_EVERY = 1.0  # seconds between looks, per process
+WAL_LIMIT = 16 * 1024 * 1024  # bytes: past this a worker truncates the log
+WAL_URGENT = 48 * 1024 * 1024  # past this it waits longer for the readers
+CHECK_EVERY = 0.5  # seconds between looks, per process
+GAP_S = 0.5  # seconds between two processes' attempts on one store
 CHECKPOINT_WAIT_MS = 250
-URGENT_WAIT_MS = 4000
+URGENT_WAIT_MS = 1000
 
 _last_look = 0.0
 _lock = threading.Lock()
@@ -59,7 +65,36 @@ def keep_wal_small(store: Any) -> None:
             return
         _last_look = now
     size = wal_size(path)
-    if size > WAL_LIMIT:
+    if size <= WAL_LIMIT:
+        return
+    turn = _take_turn(path)
+    if turn is None:
+        return  # another process of this store is trying, or just tried
+    try:
+        started = time.monotonic()
         result = checkpoint(path, wait_ms=URGENT_WAIT_MS if size > WAL_URGENT else CHECKPOINT_WAIT_MS)
-        if os.environ.get("RLTUI_DEBUG_WAL"):
-            print(f"rltui wal: {size / 2**20:.0f} MB, checkpoint {result}, now {wal_size(path) / 2**20:.0f} MB", flush=True)
+        os.utime(turn)
+    finally:
+        os.close(turn)
+    if os.environ.get("RLTUI_DEBUG_WAL"):
+        print(f"rltui wal: {size / 2**20:.0f} MB, checkpoint {result} in {time.monotonic() - started:.2f} s, "
+              f"now {wal_size(path) / 2**20:.0f} MB", flush=True)
+
+
+def _take_turn(path: os.PathLike | str) -> int | None:
+    """A locked descriptor of the store's checkpoint turn file, if it is this process's turn: nobody
+    else holds it and the last attempt ended GAP_S ago or more; else None."""
+    folder = f"{os.fspath(path)}-logs"  # the store's log folder (launch.log_dir)
+    try:
+        fd = os.open(os.path.join(folder, "wal-checkpoint.turn"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if time.time() - os.fstat(fd).st_mtime >= GAP_S:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+

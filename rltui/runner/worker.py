@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     nice_pending = True
+
+    def lower_once() -> None:  # after a run's first report: its start-up ran at the launcher's priority
+        nonlocal nice_pending
+        if nice_pending:
+            nice_pending = False
+            _lower_priority()
     try:
         run_id = args.run
         if run_id is None and args.launcher is not None:
@@ -146,12 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if run_id is None:
                 break
-            if nice_pending:
-                _lower_priority()
-                nice_pending = False
             _redirect_output(str(run_log_path(store, run_id)))
             print(f"rltui worker {pid} on {os.uname().nodename}: run {run_id}", flush=True)
-            status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval)
+            status = execute_run(store, run_id, wall_offset=last_wall_time(store, run_id), heartbeat_interval=interval,
+                                 after_first_write=lower_once)
             print(f"rltui worker {pid}: run {run_id} {status}", flush=True)
             run_id = None
     finally:

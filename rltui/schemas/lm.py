@@ -10,7 +10,7 @@ same store). That run's final weights are the starting policy and the frozen ref
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -45,6 +45,8 @@ class ArithmeticParams(Params):
     max_response_len: int = Field(4, ge=2, le=8, description="response length cap in tokens (EOS included)")
     heldout_fraction: float = Field(0.2, ge=0.0, le=0.9, description="share of a+b= prompts never trained on")
     corpus_seed: int = Field(0, ge=0, description="seed of the generated corpus and the prompt split")
+    # The verifiable task scores exactly: a policy stage's reward_run is not used, so not waited for.
+    IGNORED_RUN_REFS: ClassVar[tuple[str, ...]] = ("reward_run",)
 
 
 # --- algorithms ------------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
+from rltui.store import runs_table
+from rltui.store.runs_table import DETAIL_KEYS, RUN_ROW_KEYS, run_json
 from rltui.store.runs_table import run_returns, run_rows, run_status_note, runs_fingerprint  # noqa: F401 (re-exported)
 
 
@@ -21,46 +22,10 @@ def decode_artifact(kind: str, data: bytes) -> Any:
     return decode(kind, data)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
 def run_dict(run: Run) -> dict[str, Any]:
-    """A run as plain JSON-able data (what `rltui ls --json` and `show --json` print)."""
-    duration = None
-    if run.started_at:
-        end = run.finished_at or datetime.utcnow()
-        duration = (end - run.started_at).total_seconds()
-    return {
-        "id": run.id,
-        "name": run.name,
-        "env": run.env_id,
-        "algo": run.algo_id,
-        "status": run.status,
-        "seed": run.seed,
-        "device": run.device,
-        "device_used": run.device_used,
-        "progress": run.progress,
-        "created_at": _iso(run.created_at),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-        "heartbeat_at": _iso(run.heartbeat_at),
-        "duration_s": duration,
-        "pid": run.pid,
-        "host": run.host,
-        "summary": run.summary or {},
-        "tags": run.tags or [],
-        "notes": run.notes or "",
-        "parent_id": run.parent_id,
-        "sweep_id": run.sweep_id,  # a sweep's trial: its sweep, trial number and Ray node (if any)
-        "trial": run.trial,
-        "node": run.node,
-        "versions": run.versions or {},
-        "error": run.error,
-        "waits_for": run.waits_for,
-        # "stalled: no heartbeat for 42 s" (a live worker gone silent) or "waits for run 12".
-        "status_note": run_status_note(run.status, run.heartbeat_at, run.waits_for, run.env_id),
-    }
+    """A run as plain JSON-able data (what `rltui ls --json` and `show --json` print; runs_table.run_json)."""
+    names = {"env": "env_id", "algo": "algo_id"}
+    return run_json({key: getattr(run, names.get(key, key)) for key in RUN_ROW_KEYS + DETAIL_KEYS})
 
 
 def list_runs(session: Session, limit: int | None = None) -> list[Run]:
@@ -71,13 +36,9 @@ def list_runs(session: Session, limit: int | None = None) -> list[Run]:
 
 
 def latest_artifact(session: Session, run_id: int, name: str) -> Any | None:
-    row = session.execute(
-        select(Artifact.kind, Artifact.data)
-        .where(Artifact.run_id == run_id, Artifact.name == name)
-        .order_by(Artifact.id.desc())
-        .limit(1)
-    ).first()
-    return decode_artifact(row.kind, row.data) if row else None
+    from rltui.store.sql import AlchemyTx
+
+    return runs_table.latest_artifact(AlchemyTx(session.connection()), run_id, name)
 
 
 def artifact_series(session: Session, run_id: int, name: str) -> list[tuple[int | None, Any]]:

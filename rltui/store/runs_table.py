@@ -33,16 +33,27 @@ def _in_list(name: str, values: list[int]) -> tuple[str, dict[str, int]]:
     return "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
+# Further columns a reader may ask run_rows for (`rltui ls` and `show` print them); JSON ones decoded.
+DETAIL_KEYS = ("pid", "host", "parent_id", "sweep_id", "trial", "node", "versions", "error")
+SHOW_KEYS = DETAIL_KEYS + ("config", "traceback", "log_path")
+_EXTRA_COLUMNS = frozenset(SHOW_KEYS)
+_JSON_COLUMNS = frozenset({"versions", "config"})
+
+
 def run_rows(
     tx: Tx, ids: list[int] | None = None, after_id: int | None = None, limit: int | None = None,
-    before_id: int | None = None,
+    before_id: int | None = None, extra: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Light run rows (no config, no traceback) for the runs table, newest first.
 
     `ids` reads just those runs (the live ones being polled); `after_id` only runs created since;
     `limit` the newest few (the first screenful, before the rest arrives); `before_id` with `limit`
-    the next few older ones (the whole table read a chunk at a time).
+    the next few older ones (the whole table read a chunk at a time). `extra`: more columns
+    (DETAIL_KEYS, SHOW_KEYS), by their column names.
     """
+    unknown = set(extra) - _EXTRA_COLUMNS
+    if unknown:
+        raise ValueError(f"run_rows: no column {sorted(unknown)}")
     where, params = [], {}
     if ids is not None:
         if not ids:
@@ -55,13 +66,16 @@ def run_rows(
     if before_id is not None:
         where.append("id < :before_id")
         params["before_id"] = before_id
-    sql = _RUN_ROW_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+    select = _RUN_ROW_SELECT.replace(" FROM runs", "".join(f", {c}" for c in extra) + " FROM runs")
+    sql = select + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
     if limit:
         sql += " LIMIT :limit"
         params["limit"] = int(limit)
     rows = []
     for values in tx.all(sql, **params):
-        row = dict(zip(RUN_ROW_KEYS, values))
+        row = dict(zip(RUN_ROW_KEYS + extra, values))
+        for key in _JSON_COLUMNS.intersection(extra):
+            row[key] = as_json(row[key])
         for key in _RUN_ROW_TIMES:
             row[key] = as_datetime(row[key])
         row["summary"] = _as_json(row["summary"]) or {}
@@ -69,6 +83,59 @@ def run_rows(
         row["waits_for"] = _as_json(row["waits_for"])
         rows.append(row)
     return rows
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def run_json(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """A run as plain JSON-able data, what `rltui ls --json` and `show --json` print: a run_rows row
+    read with DETAIL_KEYS (or any mapping with those keys: queries.run_dict passes an ORM run's)."""
+    now = now or utcnow()
+    started, finished = row["started_at"], row["finished_at"]
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "env": row["env"],
+        "algo": row["algo"],
+        "status": row["status"],
+        "seed": row["seed"],
+        "device": row["device"],
+        "device_used": row["device_used"],
+        "progress": row["progress"],
+        "created_at": _iso(row["created_at"]),
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "heartbeat_at": _iso(row["heartbeat_at"]),
+        "duration_s": ((finished or now) - started).total_seconds() if started else None,
+        "pid": row["pid"],
+        "host": row["host"],
+        "summary": row["summary"] or {},
+        "tags": row["tags"] or [],
+        "notes": row["notes"] or "",
+        "parent_id": row["parent_id"],
+        "sweep_id": row["sweep_id"],  # a sweep's trial: its sweep, trial number and Ray node (if any)
+        "trial": row["trial"],
+        "node": row["node"],
+        "versions": row["versions"] or {},
+        "error": row["error"],
+        "waits_for": row["waits_for"],
+        # "stalled: no heartbeat for 42 s" (a live worker gone silent) or "waits for run 12".
+        "status_note": run_status_note(row["status"], row["heartbeat_at"], row["waits_for"], row["env"], now),
+    }
+
+
+def latest_artifact(tx: Tx, run_id: int, name: str) -> Any | None:
+    """The newest artifact `name` of a run, decoded (None if it has none)."""
+    row = tx.first("SELECT kind, data FROM artifacts WHERE run_id = :run_id AND name = :name ORDER BY id DESC LIMIT 1",
+                   run_id=run_id, name=name)
+    if row is None:
+        return None
+    # The recorder (and numpy with it) loads only when an artifact is read.
+    from rltui.recorder import decode_artifact
+
+    return decode_artifact(row[0], row[1])
 
 
 def run_status_note(status: str, heartbeat_at: datetime | None, waits_for: Any, env_id: str | None = None,

@@ -175,6 +175,11 @@ def _sqlite_param(value: Any) -> Any:
     return value
 
 
+class WriteLockBusy(sqlite3.OperationalError):
+    """A write with a bounded wait (`write(busy_ms=...)`) found the write lock taken all that time.
+    Nothing was written: the caller keeps its data and tries again later."""
+
+
 class Tx:
     """One transaction: run statements, get tuples back."""
 
@@ -283,11 +288,13 @@ class SQLiteDatabase:
         yield from self._transaction("BEGIN")
 
     @contextmanager
-    def write(self) -> Iterator[SQLiteTx]:
-        """A write transaction holding the write lock from its first statement; commits on exit."""
+    def write(self, busy_ms: int | None = None) -> Iterator[SQLiteTx]:
+        """A write transaction holding the write lock from its first statement; commits on exit.
+        `busy_ms`: wait at most that long for the lock (else the store's busy timeout), then raise
+        WriteLockBusy (a worker's heartbeat and flush: a frozen peer must not hold them up)."""
         if self.read_only:
             raise StoreFault(describe(READ_ONLY, self.path, f" ({self.read_only})"), READ_ONLY)
-        yield from self._transaction("BEGIN IMMEDIATE")
+        yield from self._transaction("BEGIN IMMEDIATE", busy_ms=busy_ms)
 
     @contextmanager
     def try_write(self) -> Iterator[SQLiteTx]:
@@ -303,6 +310,12 @@ class SQLiteDatabase:
                 tx.cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
                 try:
                     tx.cursor.execute(begin)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                    busy = WriteLockBusy(f"{self.path} is busy: its write lock stayed taken for {busy_ms} ms")
+                    busy.sqlite_errorcode, busy.sqlite_errorname = exc.sqlite_errorcode, exc.sqlite_errorname
+                    raise busy from exc
                 finally:
                     tx.cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT * 1000)}")
             else:
@@ -348,7 +361,9 @@ class AlchemyDatabase:
             yield AlchemyTx(conn)
 
     @contextmanager
-    def write(self) -> Iterator[AlchemyTx]:
+    def write(self, busy_ms: int | None = None) -> Iterator[AlchemyTx]:  # noqa: ARG002
+        # `busy_ms` bounds SQLite's one write lock; on PostgreSQL writers of different rows never
+        # wait for each other (a run's row is written by its own worker only).
         with self.engine.connect() as conn, conn.begin():
             yield AlchemyTx(conn)
 

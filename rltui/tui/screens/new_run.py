@@ -417,6 +417,13 @@ class NewRunScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="launch")
     def launch_worker(self, configs: list[RunConfig]) -> None:
+        from rltui.store import StoreError
+
+        try:
+            self.lab.store.refuse_writes()  # a read-only store: one toast, not one per seed
+        except StoreError as exc:
+            self.post(self.lab.notify, str(exc), severity="error", title="Not launched", timeout=10)
+            return
         launched = 0
         for config in configs:
             try:

@@ -13,7 +13,7 @@ modules are imported inside the methods that use them, never with this module.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
@@ -641,13 +641,14 @@ class RunsScreen(LabScreen):
 
             from rltui.store.models import Run
 
-            with self.lab.store.write() as session:
-                session.execute(sql_delete(Run).where(Run.id.in_(ids)))
-            self.selected -= set(ids)
-            for i in ids:
-                self.rows.pop(i, None)
-            self.notify(f"deleted {len(ids)} run{'s' if len(ids) > 1 else ''}")
-            self.load_all()
+            def deleted() -> None:
+                self.selected -= set(ids)
+                for i in ids:
+                    self.rows.pop(i, None)
+                self.notify(f"deleted {len(ids)} run{'s' if len(ids) > 1 else ''}")
+                self.load_all()
+
+            self._store_edit("delete", lambda session: session.execute(sql_delete(Run).where(Run.id.in_(ids))), deleted)
 
         from rltui.tui.screens.dialogs import ConfirmDialog
 
@@ -665,13 +666,33 @@ class RunsScreen(LabScreen):
 
             from rltui.store.models import Run
 
-            with self.lab.store.write() as session:
-                session.execute(update(Run).where(Run.id == run_id).values(**{field: convert(value)}))
-            self.load_all()
+            values = {field: convert(value)}
+            self._store_edit(f"run {run_id}: {field}",
+                             lambda session: session.execute(update(Run).where(Run.id == run_id).values(**values)),
+                             self.load_all)
 
         from rltui.tui.screens.dialogs import PromptDialog
 
         self.lab.push_screen(PromptDialog(title.format(id=run_id), current), done)
+
+    def _store_edit(self, what: str, write: Callable[[Any], Any], then: Callable[[], Any]) -> None:
+        """A short edit of the store (rename, tag, note, delete) in a thread, so the lab never waits
+        for the write lock; a store that refuses it (read-only, full, damaged, busy) says so in a toast."""
+        store = self.lab.store
+
+        def work() -> None:
+            from rltui.store.faults import fault_message
+
+            try:
+                with store.write() as session:
+                    write(session)
+            except Exception as exc:  # noqa: BLE001 — one line, and the lab stays open
+                message = fault_message(exc, store.where) or f"{type(exc).__name__}: {exc}"
+                self.post(self.notify, f"{what} failed: {message}", severity="error", timeout=8)
+                return
+            self.post(then)
+
+        self.run_worker(work, thread=True, group="store-edit", exit_on_error=False)
 
     def action_rename(self) -> None:
         row = self.rows.get(self.cursor_id() or -1)
@@ -719,13 +740,19 @@ class RunsScreen(LabScreen):
     @work(thread=True, group="launch")
     def launch_samples(self, paths: list) -> None:
         from rltui.config import ConfigError, load_config_file
+        from rltui.store import StoreError
 
+        try:
+            self.lab.store.refuse_writes()  # a read-only store: one toast, not one per sample
+        except StoreError as exc:
+            self.post(self.notify, f"launch samples failed: {exc}", severity="error", timeout=8)
+            return
         ok = 0
         for path in paths:
             try:
                 launching.launch(self.lab.store, load_config_file(path))
                 ok += 1
-            except (ConfigError, RuntimeError, OSError) as exc:
+            except (ConfigError, StoreError, RuntimeError, OSError) as exc:
                 self.post(self.notify, f"{path.name}: {exc}", severity="error", timeout=8)
         self.post(self.notify, f"launched {ok} of {len(paths)} sample runs")
         self.post(self.load_all)
