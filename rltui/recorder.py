@@ -203,7 +203,9 @@ class StoreRecorder(Recorder):
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._t0 = time.monotonic()
-        self._last_flush = self._t0
+        # The first report is written at once (a launched run shows life as soon as it logs); then
+        # at most every `flush_every` seconds.
+        self._last_flush = float("-inf")
         self._stop_checked_at = 0.0
         self._stop = False
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first

@@ -200,18 +200,19 @@ def test_a_backlog_is_written_in_transactions_of_bounded_rows_in_order(store):
     run_id = make_run(store)
     rec = StoreRecorder(store, run_id, policy=RecordPolicy(every=1, last=0, max_steps=100), flush_every=1e9)
     rec.batch_rows = 100
+    rec.log(1, loss=1.0)  # the first report is written at once; the backlog is what follows it
     with store.sql.write() as tx:  # a pooled connection now, whose statements we can watch
         tx.run("SELECT 1")
     conn = store.sql._idle[-1]
     begins: list[str] = []
     conn.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
-    for s in range(1, 451):
+    for s in range(2, 451):
         rec.log(s, loss=float(s))
     for i in range(20):  # 20 episodes of 9 steps: 10 rows each
         rec.episode(i, float(i), 9, steps=[StepRecord(t, 0, 0, 1.0, t == 8) for t in range(9)])
     rec.flush()
     conn.set_trace_callback(None)
-    # 450 points and 200 episode rows with steps, 100 rows a transaction: 7 transactions.
+    # 449 points and 200 episode rows with steps, 100 rows a transaction: 7 transactions.
     assert len(begins) == 7, begins
     with store.read() as s:
         assert [step for step, _v, _w in metric_series(s, run_id, "loss")] == list(range(1, 451))
