@@ -153,3 +153,17 @@ def test_sac_refuses_discrete_actions(store):
     assert execute_run(store, run_id) == "failed"
     with store.read() as s:
         assert "continuous action space" in s.get(Run, run_id).error
+
+
+def test_sac_cpu_runs_are_deterministic_for_a_seed(store):
+    """Two runs of one seed give the same losses, temperatures and evaluation returns (one backward for
+    the actor and α, gradients reaching only the stepped network: nothing order- or state-dependent)."""
+    def series(run_id):
+        with store.read() as s:
+            metrics = {k: [v for _, v, _ in metric_series(s, run_id, k)] for k in ("critic_loss", "actor_loss", "ent_coef")}
+            returns = s.scalars(select(Episode.return_).where(Episode.run_id == run_id, Episode.phase == "eval")
+                                .order_by(Episode.index)).all()
+        return metrics, list(returns)
+
+    a, b = series(run_config(store, CONFIGS["sac"])), series(run_config(store, CONFIGS["sac"]))
+    assert a == b and len(a[0]["critic_loss"]) >= 3 and a[1]
