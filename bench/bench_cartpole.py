@@ -55,8 +55,10 @@ def child_ours(algo: str, seed: int, device: str) -> dict:
     return run_ours(REPO / "sample_runs" / f"cartpole_{algo}.toml", seed, device, EVAL_EVERY, EVAL_EPISODES)
 
 
-def run_ours(config_path: Path, seed: int, device: str, eval_every: int, eval_episodes: int) -> dict:
-    """One run of a sample config through the real runner into a temporary store, under the protocol."""
+def run_ours(config_path: Path, seed: int, device: str, eval_every: int, eval_episodes: int,
+             overrides: tuple[str, ...] = ()) -> dict:
+    """One run of a sample config (with `key=value` overrides) through the real runner into a temporary
+    store, under the protocol."""
     sys.path.insert(0, str(REPO))
     from sqlalchemy import select
 
@@ -68,7 +70,7 @@ def run_ours(config_path: Path, seed: int, device: str, eval_every: int, eval_ep
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(str(Path(tmp) / "bench.db"))
         config = load_config_file(config_path, [f"seed={seed}", f"device={device}", f"algo.eval_every={eval_every}",
-                                                f"algo.eval_episodes={eval_episodes}"])
+                                                f"algo.eval_episodes={eval_episodes}", *overrides])
         run_id = create_run(store, config)
         status = execute_run(store, run_id)
         with store.read() as s:
@@ -191,10 +193,11 @@ def check_device(python: str, device: str, side: str) -> None:
 
 
 def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, device: str = "cpu",
-              script: str = __file__, solved_at: float = SOLVED) -> dict:
-    """Run `script --child side` in a fresh process; its result with when it first reached `solved_at`."""
+              script: str = __file__, solved_at: float = SOLVED, extra: tuple[str, ...] = ()) -> dict:
+    """Run `script --child side` (with `extra` arguments) in a fresh process; its result with when it
+    first reached `solved_at`."""
     proc = subprocess.run([python, script, "--child", side, "--algos", algo, "--seed", str(seed), "--sb3-threads", str(sb3_threads),
-                           "--device", device],
+                           "--device", device, *extra],
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         raise RuntimeError(f"{side} {algo} seed {seed} failed:\n{proc.stderr[-3000:]}")

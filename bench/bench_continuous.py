@@ -11,6 +11,9 @@ Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
   * the two clocks (wall, process CPU) run only while training; each (side, algo, seed) in its own
     fresh process, one at a time, sides interleaved per seed; torch on one thread on both sides.
 Goal: every seed of ours solves, within 0.7x SB3's median time to solve.
+On a busy machine: --steps N stops both sides after N steps (enough when both solve before; the final
+eval is then N's), --parallel runs a seed's two sides at once (machine load then hits both alike;
+read the CPU clock).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
 """
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,6 +78,8 @@ def main() -> int:
     parser.add_argument("--sb3-python", help="a python with stable-baselines3 (default: bench/.venv-sb3, created if missing)")
     parser.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3 (default 1, as ours)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, help="environment steps per run, both sides (default: the RL Zoo's 20,000)")
+    parser.add_argument("--parallel", action="store_true", help="run each seed's two sides at the same time")
     parser.add_argument("--json-out")
     parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -80,9 +87,11 @@ def main() -> int:
     if args.child:
         algo = args.algos
         if args.child == "ours":
-            result = run_ours(REPO / "sample_runs" / f"pendulum_{algo}.toml", args.seed, args.device, EVAL_EVERY, EVAL_EPISODES)
+            steps = (f"algo.total_timesteps={args.steps}",) if args.steps else ()
+            result = run_ours(REPO / "sample_runs" / f"pendulum_{algo}.toml", args.seed, args.device, EVAL_EVERY, EVAL_EPISODES, steps)
         else:
-            result = run_sb3(algo, ENV_ID, ZOO[algo], args.seed, args.sb3_threads, args.device, EVAL_EVERY, EVAL_EPISODES)
+            zoo = {**ZOO[algo], **({"n_timesteps": args.steps} if args.steps else {})}
+            result = run_sb3(algo, ENV_ID, zoo, args.seed, args.sb3_threads, args.device, EVAL_EVERY, EVAL_EPISODES)
         print(json.dumps(result))
         return 0
 
@@ -90,17 +99,28 @@ def main() -> int:
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
     for side in sides:
         check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
+    extra = ("--steps", str(args.steps)) if args.steps else ()
+
+    def one(side: str, algo: str, seed: int) -> dict:
+        python = sys.executable if side == "ours" else sb3_python
+        return run_child(python, side, algo, seed, args.sb3_threads, args.device, script=__file__, solved_at=SOLVED, extra=extra)
+
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
-            for side in sides:
-                python = sys.executable if side == "ours" else sb3_python
-                r = run_child(python, side, algo, seed, args.sb3_threads, args.device, script=__file__, solved_at=SOLVED)
+            if args.parallel:
+                with ThreadPoolExecutor(len(sides)) as pool:
+                    done = list(pool.map(lambda side: one(side, algo, seed), sides))
+            else:
+                done = [one(side, algo, seed) for side in sides]
+            for side, r in zip(sides, done):
                 print(f"{algo} {side} seed {seed}: solved cpu {fmt(r['solved_cpu'])} s / wall {fmt(r['solved_wall'])} s at "
                       f"step {fmt(r['solved_step'], 'd')}, final eval {fmt(r['final_eval'], '.1f')}, best {fmt(r['best_eval'], '.1f')}, "
                       f"train cpu {r['train_cpu_seconds']:.2f} s", flush=True)
                 results.append(r)
     report(results)
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
     return 0

@@ -431,3 +431,16 @@ def test_a2c_rmsprop_has_sb3_settings_and_shared_critic_has_one_torso():
     assert (group["alpha"], group["eps"], group["lr"]) == (0.99, 1e-5, 7e-4)
     logp, entropy, value = shared.evaluate(torch.randn(3, 4), torch.tensor([0, 1, 0]))
     assert logp.shape == entropy.shape == value.shape == (3,)
+
+
+def test_dqn_anneal_lr_decays_the_step_size_linearly_to_zero(store):
+    """anneal_lr: each training phase (every train_freq = 16 steps from learning_starts = 128) runs at
+    lr (1 − t / total) for its step t; the logged learning_rate is the last phase's."""
+    run_id = run_config(store, CONFIGS["dqn"] + "anneal_lr = true\nlearning_rate = 0.001\n")
+    with store.read() as s:
+        logged = [(st, v) for st, v, _ in metric_series(s, run_id, "learning_rate")]
+    assert len(logged) >= 5
+    for step, lr in logged:
+        t = 128 + 16 * ((step - 128) // 16) if step >= 128 else 0  # before learning starts: the initial step size
+        assert lr == pytest.approx(0.001 * (1 - t / 768), rel=1e-9), step
+    assert logged[-1][1] < 0.2 * 0.001

@@ -34,12 +34,16 @@ class ContinuousAgent(Protocol):
     def update(self, batch: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]: ...
 
 
-def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> None:
-    """One gradient step on `loss` for the parameters `optimizer` holds (their norm clipped if asked)."""
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter],
+         max_grad_norm: float | None, also: tuple[torch.nn.Parameter, ...] = ()) -> None:
+    """One gradient step on `loss` for `params` (and `also`, unclipped), all held by `optimizer`.
+
+    Gradients flow into these parameters only (backward(inputs=...)): a critic that `loss` goes through
+    is held fixed without toggling its requires_grad, and its weight gradients are never computed."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=[*params, *also])
     if max_grad_norm is not None:
-        clip_grad_norm([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+        clip_grad_norm(params, max_grad_norm)
     optimizer.step()
 
 

@@ -92,6 +92,11 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
         # --- learn ------------------------------------------------------------------------------
         if counters.global_step >= next_train and len(replay) >= params.batch_size:
             next_train = counters.global_step + params.train_freq
+            # a linearly decaying step size (RL Zoo's "lin_" schedule): the last weights stop moving, so
+            # the final policy is not a snapshot of the oscillation a constant step size keeps up
+            lr = params.learning_rate * ((1.0 - counters.global_step / total) if params.anneal_lr else 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             for _ in range(params.gradient_steps):
                 b = replay.sample(params.batch_size, rng, dev)
                 with torch.no_grad():
@@ -118,7 +123,7 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
             _update_target(q_net, q_target, params.tau)
 
         if counters.log_due(params.log_every):
-            stats = {"epsilon": epsilon, "learning_rate": params.learning_rate, "sps": sps(counters.global_step)}
+            stats = {"epsilon": epsilon, "learning_rate": optimizer.param_groups[0]["lr"], "sps": sps(counters.global_step)}
             if losses:
                 stats["loss"] = float(torch.stack(losses).mean())
                 stats["q_values"] = float(torch.stack(q_means).mean())

@@ -45,17 +45,17 @@ class SAC:
         auto = params.ent_coef is None
         self.temperature = Temperature(params.ent_coef_init if auto else float(params.ent_coef), learn=auto).to(dev)
         self.target_entropy = -float(action_dim) if params.target_entropy is None else params.target_entropy
-        lr = params.learning_rate
-        self.actor_opt = adam(list(self.actor.parameters()), lr)
-        self.critic_opt = adam(list(self.critic.parameters()), lr)
-        self.alpha_opt = adam([self.temperature.log_alpha], lr) if auto else None
+        self.actor_params = list(self.actor.parameters())
+        self.critic_params = list(self.critic.parameters())
+        # log α shares the actor's Adam (the same step size): Adam treats every parameter on its own, so
+        # this is two optimizers' arithmetic in one step, and L_π and L_α share no parameter
+        self.alpha_params = (self.temperature.log_alpha,) if auto else ()
+        self.actor_opt = adam([*self.actor_params, *self.alpha_params], params.learning_rate)
+        self.critic_opt = adam(self.critic_params, params.learning_rate)
 
     def modules(self) -> dict[str, Any]:
-        out = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
-               "temperature": self.temperature, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
-        if self.alpha_opt is not None:
-            out["alpha_opt"] = self.alpha_opt
-        return out
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+                "temperature": self.temperature, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
 
     def policy(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic}  # the critic too: replay shows Q(s, a)
@@ -82,22 +82,21 @@ class SAC:
         y = self.target(b)
         q = self.critic(b.obs, b.actions)  # (2, batch)
         critic_loss = 0.5 * ((q - y) ** 2).mean(-1).sum()
-        step(self.critic_opt, critic_loss, self.params.max_grad_norm)
+        step(self.critic_opt, critic_loss, self.critic_params, self.params.max_grad_norm)
 
-        # the critic is held fixed for the actor's step: its gradients are not needed
-        self.critic.requires_grad_(False)
+        # the actor's step through the updated critic, which is held fixed (gradients reach only the actor
+        # and log α); α is the value before this step's temperature update
         action, logp = self.actor.sample(b.obs)
         alpha = self.temperature().detach()
         actor_loss = (alpha * logp - self.critic(b.obs, action).min(0).values).mean()
-        step(self.actor_opt, actor_loss, self.params.max_grad_norm)
-        self.critic.requires_grad_(True)
-
         stats = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "ent_coef": alpha,
                  "entropy": -logp.detach().mean(), "q_values": q.detach().mean()}
-        if self.alpha_opt is not None:
+        loss = actor_loss
+        if self.alpha_params:
             alpha_loss = -(self.temperature.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            step(self.alpha_opt, alpha_loss, None)
             stats["ent_coef_loss"] = alpha_loss.detach()
+            loss = actor_loss + alpha_loss  # one backward: each loss has its own parameters
+        step(self.actor_opt, loss, self.actor_params, self.params.max_grad_norm, also=self.alpha_params)
         polyak(self.critic_target, self.critic, self.params.tau)
         return stats
 

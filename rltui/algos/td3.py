@@ -32,8 +32,9 @@ class TD3:
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(list(self.actor.parameters()), params.learning_rate)
-        self.critic_opt = adam(list(self.critic.parameters()), params.learning_rate)
+        self.actor_params, self.critic_params = list(self.actor.parameters()), list(self.critic.parameters())
+        self.actor_opt = adam(self.actor_params, params.learning_rate)
+        self.critic_opt = adam(self.critic_params, params.learning_rate)
         self._actor_loss = torch.zeros((), device=dev)
 
     def modules(self) -> dict[str, Any]:
@@ -64,13 +65,11 @@ class TD3:
         y = self.target(b)
         q = self.critic(b.obs, b.actions)
         critic_loss = 0.5 * ((q - y) ** 2).mean(-1).sum()
-        step(self.critic_opt, critic_loss, self.params.max_grad_norm)
+        step(self.critic_opt, critic_loss, self.critic_params, self.params.max_grad_norm)
 
         if (update_index + 1) % self.params.policy_delay == 0:  # delayed policy update
-            self.critic.requires_grad_(False)
-            actor_loss = -self.critic(b.obs, self.actor(b.obs))[0].mean()
-            step(self.actor_opt, actor_loss, self.params.max_grad_norm)
-            self.critic.requires_grad_(True)
+            actor_loss = -self.critic(b.obs, self.actor(b.obs))[0].mean()  # the critic held fixed
+            step(self.actor_opt, actor_loss, self.actor_params, self.params.max_grad_norm)
             self._actor_loss = actor_loss.detach()
             polyak(self.actor_target, self.actor, self.params.tau)
             polyak(self.critic_target, self.critic, self.params.tau)

@@ -202,6 +202,7 @@ class DQNParams(DeepCommon):
     exploration_fraction: float = Field(0.1, ge=0.0, le=1.0, description="fraction of training over which ε decays")
     exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="ε at the start")
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
+    anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0 (the last weights settle)")
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
         # the replay buffer: s and s' (float32, or the env's own bool/uint8 frames), plus action, reward and terminated
