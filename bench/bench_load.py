@@ -145,6 +145,10 @@ def main() -> int:
         tui_out, _ = tui.communicate(timeout=120)
         logs = launch.log_dir(store)
         log_text = "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
+        for run_id in ids:  # a run that failed or crashed: the end of its log says why
+            if final[run_id] in ("failed", "crashed") and (logs / f"run-{run_id}.log").exists():
+                print(f"  run {run_id} ({final[run_id]}), the end of its log:")
+                print("\n".join("    " + line for line in (logs / f"run-{run_id}.log").read_text(errors="replace").splitlines()[-12:]))
         if args.debug_wal:
             print("\n".join(line for line in log_text.splitlines() if line.startswith("rltui wal"))[-3000:])
         store.dispose()
@@ -156,6 +160,8 @@ def main() -> int:
     print(f"bench_load: 8 runs for {elapsed:.0f} s, {os.cpu_count()} CPUs, load average "
           f"{load_at_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     print(f"  runs while loaded: {sorted(before_cancel.values())}; after cancel: {sorted(final.values())}")
+    for run_id in sorted(i for i in ids if final[i] == "failed"):  # a failure is a finding: say what it was
+        print(f"  run {run_id} failed: {(errors.get(run_id) or '').strip().splitlines()[-1:]}")
     print(f"  false crashes: {len(false_crashes)} {false_crashes or ''} (workers that stopped as 'no longer ours': {not_ours})")
     print(f"  'locked' errors: {locked}; failed ls: {ls_failures} of {len(ls_times)}")
     print(f"  ls: median {ls_times[len(ls_times) // 2]:.2f} s, slowest {ls_times[-1]:.2f} s "
