@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rltui.runner.execute import execute_run, run_status, sigterm_as_interrupt
     from rltui.runner.lifecycle import heartbeat_interval
 
-    from rltui.cli_run import config_paths, wait_in_foreground
+    from rltui.cli_run import config_paths, wait_for_chain
 
     paths = config_paths(args.config)
     if len(paths) > 1 and not args.detach:
@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id, waits = launch.create_foreground(store, config, os.getpid())
     sigterm_as_interrupt()
     if waits:  # a chain's stage: it waits here for the runs it names, as a queued run would
-        failed = wait_in_foreground(store, run_id)
+        failed = wait_for_chain(store, run_id)
         if failed is not None:
             return failed
     bar = None if args.json else _ProgressBar(f"run {run_id} {printable(config.name)}")

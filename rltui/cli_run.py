@@ -39,21 +39,21 @@ def config_paths(patterns: list[str]) -> list[str]:
     return paths
 
 
-def wait_in_foreground(store, run: int) -> int | None:  # noqa: ANN001
+def wait_for_chain(store, run: int) -> int | None:  # noqa: ANN001
     """A foreground stage waits for the runs it names (`run 7 waits for run 6`), then runs; if one of
     them fails or is cancelled (or Ctrl-C here) it ends at once, naming it: returns that exit status."""
     import os
 
     from rltui.runner.execute import finish_run
     from rltui.runner.lifecycle import heartbeat_interval
-    from rltui.runner.scheduler import wait_in_foreground
+    from rltui.runner import scheduler
     from rltui.store.status import CANCELLED
 
     def say(what: str) -> None:
         print(f"run {run} {what}; it starts when that completes (Ctrl-C cancels it)", file=sys.stderr, flush=True)
 
     try:
-        why = wait_in_foreground(store, run, os.getpid(), beat_every=heartbeat_interval(), on_wait=say)
+        why = scheduler.wait_in_foreground(store, run, os.getpid(), beat_every=heartbeat_interval(), on_wait=say)
     except KeyboardInterrupt:
         finish_run(store, run, CANCELLED, error="cancelled while it waited (Ctrl-C)")
         why = "cancelled while it waited (Ctrl-C)"

@@ -105,9 +105,8 @@ BUSY_SAY_AFTER = 10.0  # s of a taken write lock before the run's log says so (o
 class RunRecorder(StoreRecorder):
     """The StoreRecorder a run writes through, made safe for the heartbeat thread.
 
-    Flushes are serialised (the heartbeat flushes too), the first report is written at once (so a
-    run shows life immediately), and once the run is no longer ours (marked crashed by a reader and
-    resumed elsewhere) nothing more is written and should_stop() turns true. Writes wait a bounded
+    Flushes are serialised (the heartbeat flushes too), and once the run is no longer ours (marked
+    crashed by a reader and resumed elsewhere) nothing more is written and should_stop() turns true. Writes wait a bounded
     time for the write lock (TRAIN_WAIT_MS, BEAT_WAIT_MS); a batch that could not be written stays
     pending, and the training loop does not try again until the next beat has.
     """
@@ -116,7 +115,6 @@ class RunRecorder(StoreRecorder):
                  **kwargs: Any) -> None:
         super().__init__(store, run_id, policy=policy, **kwargs)
         self._run_flush_lock = threading.Lock()  # ours; the base class may hold its own inside flush()
-        self._last_flush = float("-inf")
         self._t0 -= wall_offset  # a resumed run's clock continues
         self.pid = os.getpid()
         self.lost = False
