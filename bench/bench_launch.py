@@ -152,7 +152,12 @@ BURST_RUN = ('name = "burst"\nseed = {seed}\n[env]\nid = "maze"\n[algo]\nid = "q
 
 
 class WorkerSampler:
-    """Every 10 ms: the worker processes of one store (their command line names its path) and their RSS."""
+    """Every 10 ms: the worker processes of one store (their command line names its path) and their RSS.
+
+    A process known not to be a worker is not read again: only new pids (and pids too young to have
+    exec'd yet) are, so sampling costs a few file reads, not one per process on the machine."""
+
+    SETTLED_S = 0.2  # a pid seen this long without a worker's command line has exec'd into something else
 
     def __init__(self, marker: str) -> None:
         import threading
@@ -163,25 +168,39 @@ class WorkerSampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
-        import glob
+    def _is_worker(self, pid: str) -> bool | None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            return None
+        return b"rltui.runner.worker" in cmd and self.marker in cmd
 
+    def _run(self) -> None:
+        first_seen: dict[str, float] = {}  # pid -> when first seen, while its verdict may still change
+        not_worker: set[str] = set()
         while not self.done.is_set():
+            now = time.monotonic()
             found: dict[str, tuple[str, float]] = {}  # pid -> (parent pid, RSS MiB)
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
+            pids = [p for p in os.listdir("/proc") if p.isdigit()]
+            for pid in pids:
+                if pid in not_worker:
+                    continue
+                verdict = self._is_worker(pid)
+                if not verdict:
+                    if verdict is False and now - first_seen.setdefault(pid, now) > self.SETTLED_S:
+                        not_worker.add(pid)
+                    continue
                 try:
-                    with open(path, "rb") as f:
-                        cmd = f.read()
-                    if b"rltui.runner.worker" not in cmd or self.marker not in cmd:
-                        continue
-                    with open(path[:-7] + "status") as f:
+                    with open(f"/proc/{pid}/status") as f:
                         status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
                 except OSError:
                     continue
                 if status.get("State", "").strip().startswith("Z"):
                     continue
                 rss_kib = status.get("VmRSS", "0 kB").split()[0]
-                found[path.split("/")[2]] = (status.get("PPid", "").strip(), int(rss_kib) / 1024)
+                found[pid] = (status.get("PPid", "").strip(), int(rss_kib) / 1024)
+            not_worker.intersection_update(pids)  # a pid that ended may be reused by a worker
             # A worker's own child between fork and exec (a subprocess it runs) shows the worker's
             # command line for a moment: it is not another worker.
             workers = {pid: v for pid, v in found.items() if v[0] not in found}
@@ -293,13 +312,15 @@ def main() -> int:
     parser.add_argument("--burst-only", action="store_true", help="only the burst case")
     parser.add_argument("--burst-episodes", type=int, default=2000, help="episodes of each burst run (its length)")
     args = parser.parse_args()
+    # Measure what an installed rltui does: its modules byte-compiled. Where PYTHONDONTWRITEBYTECODE is
+    # set nothing writes the .pyc files, and every worker would compile rltui from source (~0.05-0.1 s).
+    import compileall
+
+    compileall.compile_dir(str(REPO / "rltui"), quiet=1)
     if args.burst_only:
         with tempfile.TemporaryDirectory() as tmp:
             report_burst([burst(Path(tmp), args.burst, via, args.burst_episodes) for via in ("submit", "cli")])
         return 0
-    if sys.dont_write_bytecode:
-        print("bench_launch: note: PYTHONDONTWRITEBYTECODE is set, so every worker compiles rltui's modules "
-              "from source (tens of ms of CPU a launch); unset it to measure what an installed rltui does")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         db = tmp / "bench.db"
