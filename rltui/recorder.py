@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
 from rltui.store.rollups import RollupWriter
-from rltui.store.sql import Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
+from rltui.store.sql import BoundedWrites, Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
@@ -156,20 +156,23 @@ class _Pending:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     progress: float | None = None
+    checkpoints: list[tuple[int, bytes]] = field(default_factory=list)  # (step, data), oldest first
 
     def __len__(self) -> int:
         return len(self.metrics) + len(self.episodes) + len(self.artifacts)
 
     def take(self, rows: int) -> tuple[_Pending, bool]:
         """(the oldest records, about `rows` rows counting trajectories' steps; whether more are left
-        here). Artifacts, summary and progress go with the first batch. Holds no lock: the caller does."""
+        here). Artifacts, summary and progress go with the first batch, checkpoints with the last (a
+        checkpoint is stored with, or after, everything reported before it). Holds no lock: the caller does."""
         budget, cut = rows - len(self.metrics), 0
         while cut < len(self.episodes) and budget > 0:
             budget -= 1 + len(self.episodes[cut][1] or ())
             cut += 1
         if len(self.metrics) <= rows and cut == len(self.episodes):
-            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress)
+            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress, self.checkpoints)
             self.metrics, self.episodes, self.artifacts, self.summary, self.progress = [], [], [], {}, None
+            self.checkpoints = []
             return first, False  # all of it (the usual case), without copying
         n = min(len(self.metrics), rows)
         first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress)
@@ -210,7 +213,9 @@ class StoreRecorder(Recorder):
         self._stop = False
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first
         self.fault: StoreFault | None = None  # set when the store stopped taking writes (disk full, ...)
-        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes)
+        # Every write goes through this: a worker's waits for the write lock are bounded (RunRecorder).
+        self.writes = BoundedWrites(store.sql)
+        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes, self.writes)
         self._rollups = RollupWriter(run_id)  # the plots' pre-aggregated blocks (store/rollups.py)
 
     # --- reports -------------------------------------------------------------------------------
@@ -279,18 +284,29 @@ class StoreRecorder(Recorder):
         self._maybe_flush()
 
     def checkpoint(self, step: int, data: bytes) -> None:
-        """Write at once (not batched) and keep only the newest two, so a crash loses little."""
+        """Written at once, in the transaction that writes everything reported before it (so a resume
+        from it finds the data it continues), keeping only the newest two, so a crash loses little.
+        If the write lock is taken (a worker's bounded wait), it stays pending like any report."""
+        with self._lock:
+            checkpoints = self._pending.checkpoints
+            checkpoints.append((int(step), bytes(data)))
+            del checkpoints[:-self.KEEP_CHECKPOINTS]  # an older one still unwritten would be deleted at once
         self.flush()
-        with self.store.sql.write() as tx:
+
+    KEEP_CHECKPOINTS = 2
+
+    def _write_checkpoints(self, tx: Tx, pending: _Pending) -> None:
+        for step, data in pending.checkpoints:
             tx.run(
                 "INSERT INTO artifacts (run_id, name, step, kind, data, created_at)"
                 " VALUES (:run_id, 'checkpoint', :step, 'bytes', :data, :now)",
-                run_id=self.run_id, step=int(step), data=bytes(data), now=utcnow(),
+                run_id=self.run_id, step=step, data=data, now=utcnow(),
             )
+        if pending.checkpoints:
             tx.run(
                 "DELETE FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' AND id NOT IN"
-                " (SELECT id FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' ORDER BY id DESC LIMIT 2)",
-                run_id=self.run_id,
+                " (SELECT id FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' ORDER BY id DESC LIMIT :keep)",
+                run_id=self.run_id, keep=self.KEEP_CHECKPOINTS,
             )
 
     def last_checkpoint(self) -> tuple[int, bytes] | None:
@@ -341,7 +357,7 @@ class StoreRecorder(Recorder):
                 with self._lock:
                     pending, more = self._pending.take(self.batch_rows)
                     self._last_flush = time.monotonic()
-                if not len(pending) and not pending.summary and pending.progress is None:
+                if not len(pending) and not pending.summary and pending.progress is None and not pending.checkpoints:
                     return
                 if self.fault is not None:
                     raise self.fault  # the store cannot take more: nothing is tried again
@@ -356,8 +372,10 @@ class StoreRecorder(Recorder):
                 except Exception as exc:
                     self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
                     raise self._fatal(exc) from exc
-                try:
-                    self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
+                try:  # its own short transactions; one that found the lock taken is tried after the next flush
+                    self._thinner.after_flush(pending.metrics, pending.episodes, self.write_wait_ms)
+                except WriteLockBusy:
+                    raise  # this batch is written; what is left stays pending
                 except Exception as exc:
                     raise self._fatal(exc) from exc
 
@@ -375,13 +393,16 @@ class StoreRecorder(Recorder):
             pending.summary.update(newer.summary)
             if newer.progress is not None:
                 pending.progress = newer.progress
+            pending.checkpoints += newer.checkpoints
+            del pending.checkpoints[:-self.KEEP_CHECKPOINTS]
 
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
-            with self.store.sql.write(busy_ms=self.write_wait_ms) as tx:
+            with self.writes.attempt(self.write_wait_ms, self._waiting) as tx:
                 self._rollups.record(tx, pending.metrics, self._thinner.metric_width)
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
+                self._write_checkpoints(tx, pending)
         else:
             from rltui.store import pg_copy
             from rltui.store.sql import AlchemyTx
@@ -393,15 +414,24 @@ class StoreRecorder(Recorder):
                 else:
                     self._write_core(conn, pending)
                 self._write_run_row(AlchemyTx(conn), pending)
+                self._write_checkpoints(AlchemyTx(conn), pending)
+
+    def _waiting(self) -> str:
+        """What waits while the write lock is taken (the run's log says it once, after a while)."""
+        return f"the run goes on, {len(self._pending)} records wait in memory"
 
     def close(self) -> None:
         self.flush()
+        self._finish_rollups()
+
+    def _finish_rollups(self) -> None:
+        """The run is over: its open rollup blocks are complete; written (a rollup left out is read raw)."""
         with self._flush_lock:  # the heartbeat may still flush
             if self.fault is not None or not self._rollups.keys:
                 return
-            try:  # the run is over: its open blocks are complete (a rollup left out is read raw)
-                with self.store.sql.write() as tx:
-                    self._rollups.finish(tx, self._thinner.metric_width)
+            try:
+                self.writes.until_done(lambda tx: self._rollups.finish(tx, self._thinner.metric_width),
+                                       self.write_wait_ms, "the run's last plot rollups wait")
             except Exception as exc:  # noqa: BLE001 — never fail a finished run over its plots' shortcut
                 print(f"rltui: run {self.run_id}: its last plot rollups were not written: {exc}", file=sys.stderr, flush=True)
 
