@@ -157,27 +157,38 @@ class _Pending:
     summary: dict[str, Any] = field(default_factory=dict)
     progress: float | None = None
     checkpoints: list[tuple[int, bytes]] = field(default_factory=list)  # (step, data), oldest first
+    step_rows: int = 0  # the steps of the episodes' trajectories
 
     def __len__(self) -> int:
         return len(self.metrics) + len(self.episodes) + len(self.artifacts)
+
+    @property
+    def rows(self) -> int:
+        """The rows this will write, trajectories' steps counted (a TD run's episode may carry 100)."""
+        return len(self.metrics) + len(self.episodes) + len(self.artifacts) + self.step_rows
 
     def take(self, rows: int) -> tuple[_Pending, bool]:
         """(the oldest records, about `rows` rows counting trajectories' steps; whether more are left
         here). Artifacts, summary and progress go with the first batch, checkpoints with the last (a
         checkpoint is stored with, or after, everything reported before it). Holds no lock: the caller does."""
-        budget, cut = rows - len(self.metrics), 0
+        budget, cut, steps = rows - len(self.metrics), 0, 0
         while cut < len(self.episodes) and budget > 0:
-            budget -= 1 + len(self.episodes[cut][1] or ())
+            n_steps = len(self.episodes[cut][1] or ())
+            budget -= 1 + n_steps
+            steps += n_steps
             cut += 1
         if len(self.metrics) <= rows and cut == len(self.episodes):
-            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress, self.checkpoints)
+            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress, self.checkpoints,
+                             self.step_rows)
             self.metrics, self.episodes, self.artifacts, self.summary, self.progress = [], [], [], {}, None
-            self.checkpoints = []
+            self.checkpoints, self.step_rows = [], 0
             return first, False  # all of it (the usual case), without copying
         n = min(len(self.metrics), rows)
-        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress)
+        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress,
+                         step_rows=steps)
         self.metrics, self.episodes, self.artifacts, self.summary, self.progress = (
             self.metrics[n:], self.episodes[cut:], [], {}, None)
+        self.step_rows -= steps
         return first, True
 
 
@@ -264,8 +275,10 @@ class StoreRecorder(Recorder):
             "has_trajectory": keep,
             "oracle_score": oracle_score,
         }
+        kept = list(steps[: self.policy.max_steps]) if keep else None
         with self._lock:
-            self._pending.episodes.append((row, list(steps[: self.policy.max_steps]) if keep else None))
+            self._pending.episodes.append((row, kept))
+            self._pending.step_rows += len(kept or ())
         self._maybe_flush()
 
     def artifact(self, name: str, value: Any, step: int | None = None) -> None:
@@ -342,7 +355,7 @@ class StoreRecorder(Recorder):
     # --- writing -------------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
         now = time.monotonic()
-        if now - self._last_flush >= self.flush_every or len(self._pending) >= self.max_pending:
+        if now - self._last_flush >= self.flush_every or self._pending.rows >= self.max_pending:
             self.flush()
 
     # Rows (metric points, episodes and their steps) one write transaction takes at most: however
@@ -352,6 +365,11 @@ class StoreRecorder(Recorder):
     def flush(self) -> None:
         """Write everything pending, in IMMEDIATE transactions of at most `batch_rows` rows."""
         with self._flush_lock:  # the heartbeat thread may flush too; keep flushes in order
+            with self._lock:
+                # Over all that waits, not batch by batch: a backlog of trajectories (a peer held the
+                # lock) that the last-K rule drops would otherwise fill every batch's row budget, and
+                # its flush take hundreds of transactions where a few do.
+                self._pending.step_rows -= self._drop_doomed_trajectories(self._pending.episodes)
             more = True
             while more:
                 with self._lock:
@@ -361,7 +379,7 @@ class StoreRecorder(Recorder):
                     return
                 if self.fault is not None:
                     raise self.fault  # the store cannot take more: nothing is tried again
-                self._drop_doomed_trajectories(pending.episodes)
+                pending.step_rows -= self._drop_doomed_trajectories(pending.episodes)
                 rollups = copy.deepcopy(self._rollups)  # its sums as they were before this batch
                 try:
                     self._write(pending)
@@ -393,6 +411,7 @@ class StoreRecorder(Recorder):
             pending.summary.update(newer.summary)
             if newer.progress is not None:
                 pending.progress = newer.progress
+            pending.step_rows += newer.step_rows
             pending.checkpoints += newer.checkpoints
             del pending.checkpoints[:-self.KEEP_CHECKPOINTS]
 
@@ -418,7 +437,7 @@ class StoreRecorder(Recorder):
 
     def _waiting(self) -> str:
         """What waits while the write lock is taken (the run's log says it once, after a while)."""
-        return f"the run goes on, {len(self._pending)} records wait in memory"
+        return f"the run goes on, {self._pending.rows} rows wait in memory"
 
     def close(self) -> None:
         self.flush()
@@ -446,19 +465,23 @@ class StoreRecorder(Recorder):
             print(f"rltui: run {self.run_id}: {fault}; the run stops and ends failed", file=sys.stderr, flush=True)
         return self.fault
 
-    def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> None:
-        """Within one flush, trajectories the last-K rule would prune before it ends are not written."""
+    def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> int:
+        """Within one flush, trajectories the last-K rule would prune before it ends are not written.
+        Returns how many steps were dropped."""
         last, every = self.policy.last, self.policy.every
         if last <= 0:
-            return
+            return 0
         prunable = [
             i for i, (row, steps) in enumerate(episodes)
             if steps and row["phase"] == "train" and not (every > 0 and row["index"] % every == 0)
         ]
+        dropped = 0
         for i in prunable[: max(0, len(prunable) - last)]:
-            row, _ = episodes[i]
+            row, steps = episodes[i]
             row["has_trajectory"] = False
             episodes[i] = (row, None)
+            dropped += len(steps or ())
+        return dropped
 
     # SQLite: raw executemany on a sqlite3 cursor, rows as tuples and JSON pre-serialized, so no ORM
     # or per-row Core processing is in the way.

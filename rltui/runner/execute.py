@@ -95,12 +95,15 @@ def stored_config(store: Store, run_id: int) -> RunConfig:
 
 # A worker's writes wait a bounded time for SQLite's write lock, so a peer frozen inside its
 # transaction (SIGSTOP, a closed lid) never stalls this run: the data stays buffered and the heartbeat
-# tries again a beat later. Past BACKLOG items waiting, training itself waits (nothing is dropped).
+# tries again a beat later. Past BACKLOG rows waiting, training itself waits (nothing is dropped).
 # Writes that must land (the run's claim, its final flush and status) try again, a bounded wait at a
 # time, until they do; none waits the store's busy timeout and fails with "database is locked".
 TRAIN_WAIT_MS = 500  # a flush from the training loop
 BEAT_WAIT_MS = 1500  # the heartbeat's stamp and flush
-BACKLOG = 200_000
+# Rows waiting (trajectories' steps counted) before training waits for the store. Small enough that
+# the final flush of a run asked to stop ends within a cancel's grace even while 8 writers share the
+# lock (~7k rows/s each, measured by bench/bench_load.py), large enough for seconds of a flood.
+BACKLOG = 50_000
 BUSY_SAY_AFTER = 10.0  # s of a taken write lock before the run's log says so (once)
 
 
@@ -139,9 +142,9 @@ class RunRecorder(StoreRecorder):
     def flush(self, wait_ms: int | None = None) -> bool:
         """Write what is pending; False if the write lock stayed taken (it stays pending)."""
         if wait_ms is None and self.writes.busy_since is not None:  # busy a moment ago
-            if len(self._pending) < BACKLOG:
-                return False  # the heartbeat tries again; training goes on
-            self.flush_until_written()  # back-pressure: training waits rather than drop data
+            if self._pending.rows < BACKLOG or self._stop:
+                return False  # the heartbeat tries again (close() once asked to stop); training goes on
+            self.flush_until_written(or_stop=True)  # back-pressure: training waits rather than drop data
             return True
         with self._run_flush_lock:
             if not self.lost and not self._owned():
@@ -163,11 +166,14 @@ class RunRecorder(StoreRecorder):
             hook()
         return True
 
-    def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS) -> None:
+    def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS, or_stop: bool = False) -> None:
         """Flush, trying again while the write lock is taken (the final flush, and a full backlog):
-        however long a peer holds it, the data waits in memory and is written once it can be."""
-        while not self.flush(wait_ms):
-            pass  # each try waited wait_ms; the log said why, once
+        however long other writers keep it, the data waits in memory and is written once it can be.
+        `or_stop` (a full backlog): return early once the run is asked to stop, so a cancel reaches
+        the algorithm's next safe point while the store is busy (close() writes the rest)."""
+        while not self.flush(wait_ms):  # each try waited wait_ms; the log said why, once
+            if or_stop and self.should_stop():
+                return
 
     def close(self) -> None:
         self.flush_until_written()
@@ -328,6 +334,10 @@ def _execute(store: Store, run_id: int, pid: int, writes: BoundedWrites, on_prog
         if not cancelled and not (recorder is not None and exc is recorder.fault):  # a fault: said in one line
             sys.stderr.write(tb)
             sys.stderr.flush()
+        if cancelled:
+            waiting = f"; writing its last {len(recorder._pending)} records first" if recorder is not None else ""
+            print(f"rltui worker: run {run_id} interrupted ({exc or 'Ctrl-C'}): it ends cancelled{waiting}",
+                  file=sys.stderr, flush=True)
         try:
             if recorder is not None:
                 recorder.close()

@@ -239,7 +239,7 @@ class BoundedWrites:
         elif not self._said and now - self.busy_since > self.say_after and self.say is not None:
             self._said = True
             what = doing() if callable(doing) else doing
-            self.say(f"another process has held the store's write lock for {now - self.busy_since:.0f} s"
+            self.say(f"the store's write lock has been taken by other writers for {now - self.busy_since:.0f} s"
                      + (f"; {what}" if what else ""))
 
     def note_free(self) -> None:
