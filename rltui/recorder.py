@@ -417,7 +417,7 @@ class StoreRecorder(Recorder):
 
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
-            with self.writes.attempt(self.write_wait_ms, self._waiting) as tx:
+            with self.writes.attempt(self.write_wait_ms, self.waiting_note) as tx:
                 self._rollups.record(tx, pending.metrics, self._thinner.metric_width)
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
@@ -435,7 +435,7 @@ class StoreRecorder(Recorder):
                 self._write_run_row(AlchemyTx(conn), pending)
                 self._write_checkpoints(AlchemyTx(conn), pending)
 
-    def _waiting(self) -> str:
+    def waiting_note(self) -> str:
         """What waits while the write lock is taken (the run's log says it once, after a while)."""
         return f"the run goes on, {self._pending.rows} rows wait in memory"
 

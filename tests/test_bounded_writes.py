@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,34 @@ def test_a_run_checkpoints_and_finishes_while_another_process_holds_the_lock_pas
     waits = re.findall(r"write lock has been taken by other writers for \d+ s", log)
     assert len(waits) == 1, log[-2000:]  # said once for the one held lock
     assert "took writes again" in log and f"run {run_id} completed" in log
+
+
+AUTOGROUP_ON = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+@pytest.mark.skipif(not AUTOGROUP_ON.exists() or AUTOGROUP_ON.read_text().strip() != "1",
+                    reason="the kernel's autogroup scheduling is off here")
+def test_a_worker_lowers_its_own_sessions_autogroup_not_ours(store):
+    """With autogroup scheduling, CPU is shared between sessions first: a worker (its own session's
+    leader) sets its session's nice value, so `rltui ls` in the user's session gets a core."""
+    ours = Path("/proc/self/autogroup").read_text()
+    config = PROBE.replace("steps = 5", "steps = 200").replace("step_seconds = 0", "step_seconds = 0.05")
+    run_id = launch.submit(store, load_config_text(config))
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline:
+        with store.sql.read() as tx:
+            status, pid = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
+        if pid:
+            try:
+                seen = Path(f"/proc/{pid}/autogroup").read_text()
+            except OSError:
+                pass
+            if seen.endswith("nice 5\n"):
+                break
+        assert status in ("queued", "running"), status
+        time.sleep(0.05)
+    assert seen.endswith("nice 5\n"), seen  # lowered after its first report
+    assert os.getsid(pid) == pid  # the session it leads
+    assert Path("/proc/self/autogroup").read_text() == ours  # the launcher's session is untouched
+    launch.cancel(store, run_id, wait=True)

@@ -212,7 +212,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval):
             try:
-                with self.recorder.writes.attempt(BEAT_WAIT_MS, self.recorder._waiting) as tx:
+                with self.recorder.writes.attempt(BEAT_WAIT_MS, self.recorder.waiting_note) as tx:
                     owned = tx.run(
                         "UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :running AND pid = :pid",
                         now=utcnow(), id=self.run_id, running=RUNNING, pid=self.pid,
