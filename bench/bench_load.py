@@ -11,7 +11,8 @@ On a fresh SQLite store in a temporary directory, with RLTUI_MAX_RUNS=8:
 For --minutes (default 5; 1–2 on a shared machine), then every run is cancelled. Reported: false
 crashes (runs that ended `crashed` or a worker that stopped as "no longer ours": nothing was killed),
 "locked" errors (in any `ls` output, the TUI's or any run's log), the slowest `ls`, the largest WAL,
-and the store's growth in MB/s. Goals: 0 false crashes, 0 locked errors, `ls` ≤ 2 s at its slowest,
+the store's growth in MB/s, how long the runs waited for the write lock, and how long each took to
+end once cancelled (a run forced by SIGTERM is marked). Goals: 0 false crashes, 0 locked errors, `ls` ≤ 2 s at its slowest,
 WAL ≤ 128 MB.
 
     .venv/bin/python bench/bench_load.py [--minutes 5]
@@ -94,7 +95,7 @@ def main() -> int:
     os.environ.setdefault("PYTHONPATH", str(REPO))
     from rltui.config import load_config_text
     from rltui.runner import launch
-    from rltui.runner.lifecycle import refresh_liveness
+    from rltui.runner.lifecycle import pid_alive, refresh_liveness
     from rltui.store import open_store
     from rltui.store.runs_table import DETAIL_KEYS, run_json, run_rows
 
@@ -131,16 +132,28 @@ def main() -> int:
         grown = store_bytes(db) - size0
         with store.sql.read() as tx:
             before_cancel = dict(tx.all("SELECT id, status FROM runs"))
+        cancel_at = time.monotonic()
         for run_id in ids:
             launch.cancel(store, run_id, grace=10)
-        deadline = time.monotonic() + 180  # cancels end at a safe point, or are forced after 10 s
+        cancels_sent = time.monotonic() - cancel_at
+        deadline = cancel_at + 180  # cancels end at a safe point, or are forced after 10 s
+        ended_at: dict[int, float] = {}  # when each run's end (or its worker's death) was first seen
+        gone_at: dict[int, float] = {}
         while time.monotonic() < deadline:
             with store.sql.read() as tx:
-                if not tx.scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')"):
-                    break
-            time.sleep(0.2)
+                rows = tx.all("SELECT id, status, pid FROM runs")
+            now = time.monotonic() - cancel_at
+            for run_id, status, pid in rows:
+                if status not in ("queued", "running"):
+                    ended_at.setdefault(run_id, now)
+                elif pid and not pid_alive(pid):
+                    gone_at.setdefault(run_id, now)
+            if all(status not in ("queued", "running") for _, status, _ in rows):
+                break
+            time.sleep(0.1)
         with store.sql.read() as tx:
             final = dict(tx.all("SELECT id, status FROM runs"))
+            names = dict(tx.all("SELECT id, name FROM runs"))
             errors = dict(tx.all("SELECT id, error FROM runs"))
         tui_out, _ = tui.communicate(timeout=120)
         logs = launch.log_dir(store)
@@ -149,6 +162,11 @@ def main() -> int:
             if final[run_id] in ("failed", "crashed") and (logs / f"run-{run_id}.log").exists():
                 print(f"  run {run_id} ({final[run_id]}), the end of its log:")
                 print("\n".join("    " + line for line in (logs / f"run-{run_id}.log").read_text(errors="replace").splitlines()[-12:]))
+                helpers = [line for line in (logs / "workers.log").read_text(errors="replace").splitlines()
+                           if f"run {run_id}" in line] if (logs / "workers.log").exists() else []
+                print(f"  cancel asked at 0 s; its worker seen gone at {gone_at.get(run_id, float('nan')):.1f} s, "
+                      f"its end seen at {ended_at.get(run_id, float('nan')):.1f} s")
+                print("  its cancel helper said:\n" + "\n".join("    " + line for line in helpers[-5:]))
         if args.debug_wal:
             print("\n".join(line for line in log_text.splitlines() if line.startswith("rltui wal"))[-3000:])
         store.dispose()
@@ -170,6 +188,16 @@ def main() -> int:
           f"slowest {read_times[-1] * 1000:.0f} ms")
     print(f"  largest WAL: {largest_wal / 2**20:.1f} MB; store growth: {grown / 2**20 / elapsed:.2f} MB/s "
           f"({grown / 2**20:.0f} MB)")
+    import re
+
+    waits = sorted(float(w) for w in re.findall(r"waited ([\d.]+) s in all for the store's write lock", log_text))
+    if waits:
+        print(f"  time each run waited for the write lock (its log's last line): median {waits[len(waits) // 2]:.0f} s, "
+              f"most {waits[-1]:.0f} s")
+    forced = {i for i in ids if f"run {i} interrupted (SIGTERM)" in log_text}
+    print(f"  cancel: 8 asked in {cancels_sent:.1f} s; each ended (s after the first was asked; * forced by SIGTERM): "
+          + ", ".join(f"{names[i]} {ended_at[i]:.1f}{'*' if i in forced else ''}"
+                      for i in sorted(ended_at, key=ended_at.get) if i in names))
     print(f"  TUI: {'open throughout' if 'tui ok' in tui_out else 'FAILED: ' + tui_out[-500:]}")
     for run_id in false_crashes:
         print(f"  run {run_id}: {errors[run_id]}")

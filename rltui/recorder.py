@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rltui.store.faults import BUSY, StoreFault, as_fault
 from rltui.store.rollups import RollupWriter
-from rltui.store.sql import Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
+from rltui.store.sql import BoundedWrites, Json, SQLiteTx, Tx, WriteLockBusy, as_json, finite_or_none, json_text, to_jsonable  # noqa: F401 — json_text, to_jsonable: re-exported
 from rltui.store.thinning import Thinner
 
 if TYPE_CHECKING:
@@ -156,25 +156,39 @@ class _Pending:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     progress: float | None = None
+    checkpoints: list[tuple[int, bytes]] = field(default_factory=list)  # (step, data), oldest first
+    step_rows: int = 0  # the steps of the episodes' trajectories
 
     def __len__(self) -> int:
         return len(self.metrics) + len(self.episodes) + len(self.artifacts)
 
+    @property
+    def rows(self) -> int:
+        """The rows this will write, trajectories' steps counted (a TD run's episode may carry 100)."""
+        return len(self.metrics) + len(self.episodes) + len(self.artifacts) + self.step_rows
+
     def take(self, rows: int) -> tuple[_Pending, bool]:
         """(the oldest records, about `rows` rows counting trajectories' steps; whether more are left
-        here). Artifacts, summary and progress go with the first batch. Holds no lock: the caller does."""
-        budget, cut = rows - len(self.metrics), 0
+        here). Artifacts, summary and progress go with the first batch, checkpoints with the last (a
+        checkpoint is stored with, or after, everything reported before it). Holds no lock: the caller does."""
+        budget, cut, steps = rows - len(self.metrics), 0, 0
         while cut < len(self.episodes) and budget > 0:
-            budget -= 1 + len(self.episodes[cut][1] or ())
+            n_steps = len(self.episodes[cut][1] or ())
+            budget -= 1 + n_steps
+            steps += n_steps
             cut += 1
         if len(self.metrics) <= rows and cut == len(self.episodes):
-            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress)
+            first = _Pending(self.metrics, self.episodes, self.artifacts, self.summary, self.progress, self.checkpoints,
+                             self.step_rows)
             self.metrics, self.episodes, self.artifacts, self.summary, self.progress = [], [], [], {}, None
+            self.checkpoints, self.step_rows = [], 0
             return first, False  # all of it (the usual case), without copying
         n = min(len(self.metrics), rows)
-        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress)
+        first = _Pending(self.metrics[:n], self.episodes[:cut], self.artifacts, self.summary, self.progress,
+                         step_rows=steps)
         self.metrics, self.episodes, self.artifacts, self.summary, self.progress = (
             self.metrics[n:], self.episodes[cut:], [], {}, None)
+        self.step_rows -= steps
         return first, True
 
 
@@ -210,7 +224,9 @@ class StoreRecorder(Recorder):
         self._stop = False
         self._kept_train_episodes: list[int] = []  # episode ids with trajectories, oldest first
         self.fault: StoreFault | None = None  # set when the store stopped taking writes (disk full, ...)
-        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes)
+        # Every write goes through this: a worker's waits for the write lock are bounded (RunRecorder).
+        self.writes = BoundedWrites(store.sql)
+        self._thinner = Thinner(store, run_id, self.policy.max_metric_points, self.policy.max_episodes, self.writes)
         self._rollups = RollupWriter(run_id)  # the plots' pre-aggregated blocks (store/rollups.py)
 
     # --- reports -------------------------------------------------------------------------------
@@ -259,8 +275,10 @@ class StoreRecorder(Recorder):
             "has_trajectory": keep,
             "oracle_score": oracle_score,
         }
+        kept = list(steps[: self.policy.max_steps]) if keep else None
         with self._lock:
-            self._pending.episodes.append((row, list(steps[: self.policy.max_steps]) if keep else None))
+            self._pending.episodes.append((row, kept))
+            self._pending.step_rows += len(kept or ())
         self._maybe_flush()
 
     def artifact(self, name: str, value: Any, step: int | None = None) -> None:
@@ -279,18 +297,29 @@ class StoreRecorder(Recorder):
         self._maybe_flush()
 
     def checkpoint(self, step: int, data: bytes) -> None:
-        """Write at once (not batched) and keep only the newest two, so a crash loses little."""
+        """Written at once, in the transaction that writes everything reported before it (so a resume
+        from it finds the data it continues), keeping only the newest two, so a crash loses little.
+        If the write lock is taken (a worker's bounded wait), it stays pending like any report."""
+        with self._lock:
+            checkpoints = self._pending.checkpoints
+            checkpoints.append((int(step), bytes(data)))
+            del checkpoints[:-self.KEEP_CHECKPOINTS]  # an older one still unwritten would be deleted at once
         self.flush()
-        with self.store.sql.write() as tx:
+
+    KEEP_CHECKPOINTS = 2
+
+    def _write_checkpoints(self, tx: Tx, pending: _Pending) -> None:
+        for step, data in pending.checkpoints:
             tx.run(
                 "INSERT INTO artifacts (run_id, name, step, kind, data, created_at)"
                 " VALUES (:run_id, 'checkpoint', :step, 'bytes', :data, :now)",
-                run_id=self.run_id, step=int(step), data=bytes(data), now=utcnow(),
+                run_id=self.run_id, step=step, data=data, now=utcnow(),
             )
+        if pending.checkpoints:
             tx.run(
                 "DELETE FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' AND id NOT IN"
-                " (SELECT id FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' ORDER BY id DESC LIMIT 2)",
-                run_id=self.run_id,
+                " (SELECT id FROM artifacts WHERE run_id = :run_id AND name = 'checkpoint' ORDER BY id DESC LIMIT :keep)",
+                run_id=self.run_id, keep=self.KEEP_CHECKPOINTS,
             )
 
     def last_checkpoint(self) -> tuple[int, bytes] | None:
@@ -326,7 +355,7 @@ class StoreRecorder(Recorder):
     # --- writing -------------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
         now = time.monotonic()
-        if now - self._last_flush >= self.flush_every or len(self._pending) >= self.max_pending:
+        if now - self._last_flush >= self.flush_every or self._pending.rows >= self.max_pending:
             self.flush()
 
     # Rows (metric points, episodes and their steps) one write transaction takes at most: however
@@ -336,16 +365,21 @@ class StoreRecorder(Recorder):
     def flush(self) -> None:
         """Write everything pending, in IMMEDIATE transactions of at most `batch_rows` rows."""
         with self._flush_lock:  # the heartbeat thread may flush too; keep flushes in order
+            with self._lock:
+                # Over all that waits, not batch by batch: a backlog of trajectories (a peer held the
+                # lock) that the last-K rule drops would otherwise fill every batch's row budget, and
+                # its flush take hundreds of transactions where a few do.
+                self._pending.step_rows -= self._drop_doomed_trajectories(self._pending.episodes)
             more = True
             while more:
                 with self._lock:
                     pending, more = self._pending.take(self.batch_rows)
                     self._last_flush = time.monotonic()
-                if not len(pending) and not pending.summary and pending.progress is None:
+                if not len(pending) and not pending.summary and pending.progress is None and not pending.checkpoints:
                     return
                 if self.fault is not None:
                     raise self.fault  # the store cannot take more: nothing is tried again
-                self._drop_doomed_trajectories(pending.episodes)
+                pending.step_rows -= self._drop_doomed_trajectories(pending.episodes)
                 rollups = copy.deepcopy(self._rollups)  # its sums as they were before this batch
                 try:
                     self._write(pending)
@@ -356,8 +390,10 @@ class StoreRecorder(Recorder):
                 except Exception as exc:
                     self._rollups = RollupWriter(self.run_id)  # its sums may hold rows that were not stored
                     raise self._fatal(exc) from exc
-                try:
-                    self._thinner.after_flush(pending.metrics, pending.episodes)  # its own short transactions
+                try:  # its own short transactions; one that found the lock taken is tried after the next flush
+                    self._thinner.after_flush(pending.metrics, pending.episodes, self.write_wait_ms)
+                except WriteLockBusy:
+                    raise  # this batch is written; what is left stays pending
                 except Exception as exc:
                     raise self._fatal(exc) from exc
 
@@ -375,13 +411,17 @@ class StoreRecorder(Recorder):
             pending.summary.update(newer.summary)
             if newer.progress is not None:
                 pending.progress = newer.progress
+            pending.step_rows += newer.step_rows
+            pending.checkpoints += newer.checkpoints
+            del pending.checkpoints[:-self.KEEP_CHECKPOINTS]
 
     def _write(self, pending: _Pending) -> None:
         if self.store.is_sqlite:
-            with self.store.sql.write(busy_ms=self.write_wait_ms) as tx:
+            with self.writes.attempt(self.write_wait_ms, self.waiting_note) as tx:
                 self._rollups.record(tx, pending.metrics, self._thinner.metric_width)
                 self._write_sqlite(tx, pending)
                 self._write_run_row(tx, pending)
+                self._write_checkpoints(tx, pending)
         else:
             from rltui.store import pg_copy
             from rltui.store.sql import AlchemyTx
@@ -393,15 +433,24 @@ class StoreRecorder(Recorder):
                 else:
                     self._write_core(conn, pending)
                 self._write_run_row(AlchemyTx(conn), pending)
+                self._write_checkpoints(AlchemyTx(conn), pending)
+
+    def waiting_note(self) -> str:
+        """What waits while the write lock is taken (the run's log says it once, after a while)."""
+        return f"the run goes on, {self._pending.rows} rows wait in memory"
 
     def close(self) -> None:
         self.flush()
+        self._finish_rollups()
+
+    def _finish_rollups(self) -> None:
+        """The run is over: its open rollup blocks are complete; written (a rollup left out is read raw)."""
         with self._flush_lock:  # the heartbeat may still flush
             if self.fault is not None or not self._rollups.keys:
                 return
-            try:  # the run is over: its open blocks are complete (a rollup left out is read raw)
-                with self.store.sql.write() as tx:
-                    self._rollups.finish(tx, self._thinner.metric_width)
+            try:
+                self.writes.until_done(lambda tx: self._rollups.finish(tx, self._thinner.metric_width),
+                                       self.write_wait_ms, "the run's last plot rollups wait")
             except Exception as exc:  # noqa: BLE001 — never fail a finished run over its plots' shortcut
                 print(f"rltui: run {self.run_id}: its last plot rollups were not written: {exc}", file=sys.stderr, flush=True)
 
@@ -416,19 +465,23 @@ class StoreRecorder(Recorder):
             print(f"rltui: run {self.run_id}: {fault}; the run stops and ends failed", file=sys.stderr, flush=True)
         return self.fault
 
-    def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> None:
-        """Within one flush, trajectories the last-K rule would prune before it ends are not written."""
+    def _drop_doomed_trajectories(self, episodes: list[tuple[dict[str, Any], list[StepRecord] | None]]) -> int:
+        """Within one flush, trajectories the last-K rule would prune before it ends are not written.
+        Returns how many steps were dropped."""
         last, every = self.policy.last, self.policy.every
         if last <= 0:
-            return
+            return 0
         prunable = [
             i for i, (row, steps) in enumerate(episodes)
             if steps and row["phase"] == "train" and not (every > 0 and row["index"] % every == 0)
         ]
+        dropped = 0
         for i in prunable[: max(0, len(prunable) - last)]:
-            row, _ = episodes[i]
+            row, steps = episodes[i]
             row["has_trajectory"] = False
             episodes[i] = (row, None)
+            dropped += len(steps or ())
+        return dropped
 
     # SQLite: raw executemany on a sqlite3 cursor, rows as tuples and JSON pre-serialized, so no ORM
     # or per-row Core processing is in the way.

@@ -25,7 +25,7 @@ from rltui.runner.hosts import host_id, process_start
 from rltui.runner.wal import keep_wal_small
 from rltui.runner.sysmetrics import log_sample
 from rltui.store.engine import Store
-from rltui.store.sql import Json, WriteLockBusy, as_json
+from rltui.store.sql import BoundedWrites, Json, WriteLockBusy, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 
 # Every statement here is plain SQL on `store.sql` (see rltui/store/sql.py): a worker runs a tabular
@@ -95,11 +95,24 @@ def stored_config(store: Store, run_id: int) -> RunConfig:
 
 # A worker's writes wait a bounded time for SQLite's write lock, so a peer frozen inside its
 # transaction (SIGSTOP, a closed lid) never stalls this run: the data stays buffered and the heartbeat
-# tries again a beat later. Past BACKLOG items waiting, training itself waits (nothing is dropped).
+# tries again a beat later. Past BACKLOG rows waiting, training itself waits (nothing is dropped).
+# Writes that must land (the run's claim, its final flush and status) try again, a bounded wait at a
+# time, until they do; none waits the store's busy timeout and fails with "database is locked".
 TRAIN_WAIT_MS = 500  # a flush from the training loop
 BEAT_WAIT_MS = 1500  # the heartbeat's stamp and flush
-BACKLOG = 200_000
+# Rows waiting (trajectories' steps counted) before training waits for the store. Small enough that
+# the final flush of a run asked to stop ends within a cancel's grace even while 8 writers share the
+# lock (~7k rows/s each, measured by bench/bench_load.py), large enough for seconds of a flood.
+BACKLOG = 50_000
 BUSY_SAY_AFTER = 10.0  # s of a taken write lock before the run's log says so (once)
+
+
+def worker_writes(store: Store, run_id: int) -> BoundedWrites:
+    """A run's writes, bounded waits each; a long-held lock is said in the run's log (stderr)."""
+    def say(message: str) -> None:
+        print(f"rltui worker: run {run_id}: {message}", file=sys.stderr, flush=True)
+
+    return BoundedWrites(store.sql, say=say, say_after=BUSY_SAY_AFTER)
 
 
 class RunRecorder(StoreRecorder):
@@ -112,16 +125,15 @@ class RunRecorder(StoreRecorder):
     """
 
     def __init__(self, store: Store, run_id: int, policy: RecordPolicy | None = None, wall_offset: float = 0.0,
-                 **kwargs: Any) -> None:
+                 writes: BoundedWrites | None = None, **kwargs: Any) -> None:
         super().__init__(store, run_id, policy=policy, **kwargs)
+        self.writes = self._thinner.writes = writes or worker_writes(store, run_id)
         self._run_flush_lock = threading.Lock()  # ours; the base class may hold its own inside flush()
         self._t0 -= wall_offset  # a resumed run's clock continues
         self.pid = os.getpid()
         self.lost = False
         self._wait = threading.local()  # this thread's bound on waiting for the write lock
         self.after_first_write: Callable[[], None] | None = None  # called once, in the main thread
-        self.busy_since: float | None = None  # when the write lock was first found taken, still unwritten
-        self._said_busy = False
 
     @property
     def write_wait_ms(self) -> int:  # type: ignore[override]
@@ -129,10 +141,10 @@ class RunRecorder(StoreRecorder):
 
     def flush(self, wait_ms: int | None = None) -> bool:
         """Write what is pending; False if the write lock stayed taken (it stays pending)."""
-        if wait_ms is None and self.busy_since is not None:  # busy a moment ago
-            if len(self._pending) < BACKLOG:
-                return False  # the heartbeat tries again; training goes on
-            self.flush_until_written()  # back-pressure: training waits rather than drop data
+        if wait_ms is None and self.writes.busy_since is not None:  # busy a moment ago
+            if self._pending.rows < BACKLOG or self._stop:
+                return False  # the heartbeat tries again (close() once asked to stop); training goes on
+            self.flush_until_written(or_stop=True)  # back-pressure: training waits rather than drop data
             return True
         with self._run_flush_lock:
             if not self.lost and not self._owned():
@@ -146,45 +158,27 @@ class RunRecorder(StoreRecorder):
             try:
                 super().flush()
             except WriteLockBusy:
-                return self._still_busy()
+                return False  # noted by self.writes; the heartbeat tries again
             finally:
                 del self._wait.ms
-        self._not_busy()
         if self.after_first_write is not None and threading.current_thread() is threading.main_thread():
             hook, self.after_first_write = self.after_first_write, None
             hook()
         return True
 
-    def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS, deadline_s: float = 600.0) -> None:
-        """Flush, trying again while the write lock is taken (the final flush, and a full backlog)."""
-        deadline = time.monotonic() + deadline_s
-        while not self.flush(wait_ms):
-            if time.monotonic() > deadline:
-                raise WriteLockBusy(f"{self.store.where}: the write lock stayed taken for {deadline_s:g} s")
+    def flush_until_written(self, wait_ms: int = BEAT_WAIT_MS, or_stop: bool = False) -> None:
+        """Flush, trying again while the write lock is taken (the final flush, and a full backlog):
+        however long other writers keep it, the data waits in memory and is written once it can be.
+        `or_stop` (a full backlog): return early once the run is asked to stop, so a cancel reaches
+        the algorithm's next safe point while the store is busy (close() writes the rest)."""
+        while not self.flush(wait_ms):  # each try waited wait_ms; the log said why, once
+            if or_stop and self.should_stop():
+                return
 
     def close(self) -> None:
         self.flush_until_written()
-
-    def note_busy(self) -> None:
-        """The write lock was found taken (a flush or the heartbeat's stamp); said once, after a while."""
-        now = time.monotonic()
-        if self.busy_since is None:
-            self.busy_since = now
-        elif not self._said_busy and now - self.busy_since > BUSY_SAY_AFTER:
-            self._said_busy = True
-            print(f"rltui worker: run {self.run_id}: another process has held the store's write lock for "
-                  f"{now - self.busy_since:.0f} s; the run goes on, {len(self._pending)} records wait in memory",
-                  file=sys.stderr, flush=True)
-
-    def _still_busy(self) -> bool:
-        self.note_busy()
-        return False
-
-    def _not_busy(self) -> None:
-        if self._said_busy:
-            print(f"rltui worker: run {self.run_id}: the store took writes again after "
-                  f"{time.monotonic() - (self.busy_since or 0):.0f} s; nothing was lost", file=sys.stderr, flush=True)
-        self.busy_since, self._said_busy = None, False
+        if not self.lost:
+            self._finish_rollups()
 
     def _owned(self) -> bool:
         """Still running under this process? (A worker frozen past the heartbeat timeout was declared
@@ -218,7 +212,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval):
             try:
-                with self.store.sql.write(busy_ms=BEAT_WAIT_MS) as tx:
+                with self.recorder.writes.attempt(BEAT_WAIT_MS, self.recorder.waiting_note) as tx:
                     owned = tx.run(
                         "UPDATE runs SET heartbeat_at = :now WHERE id = :id AND status = :running AND pid = :pid",
                         now=utcnow(), id=self.run_id, running=RUNNING, pid=self.pid,
@@ -231,7 +225,7 @@ class Heartbeat(threading.Thread):
                 self.recorder.flush(BEAT_WAIT_MS)
                 keep_wal_small(self.store)
             except WriteLockBusy:
-                self.recorder.note_busy()  # a frozen peer holds the lock: this beat is skipped
+                pass  # a frozen peer holds the lock (noted by recorder.writes): this beat is skipped
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
                 print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
@@ -240,34 +234,38 @@ class Heartbeat(threading.Thread):
         self.join(timeout=5)
 
 
-def take_run(store: Store, run_id: int, pid: int) -> bool:
+def take_run(store: Store, run_id: int, pid: int, writes: BoundedWrites | None = None) -> bool:
     """Make sure the run is `running` under `pid`: a worker's claim or the foreground CLI already did
     that; a caller that executes a queued run directly (tests, scripts) takes it here."""
     with store.sql.read() as tx:  # the usual case needs no write lock (a burst's launcher is busy with it)
         row = tx.first("SELECT status, pid FROM runs WHERE id = :id", id=run_id)
     if row is not None and row[0] == RUNNING and row[1] == pid:
         return True
-    with store.sql.write() as tx:
-        row = tx.first("SELECT status, pid, host_id FROM runs WHERE id = :id", id=run_id)
-        if row is None:
-            raise KeyError(run_id)
-        status, owner, owner_host = row
-        if status == RUNNING and owner == pid:
-            return True
-        if status == RUNNING and owner is None and owner_host == host_id():
-            # Claimed for this worker while it was starting; its launcher may not have said whose yet.
-            tx.run("UPDATE runs SET pid = :pid, pid_start = :start WHERE id = :id AND pid IS NULL",
-                   pid=pid, start=process_start(pid), id=run_id)
-            return True
-        if status != QUEUED:
-            return False
-        tx.run(
-            "UPDATE runs SET status = :running, pid = :pid, pid_start = :start, host = :host, host_id = :host_id,"
-            " heartbeat_at = :now, started_at = coalesce(started_at, :now) WHERE id = :id",
-            running=RUNNING, pid=pid, start=process_start(pid), host=socket.gethostname(), host_id=host_id(),
-            now=utcnow(), id=run_id,
-        )
+    writes = writes or worker_writes(store, run_id)
+    return writes.until_done(lambda tx: _take(tx, run_id, pid), BEAT_WAIT_MS, "waiting to take the run")
+
+
+def _take(tx: Any, run_id: int, pid: int) -> bool:
+    row = tx.first("SELECT status, pid, host_id FROM runs WHERE id = :id", id=run_id)
+    if row is None:
+        raise KeyError(run_id)
+    status, owner, owner_host = row
+    if status == RUNNING and owner == pid:
         return True
+    if status == RUNNING and owner is None and owner_host == host_id():
+        # Claimed for this worker while it was starting; its launcher may not have said whose yet.
+        tx.run("UPDATE runs SET pid = :pid, pid_start = :start WHERE id = :id AND pid IS NULL",
+               pid=pid, start=process_start(pid), id=run_id)
+        return True
+    if status != QUEUED:
+        return False
+    tx.run(
+        "UPDATE runs SET status = :running, pid = :pid, pid_start = :start, host = :host, host_id = :host_id,"
+        " heartbeat_at = :now, started_at = coalesce(started_at, :now) WHERE id = :id",
+        running=RUNNING, pid=pid, start=process_start(pid), host=socket.gethostname(), host_id=host_id(),
+        now=utcnow(), id=run_id,
+    )
+    return True
 
 
 def run_uses_torch(config: RunConfig) -> bool:
@@ -291,24 +289,35 @@ def execute_run(
     as `failed` with the traceback stored and printed to stderr (the run's log).
     """
     pid = os.getpid()
-    if not take_run(store, run_id, pid):
+    writes = worker_writes(store, run_id)
+    if not take_run(store, run_id, pid, writes):
         return run_status(store, run_id)  # someone else's, or already over
+    try:
+        return _execute(store, run_id, pid, writes, on_progress, wall_offset, heartbeat_interval, after_first_write)
+    finally:
+        _ENDING.clear()
+        if writes.waited_s >= 1.0:
+            print(f"rltui worker: run {run_id} waited {writes.waited_s:.1f} s in all for the store's write lock",
+                  file=sys.stderr, flush=True)
+
+
+def _execute(store: Store, run_id: int, pid: int, writes: BoundedWrites, on_progress: Callable[[float], None] | None,
+             wall_offset: float, heartbeat_interval: float, after_first_write: Callable[[], None] | None) -> str:
     recorder: RunRecorder | None = None
     heartbeat: Heartbeat | None = None
     try:
         config = stored_config(store, run_id)
-        recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset)
+        recorder = RunRecorder(store, run_id, config.record.policy(), wall_offset=wall_offset, writes=writes)
         recorder.after_first_write = after_first_write
         heartbeat = Heartbeat(store, run_id, pid, recorder, heartbeat_interval)
         heartbeat.start()  # before anything slow (importing torch)
         torch_run = run_uses_torch(config)
         device = resolve_device(config.device, torch_run)
         seed_everything(config.seed, torch_run)
-        with store.sql.write() as tx:
-            tx.run(
-                "UPDATE runs SET device_used = :device, versions = :versions, host = :host, pid = :pid WHERE id = :id",
-                device=device, versions=Json(versions(torch_run)), host=socket.gethostname(), pid=pid, id=run_id,
-            )
+        writes.until_done(lambda tx: tx.run(
+            "UPDATE runs SET device_used = :device, versions = :versions, host = :host, pid = :pid WHERE id = :id",
+            device=device, versions=Json(versions(torch_run)), host=socket.gethostname(), pid=pid, id=run_id,
+        ), BEAT_WAIT_MS, "waiting to record the run's device")
         if on_progress is not None:
             _forward_progress(recorder, on_progress)
         env = registry.load_callable(registry.env_spec(config.env_id).factory)(config.env)
@@ -316,13 +325,19 @@ def execute_run(
         result = train(env, config.algo, recorder, seed=config.seed, device=device)
         if isinstance(result, dict) and result:
             recorder.summary(**result)
+        _ENDING.set()
         recorder.close()
     except BaseException as exc:  # noqa: BLE001 — record every way a run can end
+        _ENDING.set()
         tb = traceback.format_exc()
         cancelled = isinstance(exc, KeyboardInterrupt)
         if not cancelled and not (recorder is not None and exc is recorder.fault):  # a fault: said in one line
             sys.stderr.write(tb)
             sys.stderr.flush()
+        if cancelled:
+            waiting = f"; writing its last {len(recorder._pending)} records first" if recorder is not None else ""
+            print(f"rltui worker: run {run_id} interrupted ({exc or 'Ctrl-C'}): it ends cancelled{waiting}",
+                  file=sys.stderr, flush=True)
         try:
             if recorder is not None:
                 recorder.close()
@@ -334,15 +349,17 @@ def execute_run(
         if recorder is not None and recorder.lost:
             return _status(store, run_id)
         if cancelled:
-            finish_run(store, run_id, CANCELLED, error="cancelled: interrupted (SIGTERM or Ctrl-C)", pid=pid)
+            finish_run(store, run_id, CANCELLED, error="cancelled: interrupted (SIGTERM or Ctrl-C)", pid=pid,
+                       writes=writes)
             return CANCELLED
-        finish_failed(store, run_id, exc, tb, pid)
+        finish_failed(store, run_id, exc, tb, pid, writes)
         return FAILED
     heartbeat.stop()
     if recorder.lost:
         return _status(store, run_id)
     status = CANCELLED if recorder.should_stop() else COMPLETED
-    finish_run(store, run_id, status, pid=pid, error="cancelled at a safe point" if status == CANCELLED else None)
+    finish_run(store, run_id, status, pid=pid, error="cancelled at a safe point" if status == CANCELLED else None,
+               writes=writes)
     return status
 
 
@@ -357,9 +374,12 @@ def _forward_progress(recorder: StoreRecorder, on_progress: Callable[[float], No
 
 
 def finish_run(
-    store: Store, run_id: int, status: str, error: str | None = None, tb: str | None = None, pid: int | None = None
+    store: Store, run_id: int, status: str, error: str | None = None, tb: str | None = None, pid: int | None = None,
+    writes: BoundedWrites | None = None,
 ) -> None:
-    """Record how a run ended — only while it is still ours (running under `pid`), if a pid is given."""
+    """Record how a run ended — only while it is still ours (running under `pid`), if a pid is given.
+    With a worker's `writes`, it waits for the write lock as long as a peer holds it, a bounded wait
+    at a time (the run's log says why, once): a run's end is never lost to a busy store."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow()}
     if status == COMPLETED:
         values["progress"] = 1.0
@@ -369,18 +389,21 @@ def finish_run(
     condition, params = "id = :id", {"id": run_id}
     if pid is not None:
         condition, params = condition + " AND pid = :pid AND status = :running", {**params, "pid": pid, "running": RUNNING}
-    with store.sql.write() as tx:
-        tx.run(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE {condition}", **values, **params)
+    sql = f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE {condition}"
+    if writes is None:  # the foreground CLI's paths: the store's busy timeout, once
+        writes, wait_ms = BoundedWrites(store.sql), None
+    else:
+        wait_ms = BEAT_WAIT_MS
+    writes.until_done(lambda tx: tx.run(sql, **values, **params), wait_ms, f"waiting to record that the run {status}")
 
 
 FULL_DISK_WAIT = 600.0  # s a worker keeps trying to record its failure on a full disk
 
 
-def finish_failed(store: Store, run_id: int, exc: BaseException, tb: str, pid: int) -> None:
+def finish_failed(store: Store, run_id: int, exc: BaseException, tb: str, pid: int,
+                  writes: BoundedWrites | None = None) -> None:
     """Record a failed run even on a full disk: as soon as its one row can be written, dropping the
     traceback (the log has it), then all but the fault's first words, if the row would not fit."""
-    import time
-
     from rltui.store.faults import FULL, StoreFault, fault_kind
 
     error = str(exc) if isinstance(exc, StoreFault) else f"{type(exc).__name__}: {exc}"
@@ -389,7 +412,7 @@ def finish_failed(store: Store, run_id: int, exc: BaseException, tb: str, pid: i
     while True:
         text, trace = tries[0]
         try:
-            return finish_run(store, run_id, FAILED, error=text, tb=trace, pid=pid)
+            return finish_run(store, run_id, FAILED, error=text, tb=trace, pid=pid, writes=writes)
         except Exception as again:
             if fault_kind(again) != FULL or time.monotonic() > deadline:
                 raise
@@ -412,11 +435,21 @@ def run_status(store: Store, run_id: int) -> str | None:
         return tx.scalar("SELECT status FROM runs WHERE id = :id", id=run_id)
 
 
+# Set while a run's end is being recorded (its last flush, its final status): a SIGTERM then must not
+# cut that short (the run would be left `running` by a dead process, and end `crashed`); the run is
+# ending anyway, which is what the signal asked for.
+_ENDING = threading.Event()
+
+
 def sigterm_as_interrupt() -> None:
     """SIGTERM raises KeyboardInterrupt in the main thread, so a forced cancel still flushes and
-    records `cancelled`."""
+    records `cancelled` — unless the run is already recording how it ended."""
 
     def handler(signum, frame):  # noqa: ANN001, ARG001
+        if _ENDING.is_set():
+            # os.write, not print: a handler that prints while the main thread prints raises there
+            os.write(2, b"rltui worker: SIGTERM while the run's end is being recorded: finishing that first\n")
+            return
         raise KeyboardInterrupt("SIGTERM")
 
     signal.signal(signal.SIGTERM, handler)

@@ -68,13 +68,27 @@ def _nothing_assigned(db: str | None) -> bool:
 WORKER_NICE_ENV = "RLTUI_WORKER_NICE"  # niceness a worker adds to its own (default 5; 0 keeps it)
 
 
+AUTOGROUP = "/proc/self/autogroup"
+
+
 def _lower_priority() -> None:
     """Training yields the CPU to the people watching it: with more runs than cores, `rltui ls` and
     the lab still get a core when they ask for one."""
     try:
-        os.nice(max(0, int(os.environ.get(WORKER_NICE_ENV) or 5)))
+        niceness = os.nice(max(0, int(os.environ.get(WORKER_NICE_ENV) or 5)))
     except (ValueError, OSError):
-        pass
+        return
+    # With the kernel's autogroup scheduling on (most desktops), CPU is shared between sessions
+    # first, and a process's nice value only counts within its own session. A detached worker leads
+    # a session of its own, so its nice value alone changes nothing against `rltui ls` in the
+    # user's terminal; the session's (autogroup's) nice value does. Only a session leader sets it
+    # (it would lower every process of a session it merely joined).
+    if os.getsid(0) == os.getpid() and os.access(AUTOGROUP, os.W_OK):
+        try:
+            with open(AUTOGROUP, "w") as autogroup:
+                autogroup.write(str(niceness))
+        except OSError:
+            pass  # no autogroup support, or not allowed: the process's nice value stays
 
 
 CLAIM_ATTEMPTS = 4  # each waits up to the store's busy timeout

@@ -20,11 +20,12 @@ import math
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
 from rltui.store.faults import READ_ONLY, StoreFault, describe
@@ -178,6 +179,74 @@ def _sqlite_param(value: Any) -> Any:
 class WriteLockBusy(sqlite3.OperationalError):
     """A write with a bounded wait (`write(busy_ms=...)`) found the write lock taken all that time.
     Nothing was written: the caller keeps its data and tries again later."""
+
+
+T = TypeVar("T")
+
+
+class BoundedWrites:
+    """One writer's transactions (a worker's), each waiting a bounded time for SQLite's write lock.
+
+    A peer frozen inside its transaction (SIGSTOP, a closed lid) holds that lock for as long as it is
+    frozen; a write that waited the store's 15 s busy timeout would then fail the run with "database
+    is locked". Instead every try waits `wait_ms` at most, so the transaction stays short and the
+    writer gets on with its run between tries:
+
+    - `attempt(wait_ms)`: one try; a lock that stayed taken raises WriteLockBusy (nothing written),
+      and the caller keeps its data for later (a flush, a heartbeat's stamp, a thinning chunk);
+    - `until_done(body, wait_ms, doing)`: tries again until it is written (a checkpoint's
+      companions, the final flush's rollups, a run's final status: these must never be lost).
+
+    It counts the time spent waiting (`waited_s`) and, once a held lock has kept this writer waiting
+    for `say_after` seconds, says so once through `say` (the run's log), and again when it is over.
+    `wait_ms=None`: one try with the store's busy timeout, as any other writer (not a worker's).
+    """
+
+    def __init__(self, db: "SQLiteDatabase | AlchemyDatabase", say: Callable[[str], None] | None = None,
+                 say_after: float = 10.0) -> None:
+        self.db, self.say, self.say_after = db, say, say_after
+        self.busy_since: float | None = None  # when the lock was first found taken, nothing written since
+        self.waited_s = 0.0  # all the time spent waiting for the lock, summed
+        self._said = False
+
+    @contextmanager
+    def attempt(self, wait_ms: int | None, doing: str | Callable[[], str] = "") -> Iterator[Tx]:
+        started = time.monotonic()
+        try:
+            with self.db.write(busy_ms=wait_ms) as tx:
+                self.waited_s += time.monotonic() - started
+                yield tx
+        except WriteLockBusy:
+            self.note_busy(time.monotonic() - started, doing)
+            raise
+        self.note_free()
+
+    def until_done(self, body: Callable[[Tx], T], wait_ms: int | None, doing: str) -> T:
+        """`body(tx)` in a write transaction, tried again (wait_ms at a time) until the lock is had."""
+        while True:
+            try:
+                with self.attempt(wait_ms, doing) as tx:
+                    return body(tx)
+            except WriteLockBusy:
+                continue  # each try already waited wait_ms
+
+    def note_busy(self, waited_s: float = 0.0, doing: str | Callable[[], str] = "") -> None:
+        """The lock was found taken (by a try of ours, or one the caller made); said once, after a while."""
+        now = time.monotonic()
+        self.waited_s += waited_s
+        if self.busy_since is None:
+            self.busy_since = now - waited_s
+        elif not self._said and now - self.busy_since > self.say_after and self.say is not None:
+            self._said = True
+            what = doing() if callable(doing) else doing
+            self.say(f"the store's write lock has been taken by other writers for {now - self.busy_since:.0f} s"
+                     + (f"; {what}" if what else ""))
+
+    def note_free(self) -> None:
+        if self._said and self.say is not None:
+            self.say(f"the store took writes again after {time.monotonic() - (self.busy_since or 0):.0f} s; "
+                     "nothing was lost")
+        self.busy_since, self._said = None, False
 
 
 class Tx:

@@ -27,7 +27,8 @@ sums (a bucket never straddles such a block); the finer ones are deleted where a
 Every chunk of a pass is its own short write transaction of at most CHUNK rows read, so other
 writers (heartbeats, other runs) wait at most one chunk; a chunk merges whole buckets only (a bucket
 cut by the chunk's end is merged on by the next), so a crash between chunks leaves a consistent
-store. Each flush runs chunks until it has read a few times what it wrote, which keeps ahead of the
+store. A worker's chunk waits a bounded time for the write lock (the flush's wait); one that finds it
+taken raises WriteLockBusy with nothing changed, and the pass goes on after a later flush. Each flush runs chunks until it has read a few times what it wrote, which keeps ahead of the
 writer; the bound is "about": a series may briefly exceed B by what one flush writes.
 """
 
@@ -40,7 +41,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable
 
 from rltui.store import rollups
-from rltui.store.sql import in_list
+from rltui.store.sql import BoundedWrites, in_list
 
 if TYPE_CHECKING:
     from rltui.store.engine import Store
@@ -124,8 +125,10 @@ def width_for(lo: int, hi: int, bound: int, at_least: int = 1) -> int:
 class Thinner:
     """Keeps one run's series under their bounds; the recorder calls `after_flush` after each flush."""
 
-    def __init__(self, store: Store, run_id: int, max_metric_points: int, max_episodes: int) -> None:
+    def __init__(self, store: Store, run_id: int, max_metric_points: int, max_episodes: int,
+                 writes: BoundedWrites | None = None) -> None:
         self.store, self.run_id = store, run_id
+        self.writes = writes or BoundedWrites(store.sql)
         self.bounds = {METRICS: max_metric_points, EPISODES: max_episodes}
         self.series: dict[tuple[Table, str], Series] = {}
 
@@ -135,8 +138,11 @@ class Thinner:
         return series.width if series is not None else 1
 
     # --- bookkeeping -------------------------------------------------------------------------------
-    def after_flush(self, metric_rows: Iterable[tuple], episode_rows: Iterable[tuple[dict[str, Any], Any]]) -> int:
-        """Count what a flush wrote, then thin what is over its bound. Returns rows deleted."""
+    def after_flush(self, metric_rows: Iterable[tuple], episode_rows: Iterable[tuple[dict[str, Any], Any]],
+                    wait_ms: int | None = None) -> int:
+        """Count what a flush wrote, then thin what is over its bound. Returns rows deleted. Each chunk
+        waits at most `wait_ms` for the write lock (None: the store's busy timeout), else raises
+        WriteLockBusy, the rows counted and the pass where it was."""
         written = 0
         for table, counts in ((METRICS, Counter(map(itemgetter(1), metric_rows))),
                               (EPISODES, Counter(row["phase"] for row, _ in episode_rows if not row["has_trajectory"]))):
@@ -155,7 +161,7 @@ class Thinner:
             if series.cursor is None and series.count > self.bounds[table]:
                 self._start_pass(table, name, series)
             while series.cursor is not None and budget > 0:
-                read, gone = self._chunk(table, name, series)
+                read, gone = self._chunk(table, name, series, wait_ms)
                 budget -= max(read, 1)
                 deleted += gone
         return deleted
@@ -187,7 +193,7 @@ class Thinner:
             return
         series.cursor = (start - 1, 0)  # rows after (start - 1, any id)
 
-    def _chunk(self, table: Table, name: str, series: Series) -> tuple[int, int]:
+    def _chunk(self, table: Table, name: str, series: Series, wait_ms: int | None = None) -> tuple[int, int]:
         """Merge whole buckets among the next CHUNK rows of a pass, in one write transaction."""
         x, value = table.x, table.value
         prefix = table.value.strip('"')
@@ -199,7 +205,7 @@ class Thinner:
             f"FROM {table.name} WHERE {self._where(table)} AND {x} >= :x0 AND {x} < :cutoff "
             f"AND ({x} > :x0 OR id > :id0) ORDER BY {x}, id LIMIT :chunk"
         )
-        with self.store.sql.write() as tx:
+        with self.writes.attempt(wait_ms) as tx:
             rows = tx.all(select, **self._params(table, name), cutoff=series.cutoff,
                           x0=series.cursor[0], id0=series.cursor[1], chunk=CHUNK)
             points = [_point(r, len(table.extra)) for r in rows]
