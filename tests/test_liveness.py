@@ -71,6 +71,23 @@ def test_a_live_worker_with_a_late_heartbeat_is_stalled_and_a_dead_one_crashed(s
     assert status == "crashed" and f"worker process {sleeper.pid}" in error and "is gone" in error
 
 
+def test_a_run_whose_cancel_was_asked_for_ends_cancelled_when_its_worker_is_gone(store, sleeper):
+    # A forced cancel's SIGKILL (or a worker dying on its way out): a peer's liveness pass may see
+    # the process gone before the cancel records its end; the run was cancelled, not crashed.
+    run_id = running_row(store, pid=sleeper.pid, pid_start=process_start(sleeper.pid), host_id_value=host_id(),
+                         heartbeat_age=1)
+    other = running_row(store, pid=sleeper.pid, pid_start=process_start(sleeper.pid), host_id_value=host_id(),
+                        heartbeat_age=1)
+    assert launch.request_cancel(store, run_id) == "running"
+    assert refresh_liveness(store, kick=False) == []  # alive: asked to stop, still running
+    sleeper.kill()
+    sleeper.wait()
+    assert refresh_liveness(store, kick=False) == [other]  # only the run nobody cancelled crashed
+    status, error = row(store, run_id)
+    assert status == "cancelled" and f"cancelled: worker process {sleeper.pid}" in error
+    assert row(store, other)[0] == "crashed"
+
+
 def test_a_reused_pid_is_not_the_worker(store, sleeper):
     # The pid is alive, but it started at another time than the worker that claimed the run did.
     reused = running_row(store, pid=sleeper.pid, pid_start=process_start(sleeper.pid) - 1, host_id_value=host_id(),

@@ -107,7 +107,8 @@ def why_dead(pid: int | None, pid_start: int | None, host: str | None, run_host_
 
 
 def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> list[int]:
-    """Mark running runs whose worker is dead as crashed; returns their ids.
+    """Mark running runs whose worker is dead as crashed (cancelled, if their cancel was asked for);
+    returns the crashed ones' ids.
 
     Reads first, and writes only if a run is dead, and then (unless `wait`) only if the write lock
     is free right now: a reader never waits behind a writer (a frozen worker may hold the lock for
@@ -118,11 +119,11 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
     timeout = heartbeat_timeout()
     with store.sql.read() as tx:
         # Running runs, and queued ones held by a foreground `rltui run` (scheduler.wait_in_foreground).
-        rows = tx.all("SELECT id, pid, pid_start, host, host_id, heartbeat_at, status FROM runs WHERE status = :running"
-                      " OR (status = :queued AND pid IS NOT NULL)", running=RUNNING, queued=QUEUED)
+        rows = tx.all("SELECT id, pid, pid_start, host, host_id, heartbeat_at, status, cancel_requested FROM runs"
+                      " WHERE status = :running OR (status = :queued AND pid IS NOT NULL)", running=RUNNING, queued=QUEUED)
     dead: list[tuple[tuple, str]] = []
     for row in rows:
-        _id, pid, pid_start, host, run_host_id, heartbeat_at, _status = row
+        _id, pid, pid_start, host, run_host_id, heartbeat_at, _status, _cancel = row
         beat = as_datetime(heartbeat_at)
         age = (now - beat).total_seconds() if beat else float("inf")
         reason = why_dead(pid, pid_start, host, run_host_id, age, timeout)
@@ -132,17 +133,20 @@ def refresh_liveness(store: Store, *, kick: bool = True, wait: bool = False) -> 
     if dead:
         try:
             with (store.sql.write() if wait else store.sql.try_write()) as tx:
-                for (run_id, pid, _start, _host, _hid, heartbeat_at, status), reason in dead:
+                for (run_id, pid, _start, _host, _hid, heartbeat_at, status, cancel_asked), reason in dead:
+                    # A run whose cancel was asked for and whose worker is gone was cancelled (a forced
+                    # cancel's SIGKILL, or the worker died on its way out), not crashed.
+                    ended, error = (CANCELLED, f"cancelled: {reason}") if cancel_asked else (CRASHED, f"crashed: {reason}")
                     # Only if nothing moved since we looked (a late heartbeat, a new claim wins).
                     unmoved = {"pid": pid, "heartbeat_at": heartbeat_at}
                     changed = tx.run(
-                        "UPDATE runs SET status = :crashed, finished_at = :now, error = :error"
+                        "UPDATE runs SET status = :ended, finished_at = :now, error = :error"
                         " WHERE id = :id AND status = :status AND "
                         + " AND ".join(f"{k} = :{k}" if v is not None else f"{k} IS NULL" for k, v in unmoved.items()),
-                        crashed=CRASHED, now=now, error=f"crashed: {reason}", id=run_id, status=status,
+                        ended=ended, now=now, error=error, id=run_id, status=status,
                         **{k: v for k, v in unmoved.items() if v is not None},
                     )
-                    if changed:
+                    if changed and ended == CRASHED:
                         crashed.append(run_id)
         except Exception:  # noqa: BLE001
             if wait:
