@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_cartpole.py                 # 5 seeds, PPO and DQN
     .venv/bin/python bench/bench_cartpole.py --seeds 3 --algos ppo --sb3-python /path/to/python
     .venv/bin/python bench/bench_cartpole.py --device cuda          # both sides' networks on the GPU
+    nice .venv/bin/python bench/bench_cartpole.py --algos dqn --seeds 10 --sides ours   # DQN's final vs best, seeds 0-9
 
 Protocol (identical for both sides):
   * ours: `sample_runs/cartpole_{ppo,dqn}.toml` run through the real runner into a temporary SQLite
@@ -38,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SB3_VENV = REPO / "bench" / ".venv-sb3"
 EVAL_EVERY, EVAL_EPISODES, SOLVED = 2000, 10, 475.0
+FALLBACK_SLACK = 50.0  # a final evaluation this far below the run's best is a policy that fell back
 
 # RL Zoo (rl-baselines3-zoo, hyperparams/ppo.yml and dqn.yml), CartPole-v1.
 ZOO = {
@@ -215,6 +217,10 @@ def run_child(python: str, side: str, algo: str, seed: int, sb3_threads: int, de
     return result
 
 
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def median(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -241,6 +247,11 @@ def report(results: list[dict]) -> None:
         m = {side: {k: median([r[k] for r in rows[side]]) for k in keys} for side in rows}
         n_solved = {side: sum(r["solved_cpu"] is not None for r in rows[side]) for side in rows}
         print(f"{algo}: seeds solved: ours {n_solved['ours']}/{len(rows['ours'])}, sb3 {n_solved['sb3']}/{len(rows['sb3'])}")
+        for side, side_rows in rows.items():  # does the last policy hold what the run reached?
+            gaps = [r["best_eval"] - r["final_eval"] for r in side_rows if r["final_eval"] is not None]
+            if gaps:
+                print(f"  {side}: final eval within {FALLBACK_SLACK:.0f} of best on {sum(g <= FALLBACK_SLACK for g in gaps)}/"
+                      f"{len(gaps)} seeds, largest fall {max(gaps):.1f}")
         for key in keys:
             a, b = m["ours"][key], m["sb3"][key]
             ratio = a / b if a is not None and b else None
@@ -288,6 +299,7 @@ def main() -> int:
     for side in sides:
         check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
     results = []
+    load_before = load_average()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
             for side in sides:
@@ -297,6 +309,7 @@ def main() -> int:
                       f"/ wall {r['train_seconds']:.2f} s", flush=True)
                 results.append(r)
     report(results)
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()} on {os.cpu_count()} CPUs")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rltui.algos.buffers import ReplayBuffer
+from rltui.algos.buffers import FrameSharingReplayBuffer, ReplayBuffer, replay_buffer
 from rltui.algos.common import SPS, Counters, EvalSchedule, clip_grad_norm, finish_summary, restore_or_start, obs_tensor, save_checkpoint, setup
 from rltui.algos.networks import QNetwork, adam
 from rltui.recorder import Recorder
@@ -46,7 +46,8 @@ def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) 
     q_target.requires_grad_(False)
     parameters = list(q_net.parameters())
     optimizer = adam(parameters, params.learning_rate)
-    replay = ReplayBuffer(params.buffer_size, venv.obs_shape, obs_dtype=venv.obs_dtype)  # frames kept as bool/uint8
+    # frames kept as bool/uint8; a stacked frame (ALE's) once, not in k stacks twice over (frame sharing)
+    replay = replay_buffer(params.buffer_size, venv, params.replay_frame_sharing)
     counters = Counters()
     restored = restore_or_start(recorder, counters, rng, env, q_net=q_net, q_target=q_target, optimizer=optimizer)
     if restored is not None and "replay" in restored:
@@ -151,9 +152,9 @@ def _update_target(q_net: QNetwork, q_target: QNetwork, tau: float) -> None:
 
 
 def _checkpoint(recorder: Recorder, counters: Counters, rng: np.random.Generator, q_net: QNetwork, q_target: QNetwork,
-                optimizer: torch.optim.Optimizer, replay: ReplayBuffer, evals: EvalSchedule) -> None:
+                optimizer: torch.optim.Optimizer, replay: ReplayBuffer | FrameSharingReplayBuffer, evals: EvalSchedule) -> None:
     state = {"q_net": q_net.state_dict(), "q_target": q_target.state_dict(), "optimizer": optimizer.state_dict()}
     # The replay buffer makes the resumed run continue exactly; skip it when it is huge (> ~256 MB).
-    if replay.obs.nbytes * 2 < 256 * 2**20:
+    if replay.nbytes < 256 * 2**20:
         state["replay"] = replay.state_dict()
     save_checkpoint(recorder, counters, rng, best=evals.best, **state)

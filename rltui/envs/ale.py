@@ -61,6 +61,7 @@ class AtariVector:
         self.max_episode_steps = int(params.max_episode_steps)
         self.obs_shape = (84, 84, int(params.stack_num))
         self.obs_dtype = np.dtype(np.uint8)
+        self.frame_stack_axis = -1  # the stacked frames' axis: DQN's replay stores each frame once (frame sharing)
         self.obs_dim = int(np.prod(self.obs_shape))
         self.ep_return = np.zeros(num_envs)
         self.ep_length = np.zeros(num_envs, np.int64)

@@ -203,10 +203,18 @@ class DQNParams(DeepCommon):
     exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0, description="ε at the start")
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0, description="ε after the decay")
     anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0 (the last weights settle)")
+    replay_frame_sharing: bool = Field(
+        True, description="replay stores each stacked frame once and rebuilds s, s' when sampling (envs that stack frames: ALE)")
 
     def allocations(self, env: Params | None = None) -> list[tuple[str, int]]:
-        # the replay buffer: s and s' (float32, or the env's own bool/uint8 frames), plus action, reward and terminated
-        return [*super().allocations(env), ("buffer_size", self.buffer_size * (2 * observation_bytes(env) + 16))]
+        # the replay buffer: s and s' (float32, or the env's own bool/uint8 frames), plus action, reward and terminated;
+        # with frame sharing about one frame (1/stack of s) and k + 1 frame numbers per transition
+        stack = getattr(env, "stack_num", None)
+        if self.replay_frame_sharing and stack:
+            per_transition = observation_bytes(env) * 33 // (32 * stack) + 8 * (stack + 1) + 16
+        else:
+            per_transition = 2 * observation_bytes(env) + 16
+        return [*super().allocations(env), ("buffer_size", self.buffer_size * per_transition)]
 
 
 class ReinforceParams(DeepCommon):
