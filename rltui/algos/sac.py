@@ -61,7 +61,9 @@ class SAC:
         return {"actor": self.actor, "critic": self.critic}  # the critic too: replay shows Q(s, a)
 
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor.sample(obs)[0]
+        """a = tanh(μ + σ ε), ε ~ N(0, I): a sample of π, without the log-probability acting never uses."""
+        mu, log_std = self.actor.gaussian(obs)
+        return torch.tanh(mu + torch.randn_like(mu) * log_std.exp())
 
     def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The deterministic action tanh(μ), with μ, σ of the Gaussian before the squash and Q(s, a)."""
