@@ -87,6 +87,26 @@ def test_twin_q_target_terminal_does_not_bootstrap_truncation_does(algo):
     assert abs(float(y[1]) - 0.5) > 0.1
 
 
+def test_twin_q_evaluates_two_independent_critics_and_q1_alone():
+    """Each critic of TwinQ is the plain MLP relu(relu([s, a] W1 + b1) W2 + b2) W3 + b3 of its own slice of
+    the stacked weights (the last layer's product-and-sum form included), and q1 is the first of them."""
+    from rltui.algos.networks import TwinQ
+
+    torch.manual_seed(0)
+    net = TwinQ(3, 2, [16, 8]).double()
+    with torch.no_grad():
+        for b in net.body.biases:
+            b.normal_()  # non-zero biases, so a misplaced one shows
+    obs, actions = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    x = torch.cat([obs, actions], -1)
+    (w1, w2, w3), (b1, b2, b3) = list(net.body.weights), list(net.body.biases)
+    by_hand = torch.stack([torch.relu(torch.relu(x @ w1[j] + b1[j]) @ w2[j] + b2[j]) @ w3[j] + b3[j] for j in range(2)])[..., 0]
+    q = net(obs, actions)
+    assert q.shape == (2, 5) and torch.allclose(q, by_hand, atol=1e-12)
+    assert not torch.allclose(q[0], q[1])
+    assert torch.allclose(net.q1(obs, actions), by_hand[0], atol=1e-12)
+
+
 def test_sac_tunes_the_temperature_toward_minus_dim_a():
     from rltui.algos.sac import SAC
     from rltui.schemas.control import SACParams

@@ -396,3 +396,13 @@ class TwinQ(nn.Module):
         for w, b in hidden:
             h = self.body.act(torch.baddbmm(b, h, w))  # (2, batch, width)
         return (h * w_out.mT).sum(-1) + b_out[..., 0]  # w_out: (2, width, 1), b_out: (2, 1, 1)
+
+    def q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_1(s, a) alone, shape (batch,): TD3's actor loss, which would otherwise pay for Q_2 too."""
+        if self._layers is None:
+            self._layers = list(zip(self.body.weights, self.body.biases))
+        *hidden, (w_out, b_out) = self._layers
+        h = torch.cat([obs, actions], -1)
+        for w, b in hidden:
+            h = self.body.act(torch.addmm(b[0], h, w[0]))
+        return h @ w_out[0, :, 0] + b_out[0, 0, 0]
