@@ -44,6 +44,9 @@ class TD3:
     def policy(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic}
 
+    def upgrade_checkpoint(self, restored: dict[str, Any]) -> None:
+        """TD3's checkpoint layout has not changed: nothing to map."""
+
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         a = self.actor(obs)
         return (a + torch.randn_like(a) * self.params.action_noise).clamp(-1.0, 1.0)
