@@ -14,7 +14,8 @@ Goal: every seed of ours solves, within 0.7x SB3's median time to solve.
 On a busy machine: --steps N stops both sides N environment steps after learning starts (SAC: 100
 random steps, TD3: 10,000, on both sides), which is enough when both solve before (the final eval is
 then that step's); --parallel runs a seed's two sides at once (machine load then hits both alike; read
-the CPU clock).
+the CPU clock); --until-solved ends each run at its first evaluation >= -200 on both sides (the time to
+solve is unchanged; the final eval is then that one).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
 """
@@ -44,6 +45,34 @@ ZOO = {
                 noise_std=0.1, action_dim=1, gradient_steps=-1, train_freq=(1, "episode"), learning_rate=1e-3,
                 net_arch=[400, 300]),
 }
+
+
+def stop_when_solved(side: str) -> None:
+    """--until-solved, in a child: end the run at its first evaluation >= SOLVED. SB3: its callback's
+    on_step returns False after that evaluation; ours: the recorder reports one stop request, as
+    `rltui stop` would (the loop ends at its next step; the run still completes)."""
+    if side == "sb3":
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        on_step = BaseCallback.on_step
+        BaseCallback.on_step = lambda self: on_step(self) and not (getattr(self, "evals", None) and self.evals[-1][1] >= SOLVED)
+        return
+    from rltui.recorder import StoreRecorder
+
+    log, should_stop = StoreRecorder.log, StoreRecorder.should_stop
+    solved = {"now": False, "told": False}
+
+    def log_and_watch(self, step: int, **metrics: float) -> None:
+        solved["now"] |= metrics.get("eval_return", float("-inf")) >= SOLVED
+        log(self, step, **metrics)
+
+    def stop_once_solved(self) -> bool:
+        if solved["now"] and not solved["told"]:
+            solved["told"] = True
+            return True
+        return should_stop(self)
+
+    StoreRecorder.log, StoreRecorder.should_stop = log_and_watch, stop_once_solved
 
 
 def report(results: list[dict]) -> None:
@@ -85,12 +114,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="environment steps after learning starts, both sides (default: the RL Zoo's "
                         "20,000 steps in all)")
     parser.add_argument("--parallel", action="store_true", help="run each seed's two sides at the same time")
+    parser.add_argument("--until-solved", action="store_true", help="end each run at its first evaluation >= -200 (both sides)")
     parser.add_argument("--json-out")
     parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         algo = args.algos
+        if args.until_solved:
+            stop_when_solved(args.child)
         total = LEARNING_STARTS[algo] + args.steps if args.steps else None
         if args.child == "ours":
             steps = (f"algo.total_timesteps={total}", f"algo.learning_starts={LEARNING_STARTS[algo]}") if total else ()
@@ -105,7 +137,7 @@ def main() -> int:
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
     for side in sides:
         check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
-    extra = ("--steps", str(args.steps)) if args.steps else ()
+    extra = (*(("--steps", str(args.steps)) if args.steps else ()), *(("--until-solved",) if args.until_solved else ()))
 
     def one(side: str, algo: str, seed: int) -> dict:
         python = sys.executable if side == "ours" else sb3_python
