@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_continuous.py                        # 5 seeds, SAC and TD3, both sides
     .venv/bin/python bench/bench_continuous.py --seeds 1 --algos sac --sb3-python .venv/bin/python
+    .venv/bin/python bench/bench_continuous.py --algos td3 --steps 6000 --until-solved --parallel   # a busy machine
 
 Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
   * ours: sample_runs/pendulum_{sac,td3}.toml through the real runner into a temporary SQLite store;
