@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_continuous.py                        # 5 seeds, SAC and TD3, both sides
     .venv/bin/python bench/bench_continuous.py --seeds 1 --algos sac --sb3-python .venv/bin/python
+    .venv/bin/python bench/bench_continuous.py --algos td3 --steps 6000 --until-solved --parallel   # a busy machine
 
 Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
   * ours: sample_runs/pendulum_{sac,td3}.toml through the real runner into a temporary SQLite store;
@@ -11,9 +12,11 @@ Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
   * the two clocks (wall, process CPU) run only while training; each (side, algo, seed) in its own
     fresh process, one at a time, sides interleaved per seed; torch on one thread on both sides.
 Goal: every seed of ours solves, within 0.7x SB3's median time to solve.
-On a busy machine: --steps N stops both sides after N steps (enough when both solve before; the final
-eval is then N's), --parallel runs a seed's two sides at once (machine load then hits both alike;
-read the CPU clock).
+On a busy machine: --steps N stops both sides N environment steps after learning starts (SAC: 100
+random steps, TD3: 10,000, on both sides), which is enough when both solve before (the final eval is
+then that step's); --parallel runs a seed's two sides at once (machine load then hits both alike; read
+the CPU clock); --until-solved ends each run at its first evaluation >= -200 on both sides (the time to
+solve is unchanged; the final eval is then that one).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
 """
@@ -33,13 +36,44 @@ from bench_cartpole import REPO, check_device, ensure_sb3, fmt, median, run_chil
 ENV_ID = "Pendulum-v1"
 EVAL_EVERY, EVAL_EPISODES, SOLVED, GOAL_RATIO = 1000, 10, -200.0, 0.7
 
+# Random-action steps before learning, the same on both sides (SB3 SAC's default 100; the Zoo's TD3 10,000):
+# --steps counts from here, so a cap leaves each algorithm the same training.
+LEARNING_STARTS = {"sac": 100, "td3": 10_000}
 # RL Zoo (rl-baselines3-zoo, hyperparams/sac.yml and td3.yml), Pendulum-v1.
 ZOO = {
     "sac": dict(n_envs=1, n_timesteps=20_000, learning_rate=1e-3),
-    "td3": dict(n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
+    "td3": dict(n_envs=1, n_timesteps=20_000, gamma=0.98, buffer_size=200_000, learning_starts=LEARNING_STARTS["td3"],
                 noise_std=0.1, action_dim=1, gradient_steps=-1, train_freq=(1, "episode"), learning_rate=1e-3,
                 net_arch=[400, 300]),
 }
+
+
+def stop_when_solved(side: str) -> None:
+    """--until-solved, in a child: end the run at its first evaluation >= SOLVED. SB3: its callback's
+    on_step returns False after that evaluation; ours: the recorder reports one stop request, as
+    `rltui stop` would (the loop ends at its next step; the run still completes)."""
+    if side == "sb3":
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        on_step = BaseCallback.on_step
+        BaseCallback.on_step = lambda self: on_step(self) and not (getattr(self, "evals", None) and self.evals[-1][1] >= SOLVED)
+        return
+    from rltui.recorder import StoreRecorder
+
+    log, should_stop = StoreRecorder.log, StoreRecorder.should_stop
+    solved = {"now": False, "told": False}
+
+    def log_and_watch(self, step: int, **metrics: float) -> None:
+        solved["now"] |= metrics.get("eval_return", float("-inf")) >= SOLVED
+        log(self, step, **metrics)
+
+    def stop_once_solved(self) -> bool:
+        if solved["now"] and not solved["told"]:
+            solved["told"] = True
+            return True
+        return should_stop(self)
+
+    StoreRecorder.log, StoreRecorder.should_stop = log_and_watch, stop_once_solved
 
 
 def report(results: list[dict]) -> None:
@@ -78,19 +112,24 @@ def main() -> int:
     parser.add_argument("--sb3-python", help="a python with stable-baselines3 (default: bench/.venv-sb3, created if missing)")
     parser.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3 (default 1, as ours)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, help="environment steps per run, both sides (default: the RL Zoo's 20,000)")
+    parser.add_argument("--steps", type=int, help="environment steps after learning starts, both sides (default: the RL Zoo's "
+                        "20,000 steps in all)")
     parser.add_argument("--parallel", action="store_true", help="run each seed's two sides at the same time")
+    parser.add_argument("--until-solved", action="store_true", help="end each run at its first evaluation >= -200 (both sides)")
     parser.add_argument("--json-out")
     parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         algo = args.algos
+        if args.until_solved:
+            stop_when_solved(args.child)
+        total = LEARNING_STARTS[algo] + args.steps if args.steps else None
         if args.child == "ours":
-            steps = (f"algo.total_timesteps={args.steps}",) if args.steps else ()
+            steps = (f"algo.total_timesteps={total}", f"algo.learning_starts={LEARNING_STARTS[algo]}") if total else ()
             result = run_ours(REPO / "sample_runs" / f"pendulum_{algo}.toml", args.seed, args.device, EVAL_EVERY, EVAL_EPISODES, steps)
         else:
-            zoo = {**ZOO[algo], **({"n_timesteps": args.steps} if args.steps else {})}
+            zoo = {**ZOO[algo], **({"n_timesteps": total} if total else {})}
             result = run_sb3(algo, ENV_ID, zoo, args.seed, args.sb3_threads, args.device, EVAL_EVERY, EVAL_EPISODES)
         print(json.dumps(result))
         return 0
@@ -99,7 +138,7 @@ def main() -> int:
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
     for side in sides:
         check_device(sys.executable if side == "ours" else sb3_python, args.device, side)
-    extra = ("--steps", str(args.steps)) if args.steps else ()
+    extra = (*(("--steps", str(args.steps)) if args.steps else ()), *(("--until-solved",) if args.until_solved else ()))
 
     def one(side: str, algo: str, seed: int) -> dict:
         python = sys.executable if side == "ours" else sb3_python

@@ -87,6 +87,26 @@ def test_twin_q_target_terminal_does_not_bootstrap_truncation_does(algo):
     assert abs(float(y[1]) - 0.5) > 0.1
 
 
+def test_twin_q_evaluates_two_independent_critics_and_q1_alone():
+    """Each critic of TwinQ is the plain MLP relu(relu([s, a] W1 + b1) W2 + b2) W3 + b3 of its own slice of
+    the stacked weights (the last layer's product-and-sum form included), and q1 is the first of them."""
+    from rltui.algos.networks import TwinQ
+
+    torch.manual_seed(0)
+    net = TwinQ(3, 2, [16, 8]).double()
+    with torch.no_grad():
+        for b in net.body.biases:
+            b.normal_()  # non-zero biases, so a misplaced one shows
+    obs, actions = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    x = torch.cat([obs, actions], -1)
+    (w1, w2, w3), (b1, b2, b3) = list(net.body.weights), list(net.body.biases)
+    by_hand = torch.stack([torch.relu(torch.relu(x @ w1[j] + b1[j]) @ w2[j] + b2[j]) @ w3[j] + b3[j] for j in range(2)])[..., 0]
+    q = net(obs, actions)
+    assert q.shape == (2, 5) and torch.allclose(q, by_hand, atol=1e-12)
+    assert not torch.allclose(q[0], q[1])
+    assert torch.allclose(net.q1(obs, actions), by_hand[0], atol=1e-12)
+
+
 def test_sac_tunes_the_temperature_toward_minus_dim_a():
     from rltui.algos.sac import SAC
     from rltui.schemas.control import SACParams
@@ -167,3 +187,92 @@ def test_sac_cpu_runs_are_deterministic_for_a_seed(store):
 
     a, b = series(run_config(store, CONFIGS["sac"])), series(run_config(store, CONFIGS["sac"]))
     assert a == b and len(a[0]["critic_loss"]) >= 3 and a[1]
+
+
+def test_sac_resumes_a_checkpoint_from_when_alpha_had_its_own_adam(store):
+    """Before log α joined the actor's Adam, SAC saved α's optimizer as "alpha_opt" (and actor_opt over the
+    actor alone). Such a checkpoint, written for real from a run's state with those two optimizers stepped
+    on real losses, resumes: each parameter's Adam state lands in the one optimizer, and the run goes on."""
+    import io
+
+    from rltui import registry
+    from rltui.algos.common import Counters, save_checkpoint
+    from rltui.algos.networks import adam
+    from rltui.algos.sac import SAC
+
+    run_id = run_config(store, CONFIGS["sac"])
+    recorder = StoreRecorder(store, run_id)
+    step, data = recorder.last_checkpoint()
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    config = stored_config(store, run_id)
+    agent = SAC(3, 1, config.algo, 0.99, torch.device("cpu"))
+    for name in ("actor", "critic", "critic_target", "temperature"):
+        getattr(agent, name).load_state_dict(payload[name])
+    # the old layout: the actor's Adam and α's Adam, each stepped three times on its own loss
+    old_actor_opt, alpha_opt = adam(agent.actor_params, 1e-3), adam([agent.temperature.log_alpha], 1e-3)
+    obs = torch.randn(32, 3)
+    for _ in range(3):
+        action, logp = agent.actor.sample(obs)
+        actor_loss = (agent.temperature().detach() * logp - agent.critic(obs, action).min(0).values).mean()
+        alpha_loss = -(agent.temperature.log_alpha * (logp.detach() + agent.target_entropy)).mean()
+        old_actor_opt.zero_grad(), alpha_opt.zero_grad()
+        (actor_loss + alpha_loss).backward(inputs=[*agent.actor_params, agent.temperature.log_alpha])
+        old_actor_opt.step(), alpha_opt.step()
+    old = {name: payload[name] for name in ("critic_opt", "replay")}
+    old.update(actor=agent.actor.state_dict(), critic=agent.critic.state_dict(), critic_target=agent.critic_target.state_dict(),
+               temperature=agent.temperature.state_dict(), actor_opt=old_actor_opt.state_dict(), alpha_opt=alpha_opt.state_dict())
+    counters = Counters(**payload["counters"])
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = payload["rng"]["numpy"]
+    save_checkpoint(recorder, counters, rng, **old)
+    recorder.close()
+
+    # the mapping itself: one Adam whose per-parameter state is the two old ones'
+    _, data = StoreRecorder(store, run_id).last_checkpoint()
+    written = torch.load(io.BytesIO(data), weights_only=True)
+    assert "alpha_opt" in written
+    fresh = SAC(3, 1, config.algo, 0.99, torch.device("cpu"))
+    fresh.upgrade_checkpoint(written)
+    assert "alpha_opt" not in written
+    fresh.actor_opt.load_state_dict(written["actor_opt"])
+    alpha_state = fresh.actor_opt.state[fresh.temperature.log_alpha]
+    assert float(alpha_state["step"]) == 3.0
+    assert torch.equal(alpha_state["exp_avg"], alpha_opt.state[agent.temperature.log_alpha]["exp_avg"])
+    first = fresh.actor_params[0]
+    assert torch.equal(fresh.actor_opt.state[first]["exp_avg_sq"], old_actor_opt.state[agent.actor_params[0]]["exp_avg_sq"])
+
+    # and the run resumes through the algorithm's entry point, continuing its step count
+    params = config.algo.model_copy(update={"total_timesteps": 600})
+    env = registry.load_callable(registry.env_spec(config.env_id).factory)(config.env)
+    recorder = StoreRecorder(store, run_id)
+    summary = registry.load_callable(registry.algo_spec("sac").entry)(env, params, recorder, seed=3, device="cpu")
+    recorder.close()
+    assert summary["global_step"] >= 600 and recorder.last_checkpoint()[0] >= 600
+    _, data = recorder.last_checkpoint()
+    assert "alpha_opt" not in torch.load(io.BytesIO(data), weights_only=True)
+
+
+def test_an_unknown_checkpoint_layout_fails_the_resume_in_one_line(store):
+    """A checkpoint missing one of SAC's modules (written by another version) stops the resume with a
+    message that names what is missing, not a KeyError."""
+    import io
+
+    from rltui import registry
+    from rltui.algos.common import Counters, save_checkpoint
+
+    run_id = run_config(store, CONFIGS["sac"])
+    recorder = StoreRecorder(store, run_id)
+    _, data = recorder.last_checkpoint()
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = payload["rng"]["numpy"]
+    kept = {k: v for k, v in payload.items() if k not in ("counters", "rng", "best", "critic_opt")}
+    save_checkpoint(recorder, Counters(**payload["counters"]), rng, **kept)
+    recorder.close()
+    config = stored_config(store, run_id)
+    env = registry.load_callable(registry.env_spec(config.env_id).factory)(config.env)
+    recorder = StoreRecorder(store, run_id)
+    with pytest.raises(ValueError, match="has no critic_opt: it was written by another version"):
+        registry.load_callable(registry.algo_spec("sac").entry)(env, config.algo.model_copy(update={"total_timesteps": 600}),
+                                                                recorder, seed=3, device="cpu")
+    recorder.close()

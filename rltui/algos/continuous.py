@@ -32,6 +32,7 @@ class ContinuousAgent(Protocol):
     def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
     def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...  # deterministic
     def update(self, batch: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]: ...
+    def upgrade_checkpoint(self, restored: dict[str, Any]) -> None: ...  # map an older layout in place
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter],
@@ -75,9 +76,17 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
     rng = np.random.default_rng(seed)
     replay = ReplayBuffer(params.buffer_size, venv.obs_dim, (action_dim,), np.float32)
     counters = Counters()
-    restored = restore_or_start(recorder, counters, rng, env, **agent.modules())
-    if restored is not None and "replay" in restored:
-        replay.load_state_dict(restored["replay"])
+    restored = restore_or_start(recorder, counters, rng, env)  # the modules load here, once an older layout is mapped
+    if restored is not None:
+        agent.upgrade_checkpoint(restored)
+        missing = [name for name in agent.modules() if name not in restored]
+        if missing:
+            raise ValueError(f"this run's last checkpoint has no {', '.join(missing)}: it was written by another "
+                             "version of the algorithm and cannot resume; start a new run from its config")
+        for name, module in agent.modules().items():
+            module.load_state_dict(restored[name])
+        if "replay" in restored:
+            replay.load_state_dict(restored["replay"])
     scale_t = torch.as_tensor(scale, device=dev)
     offset_t = torch.as_tensor(offset, device=dev)
 

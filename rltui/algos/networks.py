@@ -374,12 +374,35 @@ class DeterministicActor(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics evaluated as one TwinMLP."""
+    """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics held as one TwinMLP's stacked weights
+    (one batched matmul per layer for both critics).
+
+    The last layer (one output per critic) is a broadcast product and a sum rather than a batched
+    matmul: a bmm with one output column, forward (a matrix-vector product) and backward (an outer
+    product), costs many times the elementwise form on a CPU, and the result is the same."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
         super().__init__()
         self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0))
+        self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Shape (2, batch)."""
-        return self.body(torch.cat([obs, actions], -1))[..., 0]
+        if self._layers is None:  # ParameterList indexing is slow; the Parameter objects never change
+            self._layers = list(zip(self.body.weights, self.body.biases))
+        *hidden, (w_out, b_out) = self._layers
+        x = torch.cat([obs, actions], -1)
+        h = x.unsqueeze(0).expand(2, *x.shape)
+        for w, b in hidden:
+            h = self.body.act(torch.baddbmm(b, h, w))  # (2, batch, width)
+        return (h * w_out.mT).sum(-1) + b_out[..., 0]  # w_out: (2, width, 1), b_out: (2, 1, 1)
+
+    def q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_1(s, a) alone, shape (batch,): TD3's actor loss, which would otherwise pay for Q_2 too."""
+        if self._layers is None:
+            self._layers = list(zip(self.body.weights, self.body.biases))
+        *hidden, (w_out, b_out) = self._layers
+        h = torch.cat([obs, actions], -1)
+        for w, b in hidden:
+            h = self.body.act(torch.addmm(b[0], h, w[0]))
+        return h @ w_out[0, :, 0] + b_out[0, 0, 0]

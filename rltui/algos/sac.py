@@ -60,8 +60,28 @@ class SAC:
     def policy(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic}  # the critic too: replay shows Q(s, a)
 
+    def upgrade_checkpoint(self, restored: dict[str, Any]) -> None:
+        """A checkpoint from before log α joined the actor's Adam holds α's own Adam as "alpha_opt": its
+        state becomes actor_opt's last parameter's. Adam's state is per parameter (step, first and second
+        moments), so the resumed run continues exactly as the two optimizers would have."""
+        alpha_opt = restored.pop("alpha_opt", None)
+        if alpha_opt is None or not self.alpha_params:
+            return
+        actor_opt = restored["actor_opt"]
+        n = len(self.actor_params)
+        group, alpha_group = actor_opt["param_groups"][0], alpha_opt["param_groups"][0]
+        if len(actor_opt["param_groups"]) != 1 or len(group["params"]) != n or len(alpha_group["params"]) != 1:
+            raise ValueError("this run's last checkpoint holds optimizers of another network shape (actor_opt, "
+                             "alpha_opt) and cannot resume; start a new run from its config")
+        state = dict(actor_opt["state"])
+        if alpha_group["params"][0] in alpha_opt["state"]:  # absent when α's Adam had not stepped yet
+            state[n] = alpha_opt["state"][alpha_group["params"][0]]
+        restored["actor_opt"] = {"state": state, "param_groups": [{**group, "params": [*group["params"], n]}]}
+
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor.sample(obs)[0]
+        """a = tanh(μ + σ ε), ε ~ N(0, I): a sample of π, without the log-probability acting never uses."""
+        mu, log_std = self.actor.gaussian(obs)
+        return torch.tanh(mu + torch.randn_like(mu) * log_std.exp())
 
     def act(self, obs: torch.Tensor, with_extras: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The deterministic action tanh(μ), with μ, σ of the Gaussian before the squash and Q(s, a)."""

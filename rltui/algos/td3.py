@@ -44,6 +44,9 @@ class TD3:
     def policy(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic}
 
+    def upgrade_checkpoint(self, restored: dict[str, Any]) -> None:
+        """TD3's checkpoint layout has not changed: nothing to map."""
+
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         a = self.actor(obs)
         return (a + torch.randn_like(a) * self.params.action_noise).clamp(-1.0, 1.0)
@@ -68,7 +71,7 @@ class TD3:
         step(self.critic_opt, critic_loss, self.critic_params, self.params.max_grad_norm)
 
         if (update_index + 1) % self.params.policy_delay == 0:  # delayed policy update
-            actor_loss = -self.critic(b.obs, self.actor(b.obs))[0].mean()  # the critic held fixed
+            actor_loss = -self.critic.q1(b.obs, self.actor(b.obs)).mean()  # the critic held fixed
             step(self.actor_opt, actor_loss, self.actor_params, self.params.max_grad_norm)
             self._actor_loss = actor_loss.detach()
             polyak(self.actor_target, self.actor, self.params.tau)
