@@ -25,6 +25,11 @@ import time
 
 from rltui.store.engine import Store, resolve_url
 
+# One BLAS thread per worker unless asked otherwise: a host runs one worker per slot (a core), and
+# OpenBLAS's own threads spin on the other cores as numpy loads (~0.08 s of CPU per worker start,
+# taken from the worker beside it) and oversubscribe them while it runs. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def _redirect_output(path: str) -> None:
     """Send this process's stdout and stderr (fds 1 and 2, so child libraries too) to `path`."""
