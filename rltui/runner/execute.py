@@ -22,7 +22,7 @@ from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
 from rltui.runner.hosts import host_id, process_start
-from rltui.runner.wal import keep_wal_small
+from rltui.runner.wal import hold_back as wal_hold_back, keep_wal_small
 from rltui.runner.sysmetrics import log_sample
 from rltui.store.engine import Store
 from rltui.store.sql import BoundedWrites, Json, WriteLockBusy, as_json
@@ -112,7 +112,9 @@ def worker_writes(store: Store, run_id: int) -> BoundedWrites:
     def say(message: str) -> None:
         print(f"rltui worker: run {run_id}: {message}", file=sys.stderr, flush=True)
 
-    return BoundedWrites(store.sql, say=say, say_after=BUSY_SAY_AFTER)
+    path = store.path
+    return BoundedWrites(store.sql, say=say, say_after=BUSY_SAY_AFTER,
+                         hold_back=(lambda: wal_hold_back(path)) if path is not None else None)
 
 
 class RunRecorder(StoreRecorder):
@@ -223,11 +225,14 @@ class Heartbeat(threading.Thread):
                     return
                 log_sample(self.recorder)  # sys/* metrics: CPU %, RSS, GPU (rltui.runner.sysmetrics)
                 self.recorder.flush(BEAT_WAIT_MS)
-                keep_wal_small(self.store)
             except WriteLockBusy:
                 pass  # a frozen peer holds the lock (noted by recorder.writes): this beat is skipped
             except Exception as exc:  # noqa: BLE001 — a missed beat must not kill the run
                 print(f"rltui worker: heartbeat failed: {exc}", file=sys.stderr, flush=True)
+            try:  # also after a beat the lock turned away: under many writers that is most beats
+                keep_wal_small(self.store)
+            except Exception as exc:  # noqa: BLE001 — nor a checkpoint that could not be made
+                print(f"rltui worker: WAL checkpoint failed: {exc}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self.done.set()

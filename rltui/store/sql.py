@@ -200,11 +200,14 @@ class BoundedWrites:
     It counts the time spent waiting (`waited_s`) and, once a held lock has kept this writer waiting
     for `say_after` seconds, says so once through `say` (the run's log), and again when it is over.
     `wait_ms=None`: one try with the store's busy timeout, as any other writer (not a worker's).
+    While `hold_back()` is true a bounded try waits (within its wait_ms) before it asks for the lock,
+    as if the lock were taken: a WAL checkpoint gets the store to itself for a moment.
     """
 
     def __init__(self, db: "SQLiteDatabase | AlchemyDatabase", say: Callable[[str], None] | None = None,
-                 say_after: float = 10.0) -> None:
+                 say_after: float = 10.0, hold_back: Callable[[], bool] | None = None) -> None:
         self.db, self.say, self.say_after = db, say, say_after
+        self.hold_back = hold_back  # True while another process asks writers to keep off (a WAL checkpoint)
         self.busy_since: float | None = None  # when the lock was first found taken, nothing written since
         self.waited_s = 0.0  # all the time spent waiting for the lock, summed
         self._said = False
@@ -212,6 +215,13 @@ class BoundedWrites:
     @contextmanager
     def attempt(self, wait_ms: int | None, doing: str | Callable[[], str] = "") -> Iterator[Tx]:
         started = time.monotonic()
+        if wait_ms is not None and self.hold_back is not None:
+            while self.hold_back():
+                if time.monotonic() - started >= wait_ms / 1000:
+                    self.note_busy(time.monotonic() - started, doing)
+                    raise WriteLockBusy("writers are held back while the store's WAL is checkpointed")
+                time.sleep(0.02)
+            wait_ms = max(1, wait_ms - int((time.monotonic() - started) * 1000))
         try:
             with self.db.write(busy_ms=wait_ms) as tx:
                 self.waited_s += time.monotonic() - started
