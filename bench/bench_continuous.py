@@ -19,6 +19,20 @@ the CPU clock); --until-solved ends each run at its first evaluation >= -200 on 
 solve is unchanged; the final eval is then that one).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
+
+Reading TD3's figures (profiled 2026-12-02, Pendulum, batch 256, [400, 300]): both sides spend over 95%
+of their CPU in gradient updates, and an update is matmul-bound. Ours does about 11.5 "units" of 400x300
+matmul per update (SB3 ~12: its actor loss also computes the critic's weight gradients), at close to
+a core's peak. On an idle core ours was ~0.7x SB3 per update (10.7 vs 15.4 ms: SB3 adds Python
+overhead), but load slows the matmuls of both sides alike: 0.84x alone at load 5, ~0.98x in --parallel
+runs at load 6-9 (19-21 ms per update on both sides). Acting, replay, the vector env and the recorder
+cost ours ~0.1 ms per env step (SB3 ~0.2 ms); no other per-step cost is worth removing.
+The schedules differ by whole training phases: ours trains once learning_starts steps are stored and
+evaluates after that step's phase; SB3 trains once more than learning_starts are stored and evaluates
+before the episode's phase. At the same evaluation step ours has run two more phases (TD3: 400 more
+updates, ~10% of a solve). Evaluations come every 5 phases, so over seeds this evens out, but a seed
+whose policy is ready in between costs one side up to 4 phases more: the solved_updates and ms/update
+columns show it, and ms/update is the speed to compare.
 """
 
 from __future__ import annotations
@@ -76,23 +90,57 @@ def stop_when_solved(side: str) -> None:
     StoreRecorder.log, StoreRecorder.should_stop = log_and_watch, stop_once_solved
 
 
+def count_updates(side: str) -> list[tuple[int, int]]:
+    """In a child: (step, gradient updates done so far) at each evaluation, filled in as the run goes
+    (SB3: its model's _n_updates when the protocol's callback has just evaluated; ours: counters.updates
+    after each evaluation round, which logs one eval_return each)."""
+    seen: list[tuple[int, int]] = []
+    if side == "sb3":
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        on_step = BaseCallback.on_step
+
+        def on_step_counting(self) -> bool:
+            before = len(getattr(self, "evals", ()))
+            go_on = on_step(self)
+            evals = getattr(self, "evals", None)
+            if evals and len(evals) > before:
+                seen.append((evals[-1][0], self.model._n_updates))
+            return go_on
+
+        BaseCallback.on_step = on_step_counting
+        return seen
+    from rltui.algos.common import EvalSchedule
+
+    run = EvalSchedule.run
+
+    def run_counting(self) -> float:
+        mean = run(self)
+        seen.append((self.counters.global_step, self.counters.updates))
+        return mean
+
+    EvalSchedule.run = run_counting
+    return seen
+
+
 def report(results: list[dict]) -> None:
     print()
     print(f"{'algo':<4} {'side':<5} {'seed':>4} {'solved_cpu_s':>12} {'solved_wall_s':>13} {'solved_step':>11} "
-          f"{'final_eval':>10} {'best_eval':>9} {'train_cpu_s':>11} {'SPS(cpu)':>9}")
+          f"{'solved_updates':>14} {'ms/update':>9} {'final_eval':>10} {'best_eval':>9} {'train_cpu_s':>11} {'SPS(cpu)':>9}")
     for r in results:
         print(f"{r['algo']:<4} {r['side']:<5} {r['seed']:>4} {fmt(r['solved_cpu']):>12} {fmt(r['solved_wall']):>13} "
-              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['final_eval'], '.1f'):>10} {fmt(r['best_eval'], '.1f'):>9} "
-              f"{r['train_cpu_seconds']:>11.2f} {r['cpu_sps']:>9.0f}")
+              f"{fmt(r['solved_step'], 'd'):>11} {fmt(r['solved_updates'], 'd'):>14} {fmt(r['cpu_ms_per_update']):>9} "
+              f"{fmt(r['final_eval'], '.1f'):>10} {fmt(r['best_eval'], '.1f'):>9} {r['train_cpu_seconds']:>11.2f} {r['cpu_sps']:>9.0f}")
     print()
     for algo in sorted({r["algo"] for r in results}):
         rows = {side: [r for r in results if r["algo"] == algo and r["side"] == side] for side in ("ours", "sb3")}
         solved = {side: sum(r["solved_cpu"] is not None for r in rows[side]) for side in rows}
         print(f"{algo}: seeds solved (eval mean >= {SOLVED:g}): ours {solved['ours']}/{len(rows['ours'])}, "
               f"sb3 {solved['sb3']}/{len(rows['sb3'])}")
-        for key in ("solved_cpu", "solved_wall", "solved_step", "final_eval", "best_eval", "cpu_sps"):
+        for key in ("solved_cpu", "solved_wall", "solved_step", "solved_updates", "cpu_ms_per_update", "final_eval",
+                    "best_eval", "cpu_sps"):
             a, b = (median([r[key] for r in rows[side]]) for side in ("ours", "sb3"))
-            print(f"  median {key:<12} ours {fmt(a):>10}  sb3 {fmt(b):>10}  ours/sb3 {fmt(a / b if a is not None and b else None, '.3f')}")
+            print(f"  median {key:<17} ours {fmt(a):>10}  sb3 {fmt(b):>10}  ours/sb3 {fmt(a / b if a is not None and b else None, '.3f')}")
         if rows["ours"] and rows["sb3"]:
             for clock in ("cpu", "wall"):
                 sb3_median = median([r[f"solved_{clock}"] for r in rows["sb3"]])
@@ -122,6 +170,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         algo = args.algos
+        updates_at_evals = count_updates(args.child)
         if args.until_solved:
             stop_when_solved(args.child)
         total = LEARNING_STARTS[algo] + args.steps if args.steps else None
@@ -131,7 +180,7 @@ def main() -> int:
         else:
             zoo = {**ZOO[algo], **({"n_timesteps": total} if total else {})}
             result = run_sb3(algo, ENV_ID, zoo, args.seed, args.sb3_threads, args.device, EVAL_EVERY, EVAL_EPISODES)
-        print(json.dumps(result))
+        print(json.dumps({**result, "updates_at_evals": updates_at_evals}))
         return 0
 
     sides = args.sides.split(",")
@@ -142,7 +191,11 @@ def main() -> int:
 
     def one(side: str, algo: str, seed: int) -> dict:
         python = sys.executable if side == "ours" else sb3_python
-        return run_child(python, side, algo, seed, args.sb3_threads, args.device, script=__file__, solved_at=SOLVED, extra=extra)
+        r = run_child(python, side, algo, seed, args.sb3_threads, args.device, script=__file__, solved_at=SOLVED, extra=extra)
+        r["solved_updates"] = next((n for step, n in r["updates_at_evals"] if step == r["solved_step"]), None)
+        # CPU to solve per gradient update (acting, replay and the recorder included: they are ~1% of it)
+        r["cpu_ms_per_update"] = 1e3 * r["solved_cpu"] / r["solved_updates"] if r["solved_updates"] else None
+        return r
 
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results = []
@@ -155,7 +208,8 @@ def main() -> int:
                 done = [one(side, algo, seed) for side in sides]
             for side, r in zip(sides, done):
                 print(f"{algo} {side} seed {seed}: solved cpu {fmt(r['solved_cpu'])} s / wall {fmt(r['solved_wall'])} s at "
-                      f"step {fmt(r['solved_step'], 'd')}, final eval {fmt(r['final_eval'], '.1f')}, best {fmt(r['best_eval'], '.1f')}, "
+                      f"step {fmt(r['solved_step'], 'd')} after {fmt(r['solved_updates'], 'd')} updates "
+                      f"({fmt(r['cpu_ms_per_update'])} ms cpu each), final eval {fmt(r['final_eval'], '.1f')}, best {fmt(r['best_eval'], '.1f')}, "
                       f"train cpu {r['train_cpu_seconds']:.2f} s", flush=True)
                 results.append(r)
     report(results)
