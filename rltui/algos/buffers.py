@@ -22,20 +22,12 @@ class TransitionBatch:
     terminated: torch.Tensor  # 1 only when s' is terminal: truncated transitions still bootstrap
 
 
-class ReplayBuffer:
-    """A ring of (s, a, r, s', terminated) transitions. s' of a truncated step is the true last
-    observation (not the reset one), and `terminated` is 0 there, so the target bootstraps from it.
+class _TransitionRing:
+    """What both replays keep per transition besides its observations: the action, the reward and
+    `terminated`, in a ring of `capacity` slots (`pos` the next slot, `full` once it wrapped)."""
 
-    Observations are held in their own dtype and shape (`obs_shape` an int for a vector, or (H, W, C)
-    for a frame; MinAtar's are bool): a 10×10×4 bool frame costs 400 bytes, not 1,600 as float32.
-    They become float32 only in a sampled batch, on the training device."""
-
-    def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_shape: tuple[int, ...] = (),
-                 action_dtype: Any = np.int64, obs_dtype: Any = np.float32) -> None:
+    def __init__(self, capacity: int, action_shape: tuple[int, ...], action_dtype: Any) -> None:
         self.capacity = capacity
-        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
-        self.obs = np.zeros((capacity, *shape), obs_dtype)
-        self.next_obs = np.zeros((capacity, *shape), obs_dtype)
         self.actions = np.zeros((capacity, *action_shape), action_dtype)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, np.float32)
@@ -45,6 +37,35 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.capacity if self.full else self.pos
 
+    def _slots(self, n: int) -> slice | np.ndarray:
+        """The next n slots: a slice when the ring does not wrap (the common case), else their indices."""
+        return slice(self.pos, self.pos + n) if self.pos + n <= self.capacity else (self.pos + np.arange(n)) % self.capacity
+
+    def _store(self, idx: slice | np.ndarray, n: int, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """Write the n transitions' action, reward and terminated into `idx` and move the ring on."""
+        self.actions[idx] = actions
+        self.rewards[idx] = rewards
+        self.terminated[idx] = terminated
+        if self.pos + n >= self.capacity:
+            self.full = True
+        self.pos = (self.pos + n) % self.capacity
+
+
+class ReplayBuffer(_TransitionRing):
+    """A ring of (s, a, r, s', terminated) transitions. s' of a truncated step is the true last
+    observation (not the reset one), and `terminated` is 0 there, so the target bootstraps from it.
+
+    Observations are held in their own dtype and shape (`obs_shape` an int for a vector, or (H, W, C)
+    for a frame; MinAtar's are bool): a 10×10×4 bool frame costs 400 bytes, not 1,600 as float32.
+    They become float32 only in a sampled batch, on the training device."""
+
+    def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_shape: tuple[int, ...] = (),
+                 action_dtype: Any = np.int64, obs_dtype: Any = np.float32) -> None:
+        super().__init__(capacity, action_shape, action_dtype)
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.obs = np.zeros((capacity, *shape), obs_dtype)
+        self.next_obs = np.zeros((capacity, *shape), obs_dtype)
+
     @property
     def nbytes(self) -> int:
         """Bytes the buffer holds, all arrays together."""
@@ -53,16 +74,10 @@ class ReplayBuffer:
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray) -> None:
         """Add one vector step (n transitions at once)."""
         n = len(obs)
-        # a slice when the ring does not wrap (the common case): no index array to build
-        idx = slice(self.pos, self.pos + n) if self.pos + n <= self.capacity else (self.pos + np.arange(n)) % self.capacity
+        idx = self._slots(n)
         self.obs[idx] = obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
         self.next_obs[idx] = next_obs
-        self.terminated[idx] = terminated
-        if self.pos + n >= self.capacity:
-            self.full = True
-        self.pos = (self.pos + n) % self.capacity
+        self._store(idx, n, actions, rewards, terminated)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device) -> TransitionBatch:
         return self.gather(rng.integers(0, len(self), batch_size), device)
@@ -91,7 +106,7 @@ class ReplayBuffer:
 
 
 
-class FrameSharingReplayBuffer:
+class FrameSharingReplayBuffer(_TransitionRing):
     """Replay for stacked-frame observations (Atari's 4 × 84×84 uint8) that stores each frame once.
 
     s_t = (f_{t−k+1}, …, f_t) and s' = (f_{t−k+2}, …, f_{t+1}) share k − 1 frames, and s' is the next
@@ -112,24 +127,16 @@ class FrameSharingReplayBuffer:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], stack_axis: int = -1, obs_dtype: Any = np.uint8,
                  action_shape: tuple[int, ...] = (), action_dtype: Any = np.int64) -> None:
+        super().__init__(capacity, action_shape, action_dtype)
         shape = tuple(obs_shape)
-        self.capacity = capacity
         self.obs_shape, self.stack_axis = shape, stack_axis % len(shape)
         self.k = shape[self.stack_axis]
         frame_shape = shape[:self.stack_axis] + shape[self.stack_axis + 1:]
         self.n_frames = capacity + max(capacity // 32, 2 * (self.k + 1))
         self.frames = np.zeros((self.n_frames, *frame_shape), obs_dtype)
         self.frame_ids = np.zeros((capacity, self.k + 1), np.int64)  # frame numbers (ever written), slot = number % n_frames
-        self.actions = np.zeros((capacity, *action_shape), action_dtype)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
-        self.pos = 0
-        self.full = False
         self.frames_written = 0
         self.last_ids: np.ndarray | None = None  # per env copy: the frame numbers of the s' it added last
-
-    def __len__(self) -> int:
-        return self.capacity if self.full else self.pos
 
     @property
     def nbytes(self) -> int:
@@ -166,14 +173,9 @@ class FrameSharingReplayBuffer:
                     ids[i, j] = ids[i, j - 1] if same else self._write(s[i, j])
             ids[i, k] = self._write(s_next[i, -1])
         self.last_ids = ids[:, 1:].copy()
-        idx = (self.pos + np.arange(n)) % self.capacity
+        idx = self._slots(n)
         self.frame_ids[idx] = ids
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.terminated[idx] = terminated
-        if self.pos + n >= self.capacity:
-            self.full = True
-        self.pos = (self.pos + n) % self.capacity
+        self._store(idx, n, actions, rewards, terminated)
 
     def intact(self) -> np.ndarray:
         """Ring positions of the transitions that can be sampled (all of them, unless episodes are very short)."""
