@@ -27,12 +27,11 @@ a core's peak. On an idle core ours was ~0.7x SB3 per update (10.7 vs 15.4 ms: S
 overhead), but load slows the matmuls of both sides alike: 0.84x alone at load 5, ~0.98x in --parallel
 runs at load 6-9 (19-21 ms per update on both sides). Acting, replay, the vector env and the recorder
 cost ours ~0.1 ms per env step (SB3 ~0.2 ms); no other per-step cost is worth removing.
-The schedules differ by whole training phases: ours trains once learning_starts steps are stored and
-evaluates after that step's phase; SB3 trains once more than learning_starts are stored and evaluates
-before the episode's phase. At the same evaluation step ours has run two more phases (TD3: 400 more
-updates, ~10% of a solve). Evaluations come every 5 phases, so over seeds this evens out, but a seed
-whose policy is ready in between costs one side up to 4 phases more: the solved_updates and ms/update
-columns show it, and ms/update is the speed to compare.
+The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
+train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
+that step's phase, so a round at step N has seen exactly as many updates on both sides (before, ours
+trained from step learning_starts and evaluated after the phase: TD3 ran two more phases, 400 updates,
+~10% of a solve, by every round). The solved_updates and ms/update columns show the per-update speed.
 """
 
 from __future__ import annotations

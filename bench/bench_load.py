@@ -86,7 +86,8 @@ def store_bytes(db: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--debug-wal", action="store_true")
+    parser.add_argument("--debug-wal", metavar="FILE", help="write every WAL checkpoint attempt (and, when one "
+                        "fails, who held the WAL's locks while it waited) to FILE")
     args = parser.parse_args()
     seconds = args.minutes * 60
     os.environ["RLTUI_MAX_RUNS"] = "8"
@@ -168,7 +169,9 @@ def main() -> int:
                       f"its end seen at {ended_at.get(run_id, float('nan')):.1f} s")
                 print("  its cancel helper said:\n" + "\n".join("    " + line for line in helpers[-5:]))
         if args.debug_wal:
-            print("\n".join(line for line in log_text.splitlines() if line.startswith("rltui wal"))[-3000:])
+            attempts = sorted(line for line in log_text.splitlines() if line.startswith("rltui wal"))
+            Path(args.debug_wal).write_text("\n".join(attempts) + "\n")
+            print(f"  {len(attempts)} checkpoint attempts, each with its holders when it failed: {args.debug_wal}")
         store.dispose()
     false_crashes = [i for i in ids if before_cancel[i] == "crashed" or final[i] == "crashed"]
     not_ours = log_text.count("no longer ours")

@@ -276,3 +276,20 @@ def test_an_unknown_checkpoint_layout_fails_the_resume_in_one_line(store):
         registry.load_callable(registry.algo_spec("sac").entry)(env, config.algo.model_copy(update={"total_timesteps": 600}),
                                                                 recorder, seed=3, device="cpu")
     recorder.close()
+
+
+def test_off_policy_schedule_is_sb3s_train_after_learning_starts_and_evaluate_before_training(store):
+    """SB3's order, so bench_continuous compares like with like: a training phase closes each rollout of
+    train_freq steps once more than learning_starts are stored (here at steps 150, 200 and 250: not at 100,
+    which is not more than learning_starts), an evaluation due at a step comes before that step's phase,
+    and the last step trains nothing (the run ends with the weights its last round evaluated)."""
+    text = ('[env]\nid = "Pendulum-v1"\nnum_envs = 1\nmax_episode_steps = 50\n[algo]\nid = "td3"\n'
+            "total_timesteps = 300\nlearning_starts = 100\ntrain_freq = 50\ngradient_steps = 50\nbatch_size = 32\n"
+            "eval_every = 100\neval_episodes = 1\nlog_every = 50\nnet_arch = [16, 16]\n")
+    run_id = run_config(store, text)
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        rounds = sorted(s.scalars(select(Episode.index).where(Episode.run_id == run_id, Episode.phase == "eval")))
+        evaluated_at = [step for step, _, _ in metric_series(s, run_id, "eval_return")]
+    assert run.summary["updates"] == 3 * 50
+    assert evaluated_at == [100, 200, 300] and len(rounds) == 3  # no closing round: nothing changed after 300

@@ -4,7 +4,12 @@ The loop (the same shape as DQN's, over the same ReplayBuffer):
 
     act: uniform random actions for the first learning_starts steps, then the algorithm's exploration
          (SAC: a sample of π; TD3: μ(s) + Gaussian noise); store (s, a, r, s', terminated)
-    learn: every train_freq env steps, gradient_steps updates on minibatches from the replay buffer
+    evaluate, when a round is due at this step
+    learn: at the end of every rollout of train_freq env steps once more than learning_starts are
+           stored, gradient_steps updates on minibatches from the replay buffer
+
+That is Stable-Baselines3's order (its EvalCallback runs inside the rollout, training after it), so an
+evaluation at step N has seen exactly the updates SB3's has, and bench_continuous compares like with like.
 
 Actions live in [−1, 1]^d inside the algorithm (what the actors output, what replay stores, what the
 critics see) and are mapped affinely onto the env's [low, high] only when the env is stepped.
@@ -96,7 +101,10 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
 
     evals = EvalSchedule(env, params, seed, act, recorder, counters, dev, policy=agent.policy(), restored=restored)
     total = params.total_timesteps
-    next_train = max(params.learning_starts, counters.global_step)
+    # SB3's schedule: a training phase closes each rollout of train_freq steps once more than learning_starts
+    # steps are stored (the Zoo's TD3 on Pendulum: at 10,200, 10,400, …; SAC: at 101, 102, …)
+    first_train = (params.learning_starts // params.train_freq + 1) * params.train_freq
+    next_train = max(first_train, counters.global_step)
     obs = venv.reset()
     sps = SPS(counters.global_step)
     logged: dict[str, list[torch.Tensor]] = {}
@@ -124,8 +132,10 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
         if finished:
             counters.report_episodes(recorder, finished)
 
-        # --- learn ---------------------------------------------------------------------------------
-        if counters.global_step >= next_train and len(replay) >= params.batch_size:
+        evals.maybe()  # before this step's training phase, as SB3 evaluates
+
+        # --- learn (not after the last step's evaluation: the run ends with the weights it evaluated) ---
+        if next_train <= counters.global_step < total and len(replay) >= params.batch_size:
             next_train = counters.global_step + params.train_freq
             for _ in range(params.gradient_steps):
                 stats = agent.update(replay.sample(params.batch_size, rng, dev), counters.updates)
@@ -138,7 +148,6 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
             logged.clear()
             recorder.log(counters.global_step, learning_rate=params.learning_rate, sps=sps(counters.global_step), **row)
             recorder.progress(counters.global_step / total)
-        evals.maybe()
         if counters.checkpoint_due(params.checkpoint_every):
             checkpoint()
 

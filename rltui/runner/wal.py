@@ -80,6 +80,7 @@ def keep_wal_small(store: Any) -> None:
     if turn is None:
         return  # another process of this store is trying, or just tried
     urgent = size > WAL_URGENT
+    watch = _LockWatch(path) if os.environ.get("RLTUI_DEBUG_WAL") else None
     try:
         started = time.monotonic()
         if urgent:
@@ -91,9 +92,62 @@ def keep_wal_small(store: Any) -> None:
         if urgent:
             _set_quiet(path, False)
         os.close(turn)
-    if os.environ.get("RLTUI_DEBUG_WAL"):
-        print(f"rltui wal: {size / 2**20:.0f} MB, checkpoint {result} in {time.monotonic() - started:.2f} s, "
-              f"now {wal_size(path) / 2**20:.0f} MB", flush=True)
+    if watch is not None:
+        held = watch.stop()
+        held = held if result is None or result[0] else ""
+        print(f"rltui wal: {time.time():.1f} pid {os.getpid()} {size / 2**20:.0f} MB, checkpoint {result} in {time.monotonic() - started:.2f} s, "
+              f"now {wal_size(path) / 2**20:.0f} MB{held}", flush=True)
+
+
+class _LockWatch:
+    """RLTUI_DEBUG_WAL only: who holds the WAL's write lock or a read mark while a checkpoint waits.
+
+    SQLite's unix VFS takes them as POSIX locks on bytes of the -shm file (120: the write lock,
+    123 + i: read mark i), which /proc/locks lists with the holder's pid."""
+
+    NAMES = {120: "write", 121: "ckpt", 122: "recover", 123: "read0", 124: "read1", 125: "read2", 126: "read3", 127: "read4"}
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        try:
+            self.inode = f":{os.stat(f'{os.fspath(path)}-shm').st_ino} "
+        except OSError:
+            self.inode = None
+        self.seen: dict[tuple[int, str], int] = {}  # (pid, lock) -> samples held
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while self.inode and not self.done.wait(0.02):
+            try:
+                lines = open("/proc/locks").read().splitlines()
+            except OSError:
+                return
+            for line in lines:
+                if self.inode not in line + " ":
+                    continue
+                parts = line.split()
+                if parts[1] == "->":  # a waiter
+                    continue
+                pid, start, end = int(parts[4]), int(parts[6]), parts[7]
+                last = 127 if end == "EOF" else int(end)
+                for byte in range(start, last + 1):
+                    name = self.NAMES.get(byte)
+                    if name and pid != me and name not in ("read0",):
+                        self.seen[(pid, name)] = self.seen.get((pid, name), 0) + 1
+
+    def stop(self) -> str:
+        self.done.set()
+        self.thread.join()
+        out = []
+        for (pid, name), n in sorted(self.seen.items(), key=lambda kv: -kv[1]):
+            try:
+                cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()[-60:]
+            except OSError:
+                cmd = "gone"
+            out.append(f"{pid}:{name}x{n}({cmd})")
+        return "; held: " + ", ".join(out[:8]) if out else "; held: nothing seen"
 
 
 def _take_turn(path: os.PathLike | str) -> int | None:
