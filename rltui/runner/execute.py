@@ -22,9 +22,10 @@ from rltui.config import RunConfig, validate_config
 from rltui.recorder import RecordPolicy, StoreRecorder, utcnow
 from rltui.runner.devices import resolve_device, seed_everything, versions
 from rltui.runner.hosts import host_id, process_start
-from rltui.runner.wal import hold_back as wal_hold_back, keep_wal_small
+from rltui.runner.wal import keep_wal_small
 from rltui.runner.sysmetrics import log_sample
 from rltui.store.engine import Store
+from rltui.store.quiet import held_back
 from rltui.store.sql import BoundedWrites, Json, WriteLockBusy, as_json
 from rltui.store.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 
@@ -114,7 +115,7 @@ def worker_writes(store: Store, run_id: int) -> BoundedWrites:
 
     path = store.path
     return BoundedWrites(store.sql, say=say, say_after=BUSY_SAY_AFTER,
-                         hold_back=(lambda: wal_hold_back(path)) if path is not None else None)
+                         hold_back=(lambda: held_back(path)) if path is not None else None)
 
 
 class RunRecorder(StoreRecorder):

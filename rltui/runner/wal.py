@@ -12,11 +12,10 @@ While a TRUNCATE checkpoint waits for readers it holds writers back, so only one
 store tries at a time, and GAP_S apart (a lock file in the store's log folder): a writer waits for
 at most one attempt (its own waits are bounded too: runner/execute.py).
 
-Past WAL_URGENT the checkpoint also asks the store's workers to keep off for that attempt (a quiet
-file's fresh mtime; `hold_back`): with eight writers queued for the lock all the time, SQLite's
-busy handler, which polls rather than queues, would otherwise rarely hand it to the checkpoint
-(the WAL reached 456 MB in 5 minutes of bench_load). A quiet file older than QUIET_S is ignored,
-so a checkpoint that died half way holds nobody back.
+Past WAL_URGENT the checkpoint also asks the store's workers to keep off for that attempt
+(store/quiet.py): with eight writers queued for the lock all the time, SQLite's busy handler, which
+polls rather than queues, would otherwise rarely hand it to the checkpoint (the WAL reached 456 MB in
+5 minutes of bench_load).
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ import threading
 import time
 from typing import Any
 
+from rltui.store import quiet
+
 WAL_LIMIT = 16 * 1024 * 1024  # bytes: past this a worker truncates the log
 WAL_URGENT = 48 * 1024 * 1024  # past this it waits longer for the readers
 CHECK_EVERY = 0.5  # seconds between looks, per process
@@ -36,7 +37,6 @@ WAL_CRITICAL = 96 * 1024 * 1024  # past this it waits longer still: readers star
 CHECKPOINT_WAIT_MS = 250
 URGENT_WAIT_MS = 1000
 CRITICAL_WAIT_MS = 3000
-QUIET_S = 4.0  # seconds a quiet request holds writers back at most (longer than the longest wait)
 
 _last_look = 0.0
 _lock = threading.Lock()
@@ -84,13 +84,13 @@ def keep_wal_small(store: Any) -> None:
     try:
         started = time.monotonic()
         if urgent:
-            _set_quiet(path, True)
+            quiet.ask(path, quiet.CHECKPOINT, True)
         wait_ms = CHECKPOINT_WAIT_MS if not urgent else URGENT_WAIT_MS if size <= WAL_CRITICAL else CRITICAL_WAIT_MS
         result = checkpoint(path, wait_ms=wait_ms)
         os.utime(turn)
     finally:
         if urgent:
-            _set_quiet(path, False)
+            quiet.ask(path, quiet.CHECKPOINT, False)
         os.close(turn)
     if watch is not None:
         held = watch.stop()
@@ -166,32 +166,3 @@ def _take_turn(path: os.PathLike | str) -> int | None:
         pass
     os.close(fd)
     return None
-
-
-
-def _quiet_path(path: os.PathLike | str) -> str:
-    return os.path.join(f"{os.fspath(path)}-logs", "wal-checkpoint.quiet")
-
-
-def _set_quiet(path: os.PathLike | str, on: bool) -> None:
-    """Ask the store's workers to keep off (on) or let them go (off): the quiet file's mtime."""
-    quiet = _quiet_path(path)
-    try:
-        if on:
-            with open(quiet, "a"):
-                pass
-            os.utime(quiet)
-        else:
-            os.utime(quiet, (0, 0))
-    except OSError:
-        pass  # a folder we cannot write: the checkpoint simply competes for the lock
-
-
-def hold_back(path: os.PathLike | str | None) -> bool:
-    """Whether a checkpoint of this store's WAL asks writers to keep off right now."""
-    if path is None:
-        return False
-    try:
-        return time.time() - os.stat(_quiet_path(path)).st_mtime < QUIET_S
-    except OSError:
-        return False

@@ -13,13 +13,14 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qsl
 
 from typing import TYPE_CHECKING, Any
 
+from rltui.store import quiet
 from rltui.store.faults import DAMAGED, READ_ONLY, StoreError, StoreFault, describe
 from rltui.store.migrate import SCHEMA_HEAD, SchemaState, read_schema_state, upgrade_to_head
 from rltui.store.sql import AlchemyDatabase, SQLiteDatabase, sqlite_uri, tune_sqlite_connection
@@ -303,9 +304,13 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction that holds the write lock from its first statement; commits on exit."""
+        """A write transaction that holds the write lock from its first statement; commits on exit.
+        Someone waits for it (a cancel, a resume, a note): on SQLite the store's workers are asked to
+        keep off meanwhile (store/quiet.py), so it does not wait its turn behind them."""
         self.refuse_writes()
-        with self._sessionmakers()[2]() as session, session.begin():
+        path = self.path
+        with quiet.keep_off(path, quiet.PERSON) if path is not None else nullcontext(), \
+                self._sessionmakers()[2]() as session, session.begin():
             yield session
 
     def write_connection(self):  # noqa: ANN201

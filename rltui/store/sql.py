@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
+from rltui.store import quiet
 from rltui.store.faults import READ_ONLY, StoreFault, describe
 
 # Every connection runs with these (see README, "The experiment store"); engine.py applies the same.
@@ -42,6 +43,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_size_limit=67108864",
 )
 SQLITE_TIMEOUT = 15.0
+RENEW_MS = 1000  # a write someone waits for renews its request that workers keep off this often
 
 
 class Json:
@@ -386,17 +388,9 @@ class SQLiteDatabase:
         tx = SQLiteTx(conn)
         try:
             if busy_ms is not None:
-                tx.cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-                try:
-                    tx.cursor.execute(begin)
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                        raise
-                    busy = WriteLockBusy(f"{self.path} is busy: its write lock stayed taken for {busy_ms} ms")
-                    busy.sqlite_errorcode, busy.sqlite_errorname = exc.sqlite_errorcode, exc.sqlite_errorname
-                    raise busy from exc
-                finally:
-                    tx.cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT * 1000)}")
+                self._begin_within(tx, begin, busy_ms)
+            elif begin == "BEGIN IMMEDIATE":
+                self._begin_ahead_of_workers(tx)
             else:
                 tx.cursor.execute(begin)
             try:
@@ -412,6 +406,41 @@ class SQLiteDatabase:
                 self._checkin(conn)
             else:  # a failed BEGIN, COMMIT or ROLLBACK
                 conn.close()
+
+    def _begin_within(self, tx: SQLiteTx, begin: str, busy_ms: int) -> None:
+        tx.cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        try:
+            tx.cursor.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            busy = WriteLockBusy(f"{self.path} is busy: its write lock stayed taken for {busy_ms} ms")
+            busy.sqlite_errorcode, busy.sqlite_errorname = exc.sqlite_errorcode, exc.sqlite_errorname
+            raise busy from exc
+        finally:
+            tx.cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT * 1000)}")
+
+    def _begin_ahead_of_workers(self, tx: SQLiteTx) -> None:
+        """BEGIN IMMEDIATE for a write someone waits for (a cancel, a new run, a note): if the lock is
+        taken, the store's workers are asked to keep off while this waits (store/quiet.py), so it goes
+        next instead of whenever SQLite's polling busy handler finds the lock free. It still waits the
+        store's busy timeout at most, then fails as "database is locked"."""
+        try:
+            self._begin_within(tx, "BEGIN IMMEDIATE", 0)
+            return
+        except WriteLockBusy:
+            pass
+        deadline = time.monotonic() + SQLITE_TIMEOUT
+        with quiet.keep_off(self.path, quiet.PERSON) as renew:
+            while True:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                try:
+                    self._begin_within(tx, "BEGIN IMMEDIATE", max(1, min(left_ms, RENEW_MS)))
+                    return
+                except WriteLockBusy as busy:
+                    if left_ms <= RENEW_MS:
+                        raise busy.__cause__ from None  # SQLite's own "database is locked"
+                    renew()
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop (never close) the parent's connections."""
