@@ -164,31 +164,118 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+_RETURNS_SUMS = (
+    # A thinned row stands for bucket_size episodes (rltui/store/thinning.py).
+    "max(id) AS last_id, max(coalesce(return_max, \"return\")) AS best, sum(coalesce(bucket_size, 1)) AS n, "
+    "max(step) AS steps, sum(coalesce(length_mean * bucket_size, length)) AS length_sum"
+)
+
+
 def run_returns(tx: Tx, ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
     """Per run: last and best training return, episode count and steps (max global step).
 
-    One grouped read over the episodes index; `ids` limits it to the runs being refreshed.
+    One grouped read over the episodes index; `ids` limits it to the runs being refreshed. It reads
+    every episode row of those runs: a lab polling live runs keeps a ReturnsReader instead.
     """
+    return {run_id: sums.row() for run_id, sums in _read_sums(tx, ids).items() if sums is not None}
+
+
+class _Sums:
+    __slots__ = ("last_id", "last_return", "best", "n", "steps", "length_sum")
+
+    def __init__(self, last_id: int, last_return: Any, best: Any, n: int, steps: Any, length_sum: Any) -> None:
+        self.last_id, self.last_return, self.best, self.n = last_id, last_return, best, int(n or 0)
+        self.steps, self.length_sum = steps, length_sum
+
+    def add(self, newer: "_Sums") -> None:
+        """Fold in the sums of rows added since (all with larger ids)."""
+        self.last_id, self.last_return, self.n = newer.last_id, newer.last_return, self.n + newer.n
+        self.best = _max(self.best, newer.best)
+        self.steps = _max(self.steps, newer.steps)
+        self.length_sum = None if self.length_sum is None and newer.length_sum is None else \
+            (self.length_sum or 0) + (newer.length_sum or 0)
+
+    def row(self) -> dict[str, Any]:
+        steps = self.steps if self.steps is not None else (None if self.length_sum is None else round(self.length_sum))
+        return {"last_return": self.last_return, "best_return": self.best, "episodes": self.n, "steps": steps}
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _read_sums(tx: Tx, ids: list[int] | None, after: dict[int, int] | None = None) -> dict[int, _Sums | None]:
+    """The sums over each run's training episodes (a run with none is absent); with `after` ({run id:
+    episode id}), only over its rows with larger ids, and None for a run with a thinned (bucket) row
+    among them (its sums must be read whole: that bucket absorbed rows already summed)."""
     where, params = "phase = 'train'", {}
     if ids is not None:
         if not ids:
             return {}
         placeholders, params = _in_list("run", ids)
         where += f" AND run_id IN {placeholders}"
-    sql = (
-        "SELECT agg.run_id, e.\"return\", agg.best, agg.n, agg.steps, agg.length_sum FROM "
-        # A thinned row stands for bucket_size episodes (rltui/store/thinning.py).
-        "(SELECT run_id, max(id) AS last_id, max(coalesce(return_max, \"return\")) AS best, "
-        "sum(coalesce(bucket_size, 1)) AS n, max(step) AS steps, "
-        "sum(coalesce(length_mean * bucket_size, length)) AS length_sum "
-        f"FROM episodes WHERE {where} GROUP BY run_id) AS agg "
-        "JOIN episodes AS e ON e.id = agg.last_id"
-    )
-    return {
-        run_id: {"last_return": last, "best_return": best, "episodes": n,
-                 "steps": steps if steps is not None else (None if length_sum is None else round(length_sum))}
-        for run_id, last, best, n, steps, length_sum in tx.all(sql, **params)
-    }
+    buckets, run, group = "", "run_id", "run_id"
+    if after is not None:
+        # `+run_id` (an expression, not the column) keeps SQLite off the (run, phase, index) index,
+        # whose every entry of these runs it would walk for the filter or the grouping: the id range
+        # (the primary key) holds only the rows added since the last look. GROUP BY 1 is that expression.
+        where = where.replace("run_id IN", "+run_id IN")
+        run, group = "+run_id AS run_id", "1"
+        cases = " ".join(f"WHEN :run{i} THEN :after{i}" for i in range(len(ids or [])))
+        where += f" AND id > :after_min AND id > (CASE run_id {cases} END)"
+        params.update({f"after{i}": after[run_id] for i, run_id in enumerate(ids or [])},
+                      after_min=min(after.values()))
+        buckets = ", max(CASE WHEN bucket_size IS NULL THEN 0 ELSE 1 END)"
+    sql = (f"SELECT agg.*, e.\"return\" FROM (SELECT {run}, {_RETURNS_SUMS}{buckets} "
+           f"FROM episodes WHERE {where} GROUP BY {group}) AS agg JOIN episodes AS e ON e.id = agg.last_id")
+    out: dict[int, _Sums | None] = {}
+    for row in tx.all(sql, **params):
+        run_id, last_id, best, n, steps, length_sum = row[:6]
+        out[run_id] = None if after is not None and row[6] else _Sums(last_id, row[-1], best, n, steps, length_sum)
+    return out
+
+
+class ReturnsReader:
+    """run_returns for a lab polling live runs: after the first read of a run, each look reads only
+    the episode rows added since (a range of the primary key), not all of them again.
+
+    That holds because episode rows are only ever appended, and thinning merges old rows into the
+    last row of each bucket, keeping the count (bucket_size), the best (return_max) and the length
+    sum: sums read before stay right. A run is read whole again when a bucket row turns up among its
+    new rows (it absorbed rows summed before), or when its last row seen is gone (a resume deleted
+    the episodes after its checkpoint, or thinning merged that row away). Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._known: dict[int, _Sums] = {}
+        self._lock = threading.Lock()
+
+    def read(self, tx: Tx, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        with self._lock:  # one look at a time: two would fold the same new rows in twice
+            return self._read(tx, ids)
+
+    def _read(self, tx: Tx, ids: list[int]) -> dict[int, dict[str, Any]]:
+        known = {i: self._known[i] for i in ids if i in self._known}
+        if known:
+            placeholders, params = _in_list("e", [s.last_id for s in known.values()])
+            present = {r[0] for r in tx.all(f"SELECT id FROM episodes WHERE id IN {placeholders}", **params)}
+            known = {i: s for i, s in known.items() if s.last_id in present}
+        newer = _read_sums(tx, list(known), after={i: s.last_id for i, s in known.items()}) if known else {}
+        whole = [i for i in ids if i not in known or (i in newer and newer[i] is None)]
+        fresh = _read_sums(tx, whole) if whole else {}
+        for run_id, sums in known.items():
+            if newer.get(run_id) is not None:
+                sums.add(newer[run_id])
+        for run_id in whole:
+            if fresh.get(run_id) is not None:
+                self._known[run_id] = fresh[run_id]
+            else:
+                self._known.pop(run_id, None)  # no training episode yet
+        return {i: self._known[i].row() for i in ids if i in self._known}
 
 
 def runs_fingerprint(tx: Tx) -> tuple[int, int]:

@@ -47,6 +47,7 @@ class RlTuiApp(App):
                  poll_interval: float = 1.0) -> None:
         super().__init__()
         self._store = store
+        self._returns: Any = None  # runs_table.ReturnsReader, made on first use (the store's modules load late)
         self._store_lock = threading.Lock()
         self.db = db
         self.store_error: Exception | None = None  # why the store could not be opened; run_app raises it
@@ -56,6 +57,15 @@ class RlTuiApp(App):
         for theme in lab_themes():
             self.register_theme(theme)
         self.theme = "rltui-dark"
+
+    @property
+    def returns(self) -> Any:
+        """The runs' last/best returns and episode counts, read incrementally by every screen's poll."""
+        if self._returns is None:
+            from rltui.store.runs_table import ReturnsReader
+
+            self._returns = ReturnsReader()
+        return self._returns
 
     @property
     def store(self) -> Store:

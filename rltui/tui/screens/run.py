@@ -30,7 +30,6 @@ from rltui.store.queries import (
     metric_downsampled,
     metric_keys,
     metric_last_step,
-    run_returns,
     run_rows,
     run_status_note,
 )
@@ -286,7 +285,7 @@ class RunScreen(LabScreen):
             if not rows:
                 return
             row = rows[0]
-            row.update(run_returns(tx, [self.run_id]).get(self.run_id, {}))
+            row.update(self.lab.returns.read(tx, [self.run_id]).get(self.run_id, {}))
         with store.read() as session:
             new_returns = episode_returns(session, self.run_id, self.last_episode_id)
             new_episodes = episode_rows(session, self.run_id, self.episode_list_last)

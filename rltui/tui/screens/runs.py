@@ -175,13 +175,13 @@ class RunsScreen(LabScreen):
     @work(thread=True, exclusive=True, group="runs-read")
     def load_first_page(self) -> None:
         """Open the store, then the newest screenful, so rows paint at once however many runs there are."""
-        from rltui.store.runs_table import run_returns, run_rows
+        from rltui.store.runs_table import run_rows
 
         try:
             store = self.lab.store
             with store.sql.read() as tx:  # plain SQL: the first rows need no SQLAlchemy
                 rows = run_rows(tx, limit=PAGE)
-                returns = run_returns(tx, [r["id"] for r in rows])
+                returns = self.lab.returns.read(tx, [r["id"] for r in rows])
         except Exception as exc:  # noqa: BLE001 — StoreError, a damaged file, a missing driver: the app
             self.post(self.lab.fail_to_open, exc)  # leaves, and the CLI prints why in one line
             return
@@ -208,7 +208,7 @@ class RunsScreen(LabScreen):
         Turning rows into Python objects holds the GIL; between chunks this thread sleeps so the UI
         thread runs, and the screen stays responsive while tens of thousands of runs load.
         """
-        from rltui.store.runs_table import run_returns, run_rows
+        from rltui.store.runs_table import run_rows
 
         worker = get_current_worker()
         rows: list[dict[str, Any]] = []
@@ -219,7 +219,7 @@ class RunsScreen(LabScreen):
                 chunk = run_rows(tx, limit=LOAD_CHUNK, before_id=before)
                 if chunk:
                     rows += chunk
-                    returns.update(run_returns(tx, [r["id"] for r in chunk]))
+                    returns.update(self.lab.returns.read(tx, [r["id"] for r in chunk]))
                 if len(chunk) < LOAD_CHUNK:
                     break
                 before = chunk[-1]["id"]
@@ -229,7 +229,7 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll_worker(self, after_id: int, live_ids: list[int], known: int, liveness: bool) -> None:
-        from rltui.store.runs_table import run_returns, run_rows, runs_fingerprint
+        from rltui.store.runs_table import run_rows, runs_fingerprint
 
         store = self.lab.store
         queue = launching.liveness(store) if liveness else None
@@ -238,7 +238,7 @@ class RunsScreen(LabScreen):
             new = run_rows(tx, after_id=after_id) if max_id > after_id else []
             live = run_rows(tx, ids=live_ids) if live_ids else []
             ids = [r["id"] for r in new + live]
-            returns = run_returns(tx, ids) if ids else {}
+            returns = self.lab.returns.read(tx, ids)  # only the episodes added since the last look
         self.post(self._apply_poll, new, live, returns, count, queue)
 
     def poll(self) -> None:
