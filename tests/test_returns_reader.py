@@ -103,3 +103,22 @@ def test_an_incremental_look_reads_only_the_new_rows(store):
     finally:
         conn.close()
     assert "INTEGER PRIMARY KEY (rowid>?)" in plan or "rowid>" in plan.replace(" ", ""), plan
+
+
+def test_metric_keys_seeks_each_name_and_finds_what_distinct_finds(any_store):
+    """The run screen's metric names come from a skip scan of the (run, key, step) index (one seek a
+    name): the same names in the same order as SELECT DISTINCT, on SQLite and on PostgreSQL."""
+    from rltui.store.queries import metric_keys
+
+    store = any_store
+    runs = _two_runs(store)
+    rec = StoreRecorder(store, runs[0], RecordPolicy(), flush_every=1e9, max_pending=10**9)
+    names = ["loss", "sys/rss_mb", "eval_return", "Z", "a b", "ünïcode", "loss_2"]
+    for step in range(40):
+        rec.log(step, **{name: float(step) for name in names[: 1 + step % len(names)]})
+    rec.flush()
+    with store.sql.read() as tx:
+        distinct = [r[0] for r in tx.all("SELECT DISTINCT key FROM metrics WHERE run_id = :r ORDER BY key", r=runs[0])]
+    with store.read() as session:
+        assert metric_keys(session, runs[0]) == distinct and sorted(distinct) == sorted(names)
+        assert metric_keys(session, runs[1]) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from rltui.store.models import Artifact, Episode, Metric, Run, Step
@@ -50,8 +50,19 @@ def artifact_series(session: Session, run_id: int, name: str) -> list[tuple[int 
     return [(r.step, decode_artifact(r.kind, r.data)) for r in rows]
 
 
+# A skip scan of the (run, key, step) index: one seek per key, where DISTINCT walks every row of the run
+# (0.17 s for 3 million points on an idle core; the run screen polls it, holding a WAL snapshot).
+_METRIC_KEYS = text(
+    "WITH RECURSIVE k(key) AS ("
+    " SELECT min(key) FROM metrics WHERE run_id = :run"
+    " UNION ALL SELECT (SELECT min(key) FROM metrics WHERE run_id = :run AND key > k.key) FROM k WHERE k.key IS NOT NULL"
+    ") SELECT key FROM k WHERE key IS NOT NULL"
+)
+
+
 def metric_keys(session: Session, run_id: int) -> list[str]:
-    return list(session.scalars(select(Metric.key).where(Metric.run_id == run_id).distinct().order_by(Metric.key)))
+    """The run's metric names, sorted."""
+    return list(session.scalars(_METRIC_KEYS, {"run": run_id}))
 
 
 def metric_series(
