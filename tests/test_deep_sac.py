@@ -282,10 +282,11 @@ def test_off_policy_schedule_is_sb3s_train_after_learning_starts_and_evaluate_be
     """SB3's order, so bench_continuous compares like with like: a training phase closes each rollout of
     train_freq steps once more than learning_starts are stored (here at steps 150, 200 and 250: not at 100,
     which is not more than learning_starts), an evaluation due at a step comes before that step's phase,
-    and the last step trains nothing (the run ends with the weights its last round evaluated)."""
+    the last step trains nothing (the run ends with the weights its last round evaluated), and a phase
+    trains on what is stored even when that is fewer than batch_size transitions (drawn with replacement)."""
     text = ('[env]\nid = "Pendulum-v1"\nnum_envs = 1\nmax_episode_steps = 50\n[algo]\nid = "td3"\n'
-            "total_timesteps = 300\nlearning_starts = 100\ntrain_freq = 50\ngradient_steps = 50\nbatch_size = 32\n"
-            "eval_every = 100\neval_episodes = 1\nlog_every = 50\nnet_arch = [16, 16]\n")
+            "total_timesteps = 300\nlearning_starts = 100\ntrain_freq = 50\ngradient_steps = 50\nbatch_size = 256\n"
+            "eval_every = 100\neval_episodes = 1\nlog_every = 50\nnet_arch = [16, 16]\nfinal_policy = \"last\"\n")
     run_id = run_config(store, text)
     with store.read() as s:
         run = s.get(Run, run_id)

@@ -6,7 +6,7 @@ The loop (the same shape as DQN's, over the same ReplayBuffer):
          (SAC: a sample of π; TD3: μ(s) + Gaussian noise); store (s, a, r, s', terminated)
     evaluate, when a round is due at this step
     learn: at the end of every rollout of train_freq env steps once more than learning_starts are
-           stored, gradient_steps updates on minibatches from the replay buffer
+           stored, gradient_steps updates on minibatches drawn (with replacement) from the replay buffer
 
 That is Stable-Baselines3's order (its EvalCallback runs inside the rollout, training after it), so an
 evaluation at step N has seen exactly the updates SB3's has, and bench_continuous compares like with like.
@@ -135,7 +135,9 @@ def train_off_policy(env: Any, params: Any, recorder: Recorder, seed: int, dev: 
         evals.maybe()  # before this step's training phase, as SB3 evaluates
 
         # --- learn (not after the last step's evaluation: the run ends with the weights it evaluated) ---
-        if next_train <= counters.global_step < total and len(replay) >= params.batch_size:
+        # A minibatch is drawn with replacement from what is stored, even fewer than batch_size
+        # transitions (SAC's first phases: learning_starts 100 < batch 256), as SB3's buffer does.
+        if next_train <= counters.global_step < total:
             next_train = counters.global_step + params.train_freq
             for _ in range(params.gradient_steps):
                 stats = agent.update(replay.sample(params.batch_size, rng, dev), counters.updates)
