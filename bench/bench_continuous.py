@@ -29,7 +29,8 @@ runs at load 6-9 (19-21 ms per update on both sides). Acting, replay, the vector
 cost ours ~0.1 ms per env step (SB3 ~0.2 ms); no other per-step cost is worth removing.
 The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
 train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
-that step's phase, so a round at step N has seen exactly as many updates on both sides (before, ours
+that step's phase, minibatches are drawn with replacement even from fewer than batch_size transitions
+(SAC's first phases), so a round at step N has seen exactly as many updates on both sides (before, ours
 trained from step learning_starts and evaluated after the phase: TD3 ran two more phases, 400 updates,
 ~10% of a solve, by every round). The solved_updates and ms/update columns show the per-update speed.
 """
