@@ -779,3 +779,30 @@ async def test_live_table_rerenders_only_the_row_that_changed():
         await pilot.pause()
         assert "a-much-longer-name" in line(4)
         assert len({r for r, _ in rendered}) > 1
+
+
+async def test_the_full_load_reads_chunks_in_transactions_of_their_own(live_store, monkeypatch):
+    """Every run arrives, a few at a time, each chunk in its own read transaction (no WAL snapshot held
+    across the pauses between chunks), with each run's returns."""
+    from rltui.store import sql
+    from rltui.tui.screens import runs
+
+    monkeypatch.setattr(runs, "LOAD_CHUNK", 2)
+    ids = live_store.demo_ids
+    with live_store.sql.read() as tx:
+        total = tx.first("SELECT count(*) FROM runs")[0]
+    assert total > 4
+    begun = []
+    original = sql.SQLiteDatabase.read
+
+    def counting_read(self):
+        begun.append(1)
+        return original(self)
+
+    monkeypatch.setattr(sql.SQLiteDatabase, "read", counting_read)
+    app = make_app(live_store, poll_interval=60)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: len(app.screen.rows) == total)
+        assert app.screen.rows[ids["live"]]["episodes"] == 20
+    assert len(begun) >= 1 + (total + 1) // 2, (len(begun), total)  # the first page, then a transaction per chunk of two

@@ -203,27 +203,30 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="runs-read")
     def load_all(self) -> None:
-        """Every run, read newest first a chunk at a time in one read transaction.
+        """Every run, read newest first a chunk at a time, each chunk in a read transaction of its own.
 
         Turning rows into Python objects holds the GIL; between chunks this thread sleeps so the UI
-        thread runs, and the screen stays responsive while tens of thousands of runs load.
+        thread runs, and the screen stays responsive while tens of thousands of runs load. No snapshot
+        is held across the pauses (a WAL checkpoint could not restart the log meanwhile); what changes
+        between chunks the polls catch: a run created since has a larger id than any read, a deleted
+        one changes the count (everything is read again), a live one is polled by id.
         """
         from rltui.store.runs_table import run_rows
 
         worker = get_current_worker()
         rows: list[dict[str, Any]] = []
         returns: dict[int, dict[str, Any]] = {}
-        with self.lab.store.sql.read() as tx:
-            before = None
-            while not worker.is_cancelled:
+        before = None
+        while not worker.is_cancelled:
+            with self.lab.store.sql.read() as tx:
                 chunk = run_rows(tx, limit=LOAD_CHUNK, before_id=before)
                 if chunk:
-                    rows += chunk
                     returns.update(self.lab.returns.read(tx, [r["id"] for r in chunk]))
-                if len(chunk) < LOAD_CHUNK:
-                    break
-                before = chunk[-1]["id"]
-                time.sleep(LOAD_PAUSE)
+            rows += chunk
+            if len(chunk) < LOAD_CHUNK:
+                break
+            before = chunk[-1]["id"]
+            time.sleep(LOAD_PAUSE)
         if not worker.is_cancelled:
             self.post(self._apply_full, rows, returns)
 
