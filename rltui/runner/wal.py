@@ -103,9 +103,10 @@ class _LockWatch:
     """RLTUI_DEBUG_WAL only: who holds the WAL's write lock or a read mark while a checkpoint waits.
 
     SQLite's unix VFS takes them as POSIX locks on bytes of the -shm file (120: the write lock,
-    123 + i: read mark i), which /proc/locks lists with the holder's pid."""
+    123 + i: read mark i), which /proc/locks lists with the holder's pid. Read mark 0 (a reader of the
+    database file alone) never holds a checkpoint up, so it is not listed."""
 
-    NAMES = {120: "write", 121: "ckpt", 122: "recover", 123: "read0", 124: "read1", 125: "read2", 126: "read3", 127: "read4"}
+    NAMES = {120: "write", 121: "ckpt", 122: "recover", 124: "read1", 125: "read2", 126: "read3", 127: "read4"}
 
     def __init__(self, path: os.PathLike | str) -> None:
         try:
@@ -134,7 +135,7 @@ class _LockWatch:
                 last = 127 if end == "EOF" else int(end)
                 for byte in range(start, last + 1):
                     name = self.NAMES.get(byte)
-                    if name and pid != me and name not in ("read0",):
+                    if name and pid != me:
                         self.seen[(pid, name)] = self.seen.get((pid, name), 0) + 1
 
     def stop(self) -> str:

@@ -7,9 +7,9 @@ statements run on SQLite's own driver or, for other backends, through SQLAlchemy
 
 from __future__ import annotations
 
-from typing import Any
-
+import threading
 from datetime import datetime, timezone
+from typing import Any
 
 from rltui.store.sql import Tx, as_datetime, as_json
 from rltui.store.status import QUEUED, RUNNING, status_note
@@ -221,10 +221,10 @@ def _read_sums(tx: Tx, ids: list[int] | None, after: dict[int, int] | None = Non
         # (the primary key) holds only the rows added since the last look. GROUP BY 1 is that expression.
         where = where.replace("run_id IN", "+run_id IN")
         run, group = "+run_id AS run_id", "1"
-        cases = " ".join(f"WHEN :run{i} THEN :after{i}" for i in range(len(ids or [])))
+        assert ids is not None  # the runs whose rows since `after` are summed
+        cases = " ".join(f"WHEN :run{i} THEN :after{i}" for i in range(len(ids)))
         where += f" AND id > :after_min AND id > (CASE run_id {cases} END)"
-        params.update({f"after{i}": after[run_id] for i, run_id in enumerate(ids or [])},
-                      after_min=min(after.values()))
+        params.update({f"after{i}": after[run_id] for i, run_id in enumerate(ids)}, after_min=min(after.values()))
         buckets = ", max(CASE WHEN bucket_size IS NULL THEN 0 ELSE 1 END)"
     sql = (f"SELECT agg.*, e.\"return\" FROM (SELECT {run}, {_RETURNS_SUMS}{buckets} "
            f"FROM episodes WHERE {where} GROUP BY {group}) AS agg JOIN episodes AS e ON e.id = agg.last_id")
@@ -247,8 +247,6 @@ class ReturnsReader:
     """
 
     def __init__(self) -> None:
-        import threading
-
         self._known: dict[int, _Sums] = {}
         self._lock = threading.Lock()
 

@@ -203,13 +203,13 @@ class BoundedWrites:
     for `say_after` seconds, says so once through `say` (the run's log), and again when it is over.
     `wait_ms=None`: one try with the store's busy timeout, as any other writer (not a worker's).
     While `hold_back()` is true a bounded try waits (within its wait_ms) before it asks for the lock,
-    as if the lock were taken: a WAL checkpoint gets the store to itself for a moment.
+    as if the lock were taken: a WAL checkpoint, or a write someone waits for, goes first (store/quiet.py).
     """
 
     def __init__(self, db: "SQLiteDatabase | AlchemyDatabase", say: Callable[[str], None] | None = None,
                  say_after: float = 10.0, hold_back: Callable[[], bool] | None = None) -> None:
         self.db, self.say, self.say_after = db, say, say_after
-        self.hold_back = hold_back  # True while another process asks writers to keep off (a WAL checkpoint)
+        self.hold_back = hold_back  # True while another writer asks workers to keep off (store/quiet.py)
         self.busy_since: float | None = None  # when the lock was first found taken, nothing written since
         self.waited_s = 0.0  # all the time spent waiting for the lock, summed
         self._said = False
@@ -221,7 +221,7 @@ class BoundedWrites:
             while self.hold_back():
                 if time.monotonic() - started >= wait_ms / 1000:
                     self.note_busy(time.monotonic() - started, doing)
-                    raise WriteLockBusy("writers are held back while the store's WAL is checkpointed")
+                    raise WriteLockBusy("workers are held back: a WAL checkpoint or a write someone waits for goes first")
                 time.sleep(0.02)
             wait_ms = max(1, wait_ms - int((time.monotonic() - started) * 1000))
         try:
@@ -421,8 +421,9 @@ class SQLiteDatabase:
             tx.cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT * 1000)}")
 
     def _begin_ahead_of_workers(self, tx: SQLiteTx) -> None:
-        """BEGIN IMMEDIATE for a write someone waits for (a cancel, a new run, a note): if the lock is
-        taken, the store's workers are asked to keep off while this waits (store/quiet.py), so it goes
+        """BEGIN IMMEDIATE for a write without a bound, the kind someone waits for (a cancel, a new run,
+        a note; a worker's own writes are bounded, BoundedWrites): if the lock is taken, the store's
+        workers are asked to keep off while this waits (store/quiet.py), so it goes
         next instead of whenever SQLite's polling busy handler finds the lock free. It still waits the
         store's busy timeout at most, then fails as "database is locked"."""
         try:

@@ -29,6 +29,7 @@ from rltui.tui.format import Clock, utc_clock
 
 if TYPE_CHECKING:
     from rltui.store import Store
+    from rltui.store.runs_table import ReturnsReader
 
 
 class RlTuiApp(App):
@@ -47,7 +48,7 @@ class RlTuiApp(App):
                  poll_interval: float = 1.0) -> None:
         super().__init__()
         self._store = store
-        self._returns: Any = None  # runs_table.ReturnsReader, made on first use (the store's modules load late)
+        self._returns: ReturnsReader | None = None  # made on first use (the store's modules load late)
         self._store_lock = threading.Lock()
         self.db = db
         self.store_error: Exception | None = None  # why the store could not be opened; run_app raises it
@@ -59,7 +60,7 @@ class RlTuiApp(App):
         self.theme = "rltui-dark"
 
     @property
-    def returns(self) -> Any:
+    def returns(self) -> ReturnsReader:
         """The runs' last/best returns and episode counts, read incrementally by every screen's poll."""
         if self._returns is None:
             from rltui.store.runs_table import ReturnsReader
