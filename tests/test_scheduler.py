@@ -75,14 +75,14 @@ def statuses(store) -> dict[int, str]:
         return dict(tx.all("SELECT id, status FROM runs"))
 
 
-def wait_all_final(store, ids, timeout: float = 90) -> dict[int, str]:
+def wait_all_final(store, ids, timeout: float = 90, poll: float = 0.05) -> dict[int, str]:
     deadline = time.monotonic() + timeout
     while True:
         current = statuses(store)
         if all(current[i] in ("completed", "failed", "cancelled", "crashed") for i in ids):
             return current
-        assert time.monotonic() < deadline, current
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, {i: current[i] for i in ids}
+        time.sleep(poll)
 
 
 # --- bounded workers -----------------------------------------------------------------------------
@@ -128,6 +128,63 @@ def test_parallel_cli_launches_never_start_more_workers_than_slots(tmp_path, mon
         most = sampler.stop()
     assert set(final.values()) == {"completed"}, final
     assert most <= 2, f"{most} workers alive at once for 2 slots"
+
+
+def test_a_run_queued_as_the_last_worker_leaves_still_gets_a_worker(tmp_path, monkeypatch):
+    """The lost wake-up: a submit that finds the only slot still held by a worker that has just found
+    the queue empty, on its way out, must see its run start all the same (the leaving worker takes
+    it, or the submit starts a worker once that one is gone). Nobody else looks at the store meanwhile,
+    so no reader's kick can rescue a stranded run."""
+    monkeypatch.setenv("RLTUI_MAX_RUNS", "1")
+    store = open_store(str(tmp_path / "handoff.db"))
+    try:
+        for i in range(12):
+            first = launch.submit(store, probe(f"a{i}", steps=2, step_seconds=0.01))
+            wait_all_final(store, [first], timeout=30, poll=0.002)  # its worker now looks for more, and leaves
+            second = launch.submit(store, probe(f"b{i}", steps=1, step_seconds=0.0))
+            assert wait_all_final(store, [second], timeout=15)[second] == "completed", f"round {i}"
+    finally:
+        store.dispose()
+
+
+SLOT_HOLDER = """
+import sys, time
+from pathlib import Path
+from rltui.runner.slots import mark_leaving, mark_slot, take_slot
+fd = take_slot(Path(sys.argv[1]), 1)
+mark_slot(fd, __import__("os").getpid())
+mark_leaving(fd, __import__("os").getpid())
+print("leaving", flush=True)
+time.sleep(float(sys.argv[2]))
+if sys.argv[3] == "stay":
+    mark_slot(fd, __import__("os").getpid())
+    time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("then", ["exits", "stays"])
+def test_a_slot_marked_leaving_is_waited_for_until_its_worker_exits_or_stays(tmp_path, then):
+    """take_slot waits for a held slot whose worker is leaving: it gets the slot once that process has
+    gone, and gives up as soon as the worker marks the slot its own again (it drains the queue)."""
+    from rltui.runner.slots import take_slot
+
+    holder = subprocess.Popen([sys.executable, "-c", SLOT_HOLDER, str(tmp_path), "0.6", "stay" if then == "stays" else "exit"],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "leaving"
+        assert take_slot(tmp_path, 1, wait_for_leaving=False) is None  # a reader never waits
+        t0 = time.monotonic()
+        fd = take_slot(tmp_path, 1)
+        waited = time.monotonic() - t0
+        if then == "exits":
+            assert fd is not None and holder.poll() is not None, "the slot was taken while its worker lived"
+            os.close(fd)
+        else:
+            assert fd is None and holder.poll() is None
+        assert 0.3 < waited < 5, waited
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # --- claiming: the cap holds, no slot stays idle (SQLite and PostgreSQL) ---------------------------

@@ -167,7 +167,7 @@ def start_workers(store: Store, *, wait: bool = True, early: subprocess.Popen | 
             claimed.append(run_id)
         folder, n = slot_folder(logs), scheduler.worker_slots()
         while True:
-            slot = take_slot(folder, n)
+            slot = take_slot(folder, n, wait_for_leaving=wait)
             if slot is None:
                 break
             try:
@@ -200,7 +200,7 @@ def spawn_waiting_worker(store: Store) -> subprocess.Popen | None:
     except Exception:  # noqa: BLE001 — not a store we can vouch for: the launcher will say why
         return None
     _reap()
-    slot = take_slot(slot_folder(log_dir(store)), scheduler.worker_slots())
+    slot = take_slot(slot_folder(log_dir(store)), scheduler.worker_slots(), wait_for_leaving=False)  # submit waits
     if slot is None:
         return None
     try:
@@ -242,6 +242,8 @@ def _spawn_detached(store: Store, args: list[str], log: Path | None = None, slot
     logs = log_dir(store)
     logs.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ)
+    if slot is not None:
+        args = [*args, "--slot-fd", str(slot)]  # pass_fds keeps the descriptor's number in the child
     if store.path is not None:
         args = ["--db", str(store.path), *args]  # a path is no secret, and `ps` shows whose worker it is
     else:

@@ -8,8 +8,10 @@ the next queued run that has a free slot on this host, and so on until the queue
 it — so the queue drains with no daemon. It imports no torch unless a run's algorithm does.
 
 `--launcher PID` (from `rltui run --detach`): started before its run was queued, it waits while that
-launcher lives for the launcher to claim a run for it (see launch.spawn_waiting_worker).
-Without --run or --launcher it claims its first run itself.
+launcher lives for the launcher to claim a run for it (see launch.spawn_waiting_worker), and claims
+one itself if the launcher leaves without doing so. Without --run or --launcher it claims its first
+run itself. `--slot-fd N`: the inherited descriptor of its slot file, marked `leaving` before its
+last look at the queue (runner/slots.py: no run queued as it leaves is stranded).
 
 `--cancel RUN_ID` instead waits out a cancel's grace period and forces it (the TUI's cancel, which
 must not block or die with the TUI).
@@ -60,16 +62,6 @@ def _wait_for_launcher(store: Store, launcher: int, poll: float = 0.005) -> int 
         time.sleep(poll)
 
 
-def _nothing_assigned(db: str | None) -> bool:
-    from rltui.runner.scheduler import assigned_run
-
-    store = Store(resolve_url(db))
-    try:
-        return assigned_run(store, os.getpid()) is None
-    finally:
-        store.dispose()
-
-
 WORKER_NICE_ENV = "RLTUI_WORKER_NICE"  # niceness a worker adds to its own (default 5; 0 keeps it)
 
 
@@ -108,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=None, help="with --cancel: seconds before forcing")
     parser.add_argument("--launcher", type=int, metavar="PID",
                         help="started before its run was queued: wait for one while the launcher PID lives")
+    parser.add_argument("--slot-fd", type=int, metavar="N", help="the inherited descriptor of this worker's slot file")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if args.launcher is not None and os.getppid() != args.launcher and _nothing_assigned(args.db):
-        return 0  # the launcher is gone without claiming a run for us (a refused config): no imports
     from rltui.runner.execute import execute_run, sigterm_as_interrupt
     from rltui.runner.hosts import process_start
     from rltui.runner.launch import log_dir, run_log_path
     from rltui.runner.lifecycle import heartbeat_interval, last_wall_time, refresh_liveness
     from rltui.runner.scheduler import claim, is_busy
+    from rltui.runner.slots import mark_leaving, mark_slot
 
     sigterm_as_interrupt()
     # The launcher already opened (and upgraded) this store. On SQLite everything on the way to and
@@ -150,6 +142,17 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
         return None
 
+    def next_run_or_leave() -> int | None:
+        run_id = next_run()
+        if run_id is None and args.slot_fd is not None:
+            # A launcher that queued a run just now may have found our slot held and started nobody:
+            # mark the slot leaving (such a launcher then waits for it), and look once more.
+            mark_leaving(args.slot_fd, pid)
+            run_id = next_run()
+            if run_id is not None:
+                mark_slot(args.slot_fd, pid)  # staying: the launcher waiting on the slot gives up
+        return run_id
+
     nice_pending = True
 
     def lower_once() -> None:  # after a run's first report: its start-up ran at the launcher's priority
@@ -161,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         run_id = args.run
         if run_id is None and args.launcher is not None:
             run_id = _wait_for_launcher(store, args.launcher)
-            if run_id is None:
-                return 0  # the launcher claimed nothing for us (no free slot, a refused config)
+            if run_id is None and os.getppid() == args.launcher:
+                return 0  # still there after LAUNCHER_WAIT_LIMIT, it claimed nothing for us
+            # gone without a claim for us (a refused config; its run taken by another worker): we hold
+            # a slot, so we drain the queue like any worker (a run queued meanwhile may count on us)
         while True:
             try:
                 if run_id is None:
-                    run_id = next_run()
+                    run_id = next_run_or_leave()
             except KeyboardInterrupt:
                 break
             if run_id is None:
