@@ -44,8 +44,8 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torc
          max_grad_norm: float | None, also: tuple[torch.nn.Parameter, ...] = ()) -> None:
     """One gradient step on `loss` for `params` (and `also`, unclipped), all held by `optimizer`.
 
-    Gradients flow into these parameters only (backward(inputs=...)): a critic that `loss` goes through
-    is held fixed without toggling its requires_grad, and its weight gradients are never computed."""
+    Gradients flow into these parameters only (backward(inputs=...)); a critic that `loss` goes through
+    enters it with its weights held fixed (TwinQ's fixed=True), so their gradients are never computed."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward(inputs=[*params, *also])
     if max_grad_norm is not None:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rltui.algos.dense import Linear, linear, twin_linear
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -21,7 +23,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
     """Linear layers with orthogonal init (√2 gain inside, `out_gain` on the last), as in CleanRL/SB3."""
     body = torso(in_dim, hidden, activation)
-    return nn.Sequential(*body, _ortho(nn.Linear(hidden[-1] if hidden else in_dim, out_dim), out_gain))
+    return nn.Sequential(*body, _ortho(Linear(hidden[-1] if hidden else in_dim, out_dim), out_gain))
 
 
 def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequential:
@@ -29,7 +31,7 @@ def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequen
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [_ortho(nn.Linear(last, width), math.sqrt(2.0)), ACTIVATIONS[activation]()]
+        layers += [_ortho(Linear(last, width), math.sqrt(2.0)), ACTIVATIONS[activation]()]
         last = width
     return nn.Sequential(*layers)
 
@@ -374,35 +376,47 @@ class DeterministicActor(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics held as one TwinMLP's stacked weights
-    (one batched matmul per layer for both critics).
+    """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics held as one TwinMLP's stacked weights,
+    each hidden layer computed for both at once (dense.twin_linear: oneDNN or one batched matmul).
 
-    The last layer (one output per critic) is a broadcast product and a sum rather than a batched
-    matmul: a bmm with one output column, forward (a matrix-vector product) and backward (an outer
-    product), costs many times the elementwise form on a CPU, and the result is the same."""
+    The last layer (one output per critic) is a broadcast product and a sum rather than a matmul: a
+    product with one output column, forward (a matrix-vector product) and backward (an outer
+    product), costs many times the elementwise form on a CPU, and the result is the same.
+
+    `fixed=True` (an actor's loss through the critic): the critic's weights enter as constants, so no
+    gradient is computed for them at all."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
         super().__init__()
         self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0))
+        self.relu = activation == "relu"  # fused into the layer; tanh is applied after it
         self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Shape (2, batch)."""
+    def _weights(self, fixed: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._layers is None:  # ParameterList indexing is slow; the Parameter objects never change
             self._layers = list(zip(self.body.weights, self.body.biases))
-        *hidden, (w_out, b_out) = self._layers
+        return [(w.detach(), b.detach()) for w, b in self._layers] if fixed else self._layers
+
+    def _hidden(self, h: tuple[torch.Tensor, torch.Tensor], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        for w, b in layers:
+            h = twin_linear(h, w, b, relu=self.relu)
+            if not self.relu:
+                h = (self.body.act(h[0]), self.body.act(h[1]))
+        return h
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, fixed: bool = False) -> torch.Tensor:
+        """Shape (2, batch)."""
+        *hidden, (w_out, b_out) = self._weights(fixed)  # w_out: (2, width, 1), b_out: (2, 1, 1)
         x = torch.cat([obs, actions], -1)
-        h = x.unsqueeze(0).expand(2, *x.shape)
-        for w, b in hidden:
-            h = self.body.act(torch.baddbmm(b, h, w))  # (2, batch, width)
-        return (h * w_out.mT).sum(-1) + b_out[..., 0]  # w_out: (2, width, 1), b_out: (2, 1, 1)
+        h = self._hidden((x, x), hidden)
+        return torch.stack([(h[t] * w_out[t, :, 0]).sum(-1) for t in range(2)]) + b_out[:, 0]
 
     def q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_1(s, a) alone, shape (batch,): TD3's actor loss, which would otherwise pay for Q_2 too."""
-        if self._layers is None:
-            self._layers = list(zip(self.body.weights, self.body.biases))
-        *hidden, (w_out, b_out) = self._layers
+        """Q_1(s, a) alone with the critic held fixed, shape (batch,): TD3's actor loss, which would
+        otherwise pay for Q_2 too."""
+        *hidden, (w_out, b_out) = self._weights(fixed=True)
         h = torch.cat([obs, actions], -1)
         for w, b in hidden:
-            h = self.body.act(torch.addmm(b[0], h, w[0]))
+            h = linear(h, w[0].mT, b[0, 0])
+            h = torch.relu(h) if self.relu else self.body.act(h)
         return h @ w_out[0, :, 0] + b_out[0, 0, 0]

@@ -108,7 +108,7 @@ class SAC:
         # and log α); α is the value before this step's temperature update
         action, logp = self.actor.sample(b.obs)
         alpha = self.temperature().detach()
-        actor_loss = (alpha * logp - self.critic(b.obs, action).min(0).values).mean()
+        actor_loss = (alpha * logp - self.critic(b.obs, action, fixed=True).min(0).values).mean()
         stats = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "ent_coef": alpha,
                  "entropy": -logp.detach().mean(), "q_values": q.detach().mean()}
         loss = actor_loss
