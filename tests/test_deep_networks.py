@@ -126,3 +126,26 @@ def test_registry_lists_control_envs_and_deep_algos():
     for algo in ("dqn", "reinforce", "ppo"):
         spec = registry.algo_spec(algo)
         assert spec.uses_torch and {"control", "tabular", "toytext"} <= spec.env_kinds
+
+
+def test_off_policy_networks_start_as_torchs_linear_layers_or_orthogonal():
+    """SAC's and TD3's default `init = "torch"` (SB3's, the TD3 authors'): every weight and bias of the actor
+    and of both critics drawn from U(±1/√fan_in); `"orthogonal"`: orthogonal blocks, zero biases."""
+    from rltui.algos.networks import DeterministicActor, TwinQ
+
+    torch.manual_seed(0)
+    critic, actor = TwinQ(3, 1, [400, 300], init="torch"), DeterministicActor(3, 1, [400, 300], init="torch")
+    for w, b in zip(critic.body.weights, critic.body.biases):
+        bound = 1 / w.shape[1] ** 0.5
+        for twin in range(2):
+            block = w[twin]
+            assert block.abs().max() <= bound and block.std() > bound / 2  # uniform on ±bound: std = bound/√3
+            assert 0 < b[twin].abs().max() <= bound
+        assert not torch.equal(w[0], w[1])  # two independent critics
+    for layer in (m for m in actor.modules() if isinstance(m, torch.nn.Linear)):
+        bound = 1 / layer.in_features ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+    ortho = TwinQ(3, 1, [400, 300], init="orthogonal")
+    block = ortho.body.weights[1][0]  # (400, 300): orthogonal columns of norm √2
+    torch.testing.assert_close(block.T @ block, 2.0 * torch.eye(300), atol=1e-4, rtol=0)
+    assert all(b.abs().max() == 0 for b in ortho.body.biases)

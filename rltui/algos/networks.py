@@ -20,20 +20,31 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
-    """Linear layers with orthogonal init (√2 gain inside, `out_gain` on the last), as in CleanRL/SB3."""
-    body = torso(in_dim, hidden, activation)
-    return nn.Sequential(*body, _ortho(Linear(hidden[-1] if hidden else in_dim, out_dim), out_gain))
+# How layers start: "orthogonal" (√2 gain inside, a chosen gain on the last, zero biases: CleanRL's and
+# SB3's on-policy init) or "torch" (nn.Linear's own U(±1/√fan_in), weights and biases: what SB3's SAC and
+# TD3 and the TD3 authors' code use).
+INITS = ("orthogonal", "torch")
 
 
-def torso(in_dim: int, hidden: list[int], activation: str = "tanh") -> nn.Sequential:
-    """The hidden layers of an MLP (each Linear, orthogonal √2 init, then the activation)."""
+def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0,
+        init: str = "orthogonal") -> nn.Sequential:
+    """Linear layers, initialised as `init` says (orthogonal: √2 gain inside, `out_gain` on the last)."""
+    body = torso(in_dim, hidden, activation, init)
+    return nn.Sequential(*body, _init(Linear(hidden[-1] if hidden else in_dim, out_dim), out_gain, init))
+
+
+def torso(in_dim: int, hidden: list[int], activation: str = "tanh", init: str = "orthogonal") -> nn.Sequential:
+    """The hidden layers of an MLP (each Linear, initialised as `init` says, then the activation)."""
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [_ortho(Linear(last, width), math.sqrt(2.0)), ACTIVATIONS[activation]()]
+        layers += [_init(Linear(last, width), math.sqrt(2.0), init), ACTIVATIONS[activation]()]
         last = width
     return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Module, gain: float, init: str) -> Any:
+    return _ortho(layer, gain) if init == "orthogonal" else layer  # "torch": as the layer was built
 
 
 class ConvTorso(nn.Module):
@@ -172,7 +183,8 @@ class TwinMLP(nn.Module):
     matmuls: x ↦ (2, batch, out). Mathematically two independent networks; half the kernel launches
     and autograd nodes, which is most of the cost for small MLPs on a CPU."""
 
-    def __init__(self, in_dim: int, hidden: list[int], out_dims: tuple[int, int], activation: str, out_gains: tuple[float, float]) -> None:
+    def __init__(self, in_dim: int, hidden: list[int], out_dims: tuple[int, int], activation: str, out_gains: tuple[float, float],
+                 init: str = "orthogonal") -> None:
         super().__init__()
         dims = [in_dim, *hidden, max(out_dims)]
         self.weights = nn.ParameterList()
@@ -183,11 +195,17 @@ class TwinMLP(nn.Module):
             for twin in range(2):
                 width = out_dims[twin] if last else d_out
                 gain = out_gains[twin] if last else math.sqrt(2.0)
-                block = torch.empty(width, d_in)
-                nn.init.orthogonal_(block, gain)
+                if init == "orthogonal":
+                    block = torch.empty(width, d_in)
+                    nn.init.orthogonal_(block, gain)
+                else:  # nn.Linear's own: U(±1/√fan_in), weights and biases
+                    block = nn.Linear(d_in, width).weight.detach()
                 w[twin, :, :width] = block.T
             self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.zeros(2, 1, d_out)))
+            b = torch.zeros(2, 1, d_out)
+            if init == "torch":
+                b.uniform_(-1.0 / math.sqrt(d_in), 1.0 / math.sqrt(d_in))
+            self.biases.append(nn.Parameter(b))
         self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
         self._cache: tuple[list[nn.Parameter], list[nn.Parameter]] | None = None
 
@@ -341,9 +359,9 @@ class SquashedGaussianActor(nn.Module):
 
     (checked by hand and against torch.distributions in tests/test_deep_sac.py)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
-        self.torso = torso(obs_dim, hidden, activation)
+        self.torso = torso(obs_dim, hidden, activation, init)
         width = hidden[-1] if hidden else obs_dim
         self.mu = nn.Linear(width, action_dim)
         self.log_std = nn.Linear(width, action_dim)
@@ -367,9 +385,9 @@ def squashed_log_prob(u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) 
 class DeterministicActor(nn.Module):
     """TD3's policy: a = tanh(MLP(s)) in [−1, 1]^d."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, action_dim, activation)
+        self.net = mlp(obs_dim, hidden, action_dim, activation, init=init)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
@@ -386,9 +404,9 @@ class TwinQ(nn.Module):
     `fixed=True` (an actor's loss through the critic): the critic's weights enter as constants, so no
     gradient is computed for them at all."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu") -> None:
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
-        self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0))
+        self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0), init)
         self.relu = activation == "relu"  # fused into the layer; tanh is applied after it
         self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 

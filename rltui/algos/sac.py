@@ -39,8 +39,8 @@ class Temperature(nn.Module):
 class SAC:
     def __init__(self, obs_dim: int, action_dim: int, params: Any, gamma: float, dev: torch.device) -> None:
         self.params, self.gamma = params, gamma
-        self.actor = SquashedGaussianActor(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
-        self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, params.net_arch, params.activation, params.init).to(dev)
+        self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation, params.init).to(dev)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         auto = params.ent_coef is None
         self.temperature = Temperature(params.ent_coef_init if auto else float(params.ent_coef), learn=auto).to(dev)

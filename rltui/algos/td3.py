@@ -28,9 +28,9 @@ from rltui.recorder import Recorder
 class TD3:
     def __init__(self, obs_dim: int, action_dim: int, params: Any, gamma: float, dev: torch.device) -> None:
         self.params, self.gamma = params, gamma
-        self.actor = DeterministicActor(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
+        self.actor = DeterministicActor(obs_dim, action_dim, params.net_arch, params.activation, params.init).to(dev)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation).to(dev)
+        self.critic = TwinQ(obs_dim, action_dim, params.net_arch, params.activation, params.init).to(dev)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_params, self.critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         self.actor_opt = adam(self.actor_params, params.learning_rate)

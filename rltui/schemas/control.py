@@ -271,6 +271,9 @@ class ContinuousOffPolicyParams(DeepCommon):
     learning_rate: float = Field(3e-4, gt=0.0, description="Adam step size (actor, critics, α)")
     net_arch: list[int] = Field([256, 256], description="hidden layer widths of the actor and of each critic")
     activation: Literal["tanh", "relu"] = Field("relu", description="hidden activation")
+    init: Literal["torch", "orthogonal"] = Field(
+        "torch", description="layer init: torch's nn.Linear default (SB3's and the authors'), or orthogonal (√2)"
+    )
     max_grad_norm: float | None = Field(
         None, gt=0.0, description="clip each network's gradient norm to this (empty: no clipping, as SB3)"
     )
