@@ -20,13 +20,14 @@ solve is unchanged; the final eval is then that one).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
 
-Reading TD3's figures (profiled 2026-12-02, Pendulum, batch 256, [400, 300]): both sides spend over 95%
-of their CPU in gradient updates, and an update is matmul-bound. Ours does about 11.5 "units" of 400x300
-matmul per update (SB3 ~12: its actor loss also computes the critic's weight gradients), at close to
-a core's peak. On an idle core ours was ~0.7x SB3 per update (10.7 vs 15.4 ms: SB3 adds Python
-overhead), but load slows the matmuls of both sides alike: 0.84x alone at load 5, ~0.98x in --parallel
-runs at load 6-9 (19-21 ms per update on both sides). Acting, replay, the vector env and the recorder
-cost ours ~0.1 ms per env step (SB3 ~0.2 ms); no other per-step cost is worth removing.
+Reading the figures (2026-12-02, Pendulum, batch 256): both sides spend over 95% of their CPU in
+gradient updates, and an update is matmul-bound. On AMD CPUs torch's BLAS (MKL) takes an AVX2 path;
+ours sends the large products through oneDNN's AVX-512 kernels when that is quicker
+(rltui/algos/dense.py), ~2.2x per product on Zen 5, and skips the critic's weight gradients in the
+actors' losses, so TD3's update costs ~0.6x SB3's (6.2-6.9 vs 10.6-11.8 ms, all costs of a run
+included) and SAC's ~0.58x. Both sides start their layers as torch's nn.Linear does (SB3's init for
+SAC and TD3); how many updates a seed needs to solve (3800, 4800 or 5800 for TD3) is then alike in
+distribution, so the median time ratio follows the per-update one, while a single seed's can differ.
 The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
 train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
 that step's phase, minibatches are drawn with replacement even from fewer than batch_size transitions
