@@ -20,7 +20,7 @@ solve is unchanged; the final eval is then that one).
 SB3 runs in bench/.venv-sb3 (created on first use) or the python given by --sb3-python; it is never a
 dependency of rltui.
 
-Reading the figures (2026-12-02, Pendulum, batch 256): both sides spend over 95% of their CPU in
+Reading the figures (2026-12-02, Pendulum, batch 256): both sides spend most of their CPU in
 gradient updates, and an update is matmul-bound. On AMD CPUs torch's BLAS (MKL) takes an AVX2 path;
 ours sends the large products through oneDNN's AVX-512 kernels when that is quicker
 (rltui/algos/dense.py), ~2.2x per product on Zen 5, and skips the critic's weight gradients in the

@@ -38,7 +38,7 @@ def test_linear_forward_and_gradients_are_torchs(library):
     w = torch.randn(300, 400, generator=g, requires_grad=True)
     b = torch.randn(300, generator=g, requires_grad=True)
     upstream = torch.randn(256, 300, generator=g)
-    assert dense._uses_onednn(x, 400, 300)
+    assert dense._uses_onednn(x, 300)
     y = dense.linear(x, w, b)
     # the reference in float64: torch's own linear and its autograd
     x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
@@ -107,10 +107,10 @@ def test_td3s_networks_give_the_same_values_and_gradients_through_either_library
 
 def test_small_products_other_dtypes_and_the_blas_choice_keep_torchs_ops(library):
     library("onednn")
-    assert not dense._uses_onednn(torch.zeros(1, 3), 3, 400)  # acting on one observation
-    assert not dense._uses_onednn(torch.zeros(256, 4), 4, 400)  # a first layer of 4 inputs
-    assert not dense._uses_onednn(torch.zeros(256, 400, dtype=torch.float64), 400, 300)
+    assert not dense._uses_onednn(torch.zeros(1, 3), 400)  # acting on one observation
+    assert not dense._uses_onednn(torch.zeros(256, 4), 400)  # a first layer of 4 inputs
+    assert not dense._uses_onednn(torch.zeros(256, 400, dtype=torch.float64), 300)
     assert not library("blas")
-    assert not dense._uses_onednn(torch.zeros(256, 400), 400, 300)
+    assert not dense._uses_onednn(torch.zeros(256, 400), 300)
     measured = library("")  # unset: measured on this CPU, once per process
     assert isinstance(measured, bool) and dense.onednn_matmul() is measured

@@ -30,6 +30,7 @@ CPU_MATMUL_ENV = "RLTUI_CPU_MATMUL"
 ONEDNN_MIN_MACS = 2**21
 
 
+@functools.cache
 def _linear_pointwise():  # noqa: ANN202 — oneDNN's linear (x Wᵀ + b, W: (out, in)), as torch's compiler uses it
     try:
         return torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
@@ -60,21 +61,20 @@ def onednn_matmul() -> bool:
     return quickest(lambda: op(x, w, None, "none", [], "")) < 0.8 * quickest(lambda: F.linear(x, w))
 
 
-def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """x Wᵀ + b through oneDNN (W: (out, in); views such as a transpose are read in place)."""
-    return _linear_pointwise()(x, w, b, "none", [], "")
+def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """x Wᵀ + b through oneDNN, then ReLU if asked (fused); W: (out, in), a view such as a transpose read in place."""
+    return _linear_pointwise()(x, w, b, "relu" if relu else "none", [], "")
 
 
-def _uses_onednn(x: torch.Tensor, in_dim: int, out_dim: int) -> bool:
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() // max(in_dim, 1) * in_dim * out_dim >= ONEDNN_MIN_MACS
-            and onednn_matmul())
+def _uses_onednn(x: torch.Tensor, out_dim: int) -> bool:
+    """A float32 product on the CPU of x (rows × in) by an (in × out) matrix: rows·in·out multiply-adds."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() * out_dim >= ONEDNN_MIN_MACS and onednn_matmul()
 
 
 class _OneDnnLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
         ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
         return _mm(x, w, b)
 
     @staticmethod
@@ -83,13 +83,13 @@ class _OneDnnLinear(torch.autograd.Function):
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
         gx = _mm(g, w.t()) if ctx.needs_input_grad[0] else None            # g W
         gw = _mm(g2.t(), x2.t()) if ctx.needs_input_grad[1] else None      # gᵀ x
-        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        gb = g2.sum(0) if ctx.needs_input_grad[2] else None  # False without a bias
         return gx, gw, gb
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear(x, w, b) = x Wᵀ + b, through oneDNN where that is quicker."""
-    if _uses_onednn(x, w.shape[1], w.shape[0]):
+    if _uses_onednn(x, w.shape[0]):
         return _OneDnnLinear.apply(x, w, b)
     return F.linear(x, w, b)
 
@@ -101,8 +101,7 @@ class _OneDnnTwinLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0: torch.Tensor, x1: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool):  # noqa: ANN001, ANN205
-        attr = "relu" if relu else "none"
-        y0, y1 = (_linear_pointwise()(x, w[t].t(), b[t, 0], attr, [], "") for t, x in enumerate((x0, x1)))
+        y0, y1 = (_mm(x, w[t].t(), b[t, 0], relu) for t, x in enumerate((x0, x1)))
         ctx.save_for_backward(x0, x1, w, *((y0, y1) if relu else ()))
         ctx.relu = relu
         return y0, y1
@@ -110,7 +109,7 @@ class _OneDnnTwinLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g0: torch.Tensor, g1: torch.Tensor):  # noqa: ANN001, ANN205
         x0, x1, w, *ys = ctx.saved_tensors
-        gs = [torch.zeros_like(x0[:, :1]).expand(x0.shape[0], w.shape[2]) if g is None else g for g in (g0, g1)]
+        gs = [g0, g1]  # autograd passes zeros for an output that was not used
         if ctx.relu:  # ReLU's backward: the gradient where the output was positive
             gs = [torch.ops.aten.threshold_backward(g, y, 0) for g, y in zip(gs, ys)]
         xs = (x0, x1)
@@ -126,7 +125,7 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 def twin_linear(x: Pair, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> Pair:
     """(act(x_0 W_0 + b_0), act(x_1 W_1 + b_1)) for two stacked layers (w: (2, in, out), b: (2, 1, out));
     act is ReLU if `relu`, else none. x_0 and x_1 may be the same tensor (the first layer's input)."""
-    if _uses_onednn(x[0], w.shape[1], w.shape[2]):
+    if _uses_onednn(x[0], w.shape[2]):
         return _OneDnnTwinLinear.apply(x[0], x[1], w, b, relu)
     h = x[0].unsqueeze(0).expand(2, *x[0].shape) if x[0] is x[1] else torch.stack(x)
     y = torch.baddbmm(b, h, w)

@@ -20,12 +20,6 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-# How layers start: "orthogonal" (√2 gain inside, a chosen gain on the last, zero biases: CleanRL's and
-# SB3's on-policy init) or "torch" (nn.Linear's own U(±1/√fan_in), weights and biases: what SB3's SAC and
-# TD3 and the TD3 authors' code use).
-INITS = ("orthogonal", "torch")
-
-
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "tanh", out_gain: float = 1.0,
         init: str = "orthogonal") -> nn.Sequential:
     """Linear layers, initialised as `init` says (orthogonal: √2 gain inside, `out_gain` on the last)."""
@@ -44,7 +38,9 @@ def torso(in_dim: int, hidden: list[int], activation: str = "tanh", init: str = 
 
 
 def _init(layer: nn.Module, gain: float, init: str) -> Any:
-    return _ortho(layer, gain) if init == "orthogonal" else layer  # "torch": as the layer was built
+    """How a layer starts: "orthogonal" (the gain given, zero bias: CleanRL's and SB3's on-policy init) or
+    "torch" (nn.Linear's own U(±1/√fan_in), weights and biases: SB3's SAC and TD3, the TD3 authors' code)."""
+    return _ortho(layer, gain) if init == "orthogonal" else layer
 
 
 class ConvTorso(nn.Module):
@@ -195,11 +191,11 @@ class TwinMLP(nn.Module):
             for twin in range(2):
                 width = out_dims[twin] if last else d_out
                 gain = out_gains[twin] if last else math.sqrt(2.0)
+                block = torch.empty(width, d_in)
                 if init == "orthogonal":
-                    block = torch.empty(width, d_in)
                     nn.init.orthogonal_(block, gain)
-                else:  # nn.Linear's own: U(±1/√fan_in), weights and biases
-                    block = nn.Linear(d_in, width).weight.detach()
+                else:  # nn.Linear's own reset: U(±1/√fan_in), weights and biases
+                    nn.init.kaiming_uniform_(block, a=math.sqrt(5))
                 w[twin, :, :width] = block.T
             self.weights.append(nn.Parameter(w))
             b = torch.zeros(2, 1, d_out)
@@ -415,18 +411,15 @@ class TwinQ(nn.Module):
             self._layers = list(zip(self.body.weights, self.body.biases))
         return [(w.detach(), b.detach()) for w, b in self._layers] if fixed else self._layers
 
-    def _hidden(self, h: tuple[torch.Tensor, torch.Tensor], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        for w, b in layers:
-            h = twin_linear(h, w, b, relu=self.relu)
-            if not self.relu:
-                h = (self.body.act(h[0]), self.body.act(h[1]))
-        return h
-
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, fixed: bool = False) -> torch.Tensor:
         """Shape (2, batch)."""
         *hidden, (w_out, b_out) = self._weights(fixed)  # w_out: (2, width, 1), b_out: (2, 1, 1)
         x = torch.cat([obs, actions], -1)
-        h = self._hidden((x, x), hidden)
+        h = (x, x)
+        for w, b in hidden:
+            h = twin_linear(h, w, b, relu=self.relu)
+            if not self.relu:
+                h = (self.body.act(h[0]), self.body.act(h[1]))
         return torch.stack([(h[t] * w_out[t, :, 0]).sum(-1) for t in range(2)]) + b_out[:, 0]
 
     def q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -435,6 +428,5 @@ class TwinQ(nn.Module):
         *hidden, (w_out, b_out) = self._weights(fixed=True)
         h = torch.cat([obs, actions], -1)
         for w, b in hidden:
-            h = linear(h, w[0].mT, b[0, 0])
-            h = torch.relu(h) if self.relu else self.body.act(h)
+            h = self.body.act(linear(h, w[0].mT, b[0, 0]))
         return h @ w_out[0, :, 0] + b_out[0, 0, 0]
