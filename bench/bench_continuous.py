@@ -26,8 +26,10 @@ ours sends the large products through oneDNN's AVX-512 kernels when that is quic
 (rltui/algos/dense.py), ~2.2x per product on Zen 5, and skips the critic's weight gradients in the
 actors' losses, so TD3's update costs ~0.6x SB3's (6.2-6.9 vs 10.6-11.8 ms, all costs of a run
 included) and SAC's ~0.58x. Both sides start their layers as torch's nn.Linear does (SB3's init for
-SAC and TD3); how many updates a seed needs to solve (3800, 4800 or 5800 for TD3) is then alike in
-distribution, so the median time ratio follows the per-update one, while a single seed's can differ.
+SAC and TD3). How many updates a seed needs to solve is close to a coin flip on both sides (TD3: 3800
+or 5800, now and then 4800), and any change to the numerics or the initial draws reshuffles it. So a
+5-seed median time ratio swings between ~0.55x and ~0.95x for the same per-update ratio; read the
+ms/update column for the speed, and more seeds for the time to solve.
 The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
 train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
 that step's phase, minibatches are drawn with replacement even from fewer than batch_size transitions
