@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from rltui.algos.cpu_memory import keep_freed_memory
 from rltui.envs.control import VectorEnv, as_control
 from rltui.recorder import Recorder, StepRecord
 
@@ -20,10 +21,14 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation copies never share a seed with traini
 
 
 def setup(env: Any, params: Any, device: str) -> tuple[Any, torch.device]:
-    """(control view of env, torch device). One CPU thread is fastest for small MLPs (no fork/join)."""
+    """(control view of env, torch device). One CPU thread is fastest for small MLPs (no fork/join); on a
+    CPU the process keeps its freed memory for the next update (cpu_memory.py)."""
     if params.torch_threads:
         torch.set_num_threads(params.torch_threads)
-    return as_control(env), torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
+    return as_control(env), dev
 
 
 def clip_grad_norm(parameters: Any, max_norm: float) -> torch.Tensor:
