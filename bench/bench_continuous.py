@@ -11,7 +11,9 @@ Protocol (bench/bench_cartpole.py's, with Pendulum's numbers):
     "solved" = their mean return >= -200.
   * the two clocks (wall, process CPU) run only while training; each (side, algo, seed) in its own
     fresh process, one at a time, sides interleaved per seed; torch on one thread on both sides.
-Goal: every seed of ours solves, within 0.7x SB3's median time to solve.
+Goal (the issue's): every seed of ours solves, and ours' median time to solve is within 0.7x SB3's; the
+report adds a 90% bootstrap interval of that ratio over seeds (8 seeds a side or more), and a stricter
+reading (every seed of ours within 0.7x SB3's median). --report FILE prints a saved run's report again.
 On a busy machine: --steps N stops both sides N environment steps after learning starts (SAC: 100
 random steps, TD3: 10,000, on both sides), which is enough when both solve before (the final eval is
 then that step's); --parallel runs a seed's two sides at once (machine load then hits both alike; read
@@ -29,7 +31,12 @@ included) and SAC's ~0.58x. Both sides start their layers as torch's nn.Linear d
 SAC and TD3). How many updates a seed needs to solve is close to a coin flip on both sides (TD3: 3800
 or 5800, now and then 4800), and any change to the numerics or the initial draws reshuffles it. So a
 5-seed median time ratio swings between ~0.55x and ~0.95x for the same per-update ratio; read the
-ms/update column for the speed, and more seeds for the time to solve.
+ms/update column for the speed, and more seeds for the time to solve. On 2026-12-02 (a slower day of
+the machine: SB3 at 15-17 ms per update), `--algos td3 --seeds 15 --until-solved`: both sides solve
+15/15 after a median 4800 updates (ours 3800 x7, 4800 x3, 5800 x5; SB3 3800 x6, 4800 x4, 5800 x5), ours'
+median time to solve 0.605x SB3's (90% bootstrap interval 0.48-0.84x), 0.657x per update; seeds 0-4
+alone give 0.81x. `--algos sac --seeds 10`: 10/10 each, median 3899 updates both, 0.664x (0.51-0.74x),
+0.625x per update; seeds 0-4 alone 0.546x.
 The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
 train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
 that step's phase, minibatches are drawn with replacement even from fewer than batch_size transitions
@@ -46,6 +53,8 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cartpole import REPO, check_device, ensure_sb3, fmt, median, run_child, run_ours, run_sb3  # noqa: E402
@@ -145,13 +154,31 @@ def report(results: list[dict]) -> None:
             a, b = (median([r[key] for r in rows[side]]) for side in ("ours", "sb3"))
             print(f"  median {key:<17} ours {fmt(a):>10}  sb3 {fmt(b):>10}  ours/sb3 {fmt(a / b if a is not None and b else None, '.3f')}")
         if rows["ours"] and rows["sb3"]:
+            all_solved = solved["ours"] == len(rows["ours"])
             for clock in ("cpu", "wall"):
-                sb3_median = median([r[f"solved_{clock}"] for r in rows["sb3"]])
-                worst = max((r[f"solved_{clock}"] or float("inf")) for r in rows["ours"])
-                goal = GOAL_RATIO * sb3_median if sb3_median else None
-                met = goal is not None and worst <= goal
-                print(f"  goal ({clock} clock): every ours seed solved within {GOAL_RATIO}x SB3's median time to solve "
-                      f"({fmt(goal)} s): slowest ours {fmt(worst)} s -> {'MET' if met else 'NOT MET'}")
+                ours_times = [r[f"solved_{clock}"] or float("inf") for r in rows["ours"]]
+                sb3_times = [r[f"solved_{clock}"] or float("inf") for r in rows["sb3"]]
+                sb3_median = median(sb3_times)
+                goal = GOAL_RATIO * sb3_median
+                ratio = median(ours_times) / sb3_median
+                print(f"  goal ({clock} clock): every ours seed solves, and ours' median time to solve is within "
+                      f"{GOAL_RATIO}x SB3's: {ratio:.3f}x -> {'MET' if all_solved and ratio <= GOAL_RATIO else 'NOT MET'}"
+                      f"{median_ratio_interval(ours_times, sb3_times)}")
+                print(f"  stricter ({clock} clock): every ours seed within {GOAL_RATIO}x SB3's median ({fmt(goal)} s): "
+                      f"slowest ours {fmt(max(ours_times))} s -> {'MET' if max(ours_times) <= goal else 'NOT MET'}")
+
+
+def median_ratio_interval(ours: list[float], sb3: list[float], draws: int = 4000) -> str:
+    """A 90% bootstrap interval of median(ours) / median(sb3), the seeds of each side resampled: how far
+    the ratio moves with which seeds were drawn (each seed needs one of a few update counts to solve, so
+    a 5-seed median jumps between them). Printed for 8 seeds a side or more."""
+    if min(len(ours), len(sb3)) < 8:
+        return ""
+    rng = np.random.default_rng(0)
+    a, b = np.asarray(ours), np.asarray(sb3)
+    ratios = (np.median(rng.choice(a, (draws, a.size)), axis=1) / np.median(rng.choice(b, (draws, b.size)), axis=1))
+    low, high = np.percentile(ratios, [5, 95])
+    return f" (90% bootstrap interval over seeds {low:.3f}-{high:.3f}x)"
 
 
 def main() -> int:
@@ -167,7 +194,9 @@ def main() -> int:
                         "20,000 steps in all)")
     parser.add_argument("--parallel", action="store_true", help="run each seed's two sides at the same time")
     parser.add_argument("--until-solved", action="store_true", help="end each run at its first evaluation >= -200 (both sides)")
-    parser.add_argument("--json-out")
+    parser.add_argument("--json-out", help="write every run's figures here (a JSON list)")
+    parser.add_argument("--report", metavar="JSON", help="print the table and goals of a --json-out file again, "
+                        "or of several joined by commas (seeds from more than one sitting), and run nothing")
     parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -186,6 +215,9 @@ def main() -> int:
         print(json.dumps({**result, "updates_at_evals": updates_at_evals}))
         return 0
 
+    if args.report:
+        report([r for path in args.report.split(",") for r in json.loads(Path(path).read_text())])
+        return 0
     sides = args.sides.split(",")
     sb3_python = ensure_sb3(args.sb3_python) if "sb3" in sides else None
     for side in sides:
