@@ -14,7 +14,7 @@ import pytest
 # the kernel served during 30 of them, after 30 to warm up.
 UPDATES = textwrap.dedent("""
     import json, resource, sys, types
-    import numpy as np, torch
+    import torch
     from rltui.algos.cpu_memory import keep_freed_memory
     from rltui.algos.td3 import TD3
     applied = keep_freed_memory() if sys.argv[1] == "keep" else False
