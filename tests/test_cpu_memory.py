@@ -47,6 +47,7 @@ def faults_per_update(mode: str) -> dict:
 def test_a_training_process_reuses_its_freed_memory_instead_of_faulting_it_in_each_update():
     default, kept = faults_per_update("default"), faults_per_update("keep")
     assert kept["applied"] is True
-    # measured: 220-670 faults per update with glibc's defaults, 0.2-7 kept
-    assert default["faults_per_update"] > 100, default
+    # measured: ~103-104 faults per update with glibc's defaults (220-670 when the update ran under
+    # autograd, which frees more large tensors), 0-7 kept
+    assert default["faults_per_update"] > 50, default
     assert kept["faults_per_update"] < min(25, default["faults_per_update"] / 10), (kept, default)

@@ -87,9 +87,9 @@ def test_twin_q_target_terminal_does_not_bootstrap_truncation_does(algo):
     assert abs(float(y[1]) - 0.5) > 0.1
 
 
-def test_twin_q_evaluates_two_independent_critics_and_q1_alone():
+def test_twin_q_evaluates_two_independent_critics_and_q1_alone_by_either_pass():
     """Each critic of TwinQ is the plain MLP relu(relu([s, a] W1 + b1) W2 + b2) W3 + b3 of its own slice of
-    the stacked weights (the last layer's product-and-sum form included), and q1 is the first of them."""
+    the stacked weights (the last layer's one-output form included), and Q_1 alone is the first of them."""
     from rltui.algos.networks import TwinQ
 
     torch.manual_seed(0)
@@ -104,7 +104,10 @@ def test_twin_q_evaluates_two_independent_critics_and_q1_alone():
     q = net(obs, actions)
     assert q.shape == (2, 5) and torch.allclose(q, by_hand, atol=1e-12)
     assert not torch.allclose(q[0], q[1])
-    assert torch.allclose(net.q1(obs, actions), by_hand[0], atol=1e-12)
+    q_taped, _ = net.taped(obs, actions)  # the forward pass that backprop.py's gradients go with
+    assert torch.allclose(q_taped, by_hand, atol=1e-12)
+    q1, _ = net.taped(obs, actions, twins=1)
+    assert q1.shape == (1, 5) and torch.allclose(q1[0], by_hand[0], atol=1e-12)
 
 
 def test_sac_tunes_the_temperature_toward_minus_dim_a():

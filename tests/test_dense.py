@@ -38,7 +38,7 @@ def test_linear_forward_and_gradients_are_torchs(library):
     w = torch.randn(300, 400, generator=g, requires_grad=True)
     b = torch.randn(300, generator=g, requires_grad=True)
     upstream = torch.randn(256, 300, generator=g)
-    assert dense._uses_onednn(x, 300)
+    assert dense.uses_onednn(x, 300)
     y = dense.linear(x, w, b)
     # the reference in float64: torch's own linear and its autograd
     x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
@@ -85,7 +85,7 @@ def test_a_critic_held_fixed_gets_no_weight_gradient(library):
 
 @needs_onednn
 def test_td3s_networks_give_the_same_values_and_gradients_through_either_library(library):
-    """The critic's twin layers, its Q_1 alone, and the actor (the Zoo's [400, 300]) agree across libraries."""
+    """The critic's twin layers, its Q_1 held fixed, and the actor (the Zoo's [400, 300]) agree across libraries."""
     torch.manual_seed(0)
     critic, actor = TwinQ(3, 1, [400, 300]), DeterministicActor(3, 1, [400, 300])
     obs = torch.randn(256, 3)
@@ -94,7 +94,7 @@ def test_td3s_networks_give_the_same_values_and_gradients_through_either_library
         critic.zero_grad(), actor.zero_grad()
         actions = actor(obs)
         q = critic(obs, actions.detach())
-        q1 = critic.q1(obs, actions)
+        q1 = critic(obs, actions, fixed=True)[0]
         (q.square().mean() - q1.mean()).backward()
         return [q, q1] + [p.grad.clone() for p in [*critic.parameters(), *actor.parameters()]]
 
@@ -107,10 +107,10 @@ def test_td3s_networks_give_the_same_values_and_gradients_through_either_library
 
 def test_small_products_other_dtypes_and_the_blas_choice_keep_torchs_ops(library):
     library("onednn")
-    assert not dense._uses_onednn(torch.zeros(1, 3), 400)  # acting on one observation
-    assert not dense._uses_onednn(torch.zeros(256, 4), 400)  # a first layer of 4 inputs
-    assert not dense._uses_onednn(torch.zeros(256, 400, dtype=torch.float64), 300)
+    assert not dense.uses_onednn(torch.zeros(1, 3), 400)  # acting on one observation
+    assert not dense.uses_onednn(torch.zeros(256, 4), 400)  # a first layer of 4 inputs
+    assert not dense.uses_onednn(torch.zeros(256, 400, dtype=torch.float64), 300)
     assert not library("blas")
-    assert not dense._uses_onednn(torch.zeros(256, 400), 300)
+    assert not dense.uses_onednn(torch.zeros(256, 400), 300)
     measured = library("")  # unset: measured on this CPU, once per process
     assert isinstance(measured, bool) and dense.onednn_matmul() is measured

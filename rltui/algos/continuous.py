@@ -28,6 +28,7 @@ import torch
 
 from rltui.algos.buffers import ReplayBuffer, TransitionBatch
 from rltui.algos.common import SPS, clip_grad_norm, Counters, EvalSchedule, finish_summary, obs_tensor, restore_or_start, save_checkpoint, setup
+from rltui.algos.networks import TwinQ
 from rltui.recorder import Recorder
 
 
@@ -48,9 +49,28 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torc
     enters it with its weights held fixed (TwinQ's fixed=True), so their gradients are never computed."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward(inputs=[*params, *also])
+    apply_gradients(optimizer, params, max_grad_norm)
+
+
+def apply_gradients(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], max_grad_norm: float | None) -> None:
+    """The optimizer's step on the gradients the parameters hold, clipped to max_grad_norm first if set."""
     if max_grad_norm is not None:
         clip_grad_norm(params, max_grad_norm)
     optimizer.step()
+
+
+def critic_step(critic: TwinQ, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], b: TransitionBatch,
+                y: torch.Tensor, max_grad_norm: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on the twin critics' loss toward the target y, with its gradient written out
+    (rltui/algos/backprop.py):
+
+        L_Q = ½ Σ_j mean((Q_j(s, a) − y)²)        ∂L_Q/∂Q_j(s, a) = (Q_j(s, a) − y) / batch
+
+    Returns (Q_j(s, a) before the step, shape (2, batch); L_Q)."""
+    q, tapes = critic.taped(b.obs, b.actions)
+    critic.backward(tapes, (q - y) / y.shape[0])
+    apply_gradients(optimizer, params, max_grad_norm)
+    return q, 0.5 * ((q - y) ** 2).mean(-1).sum()
 
 
 @torch.no_grad()

@@ -66,9 +66,24 @@ def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, relu: b
     return _linear_pointwise()(x, w, b, "relu" if relu else "none", [], "")
 
 
-def _uses_onednn(x: torch.Tensor, out_dim: int) -> bool:
+def uses_onednn(x: torch.Tensor, out_dim: int) -> bool:
     """A float32 product on the CPU of x (rows × in) by an (in × out) matrix: rows·in·out multiply-adds."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() * out_dim >= ONEDNN_MIN_MACS and onednn_matmul()
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (a: (m, k), b: (k, n), either a transposed view), through oneDNN where that is quicker."""
+    return _mm(a, b.t()) if uses_onednn(a, b.shape[1]) else a @ b
+
+
+def linear_act(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str) -> torch.Tensor:
+    """act(x Wᵀ + b) with act "relu", "tanh" or "none"; W: (out, in). A ReLU after a oneDNN product is
+    fused into its kernel."""
+    if uses_onednn(x, w.shape[0]):
+        y = _mm(x, w, b, relu=act == "relu")
+        return torch.tanh(y) if act == "tanh" else y
+    y = F.linear(x, w, b)
+    return {"relu": torch.relu, "tanh": torch.tanh, "none": lambda t: t}[act](y)
 
 
 class _OneDnnLinear(torch.autograd.Function):
@@ -89,7 +104,7 @@ class _OneDnnLinear(torch.autograd.Function):
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear(x, w, b) = x Wᵀ + b, through oneDNN where that is quicker."""
-    if _uses_onednn(x, w.shape[0]):
+    if uses_onednn(x, w.shape[0]):
         return _OneDnnLinear.apply(x, w, b)
     return F.linear(x, w, b)
 
@@ -125,7 +140,7 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 def twin_linear(x: Pair, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> Pair:
     """(act(x_0 W_0 + b_0), act(x_1 W_1 + b_1)) for two stacked layers (w: (2, in, out), b: (2, 1, out));
     act is ReLU if `relu`, else none. x_0 and x_1 may be the same tensor (the first layer's input)."""
-    if _uses_onednn(x[0], w.shape[2]):
+    if uses_onednn(x[0], w.shape[2]):
         return _OneDnnTwinLinear.apply(x[0], x[1], w, b, relu)
     h = x[0].unsqueeze(0).expand(2, *x[0].shape) if x[0] is x[1] else torch.stack(x)
     y = torch.baddbmm(b, h, w)

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rltui.algos.dense import Linear, linear, twin_linear
+from rltui.algos import backprop
+from rltui.algos.dense import Linear, twin_linear
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 LOG_2PI = math.log(2.0 * math.pi)
@@ -379,31 +380,52 @@ def squashed_log_prob(u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) 
 
 
 class DeterministicActor(nn.Module):
-    """TD3's policy: a = tanh(MLP(s)) in [−1, 1]^d."""
+    """TD3's policy: a = tanh(MLP(s)) in [−1, 1]^d. `taped` and `backward` are its forward and backward
+    pass written out (rltui/algos/backprop.py), for TD3's actor step."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
         self.net = mlp(obs_dim, hidden, action_dim, activation, init=init)
+        self.activation = activation
+        self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
+
+    def _chain(self) -> list[backprop.Layer]:
+        return [(m.weight.detach(), m.bias.detach()) for m in self._linears]
+
+    def taped(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """μ(s), and the layers' outputs `backward` needs; no autograd graph."""
+        ys = backprop.forward(self._chain(), obs, self.activation, out_act="tanh")
+        return ys[-1], ys
+
+    def backward(self, tape: list[torch.Tensor], d_action: torch.Tensor) -> None:
+        """Set every parameter's .grad to ∂L/∂θ, given d_action = ∂L/∂μ(s) (batch, action_dim)."""
+        grads, _ = backprop.backward(self._chain(), tape, d_action, self.activation, out_act="tanh")
+        for m, (gw, gb) in zip(self._linears, grads):
+            m.weight.grad, m.bias.grad = gw, gb
 
 
 class TwinQ(nn.Module):
     """(s, a) ↦ (Q_1(s, a), Q_2(s, a)): two independent critics held as one TwinMLP's stacked weights,
     each hidden layer computed for both at once (dense.twin_linear: oneDNN or one batched matmul).
 
-    The last layer (one output per critic) is a broadcast product and a sum rather than a matmul: a
-    product with one output column, forward (a matrix-vector product) and backward (an outer
-    product), costs many times the elementwise form on a CPU, and the result is the same.
+    The last layer (one output per critic) is a broadcast product and a sum rather than a matmul: under
+    autograd a product with one output column, forward and backward, costs many times the elementwise
+    form on a CPU, and the result is the same.
 
     `fixed=True` (an actor's loss through the critic): the critic's weights enter as constants, so no
-    gradient is computed for them at all."""
+    gradient is computed for them at all.
+
+    `taped`, `backward` and `action_grad` are the same critics' forward and backward passes written out
+    (rltui/algos/backprop.py), without autograd: the critics' step of SAC and TD3, and TD3's actor step."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
         self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0), init)
         self.relu = activation == "relu"  # fused into the layer; tanh is applied after it
+        self.body_activation = activation
         self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 
     def _weights(self, fixed: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -422,11 +444,25 @@ class TwinQ(nn.Module):
                 h = (self.body.act(h[0]), self.body.act(h[1]))
         return torch.stack([(h[t] * w_out[t, :, 0]).sum(-1) for t in range(2)]) + b_out[:, 0]
 
-    def q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_1(s, a) alone with the critic held fixed, shape (batch,): TD3's actor loss, which would
-        otherwise pay for Q_2 too."""
-        *hidden, (w_out, b_out) = self._weights(fixed=True)
-        h = torch.cat([obs, actions], -1)
-        for w, b in hidden:
-            h = self.body.act(linear(h, w[0].mT, b[0, 0]))
-        return h @ w_out[0, :, 0] + b_out[0, 0, 0]
+    def _chain(self, twin: int) -> list[backprop.Layer]:
+        """Critic `twin`'s layers as backprop takes them: W as (out, in), a view of the stored (in, out)."""
+        return [(w[twin].detach().t(), b[twin, 0].detach()) for w, b in self._weights(fixed=False)]
+
+    def taped(self, obs: torch.Tensor, actions: torch.Tensor, twins: int = 2) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        """Q_j(s, a) for the first `twins` critics, shape (twins, batch), and the layers' outputs that
+        `backward` and `action_grad` need; no autograd graph (rltui/algos/backprop.py)."""
+        x = torch.cat([obs, actions], -1)
+        tapes = [backprop.forward(self._chain(t), x, self.body_activation) for t in range(twins)]
+        return torch.stack([tape[-1][:, 0] for tape in tapes]), tapes
+
+    def backward(self, tapes: list[list[torch.Tensor]], dq: torch.Tensor) -> None:
+        """Set every parameter's .grad to ∂L/∂θ, given dq = ∂L/∂Q_j(s, a), shape (2, batch)."""
+        grads = [backprop.backward(self._chain(t), tape, dq[t, :, None], self.body_activation)[0] for t, tape in enumerate(tapes)]
+        for k, (w, b) in enumerate(self._weights(fixed=False)):
+            w.grad = torch.stack([g[k][0].t() for g in grads])  # back to the stored (2, in, out)
+            b.grad = torch.stack([g[k][1] for g in grads]).unsqueeze(1)
+
+    def action_grad(self, tapes: list[list[torch.Tensor]], dq: torch.Tensor, action_dim: int) -> torch.Tensor:
+        """∂L/∂a for L = Σ_rows dq · Q_1(s, a) with the critic's weights held fixed, from `taped`'s tapes."""
+        _, gx = backprop.backward(self._chain(0), tapes[0], dq[:, None], self.body_activation, weights=False, input_grad=True)
+        return gx[:, -action_dim:]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rltui.algos.buffers import TransitionBatch
-from rltui.algos.continuous import continuous_env, polyak, step, train_off_policy
+from rltui.algos.continuous import continuous_env, critic_step, polyak, step, train_off_policy
 from rltui.algos.networks import SquashedGaussianActor, TwinQ, adam
 from rltui.recorder import Recorder
 
@@ -95,22 +95,20 @@ class SAC:
         """y = r + γ (1 − terminated) (min_j Q_targ_j(s', a') − α log π(a'|s')), a' ~ π(·|s')."""
         with torch.no_grad():
             a_next, logp_next = self.actor.sample(b.next_obs)
-            q_next = self.critic_target(b.next_obs, a_next).min(0).values - self.temperature() * logp_next
+            q_next, _ = self.critic_target.taped(b.next_obs, a_next)  # taped: no autograd graph to build
+            q_next = q_next.min(0).values - self.temperature() * logp_next
             return b.rewards + self.gamma * (1.0 - b.terminated) * q_next
 
     def update(self, b: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]:
-        y = self.target(b)
-        q = self.critic(b.obs, b.actions)  # (2, batch)
-        critic_loss = 0.5 * ((q - y) ** 2).mean(-1).sum()
-        step(self.critic_opt, critic_loss, self.critic_params, self.params.max_grad_norm)
+        q, critic_loss = critic_step(self.critic, self.critic_opt, self.critic_params, b, self.target(b), self.params.max_grad_norm)
 
         # the actor's step through the updated critic, which is held fixed (gradients reach only the actor
         # and log α); α is the value before this step's temperature update
         action, logp = self.actor.sample(b.obs)
         alpha = self.temperature().detach()
         actor_loss = (alpha * logp - self.critic(b.obs, action, fixed=True).min(0).values).mean()
-        stats = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "ent_coef": alpha,
-                 "entropy": -logp.detach().mean(), "q_values": q.detach().mean()}
+        stats = {"critic_loss": critic_loss, "actor_loss": actor_loss.detach(), "ent_coef": alpha,
+                 "entropy": -logp.detach().mean(), "q_values": q.mean()}
         loss = actor_loss
         if self.alpha_params:
             alpha_loss = -(self.temperature.log_alpha * (logp.detach() + self.target_entropy)).mean()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rltui.algos.buffers import TransitionBatch
-from rltui.algos.continuous import continuous_env, polyak, step, train_off_policy
+from rltui.algos.continuous import apply_gradients, continuous_env, critic_step, polyak, train_off_policy
 from rltui.algos.networks import DeterministicActor, TwinQ, adam
 from rltui.recorder import Recorder
 
@@ -57,26 +57,28 @@ class TD3:
 
     def target(self, b: TransitionBatch) -> torch.Tensor:
         """y = r + γ (1 − terminated) min_j Q_targ_j(s', clip(μ_targ(s') + clipped noise, −1, 1))."""
-        with torch.no_grad():
-            a = self.actor_target(b.next_obs)
-            noise = (torch.randn_like(a) * self.params.target_policy_noise).clamp(-self.params.target_noise_clip,
-                                                                                   self.params.target_noise_clip)
-            q_next = self.critic_target(b.next_obs, (a + noise).clamp(-1.0, 1.0)).min(0).values
-            return b.rewards + self.gamma * (1.0 - b.terminated) * q_next
+        a, _ = self.actor_target.taped(b.next_obs)  # taped: the forward pass without an autograd graph
+        noise = (torch.randn_like(a) * self.params.target_policy_noise).clamp(-self.params.target_noise_clip,
+                                                                               self.params.target_noise_clip)
+        q_next, _ = self.critic_target.taped(b.next_obs, (a + noise).clamp(-1.0, 1.0))
+        return b.rewards + self.gamma * (1.0 - b.terminated) * q_next.min(0).values
 
     def update(self, b: TransitionBatch, update_index: int) -> dict[str, torch.Tensor]:
-        y = self.target(b)
-        q = self.critic(b.obs, b.actions)
-        critic_loss = 0.5 * ((q - y) ** 2).mean(-1).sum()
-        step(self.critic_opt, critic_loss, self.critic_params, self.params.max_grad_norm)
+        """The gradients are written out (rltui/algos/backprop.py): they are autograd's, without its graph."""
+        q, critic_loss = critic_step(self.critic, self.critic_opt, self.critic_params, b, self.target(b), self.params.max_grad_norm)
 
         if (update_index + 1) % self.params.policy_delay == 0:  # delayed policy update
-            actor_loss = -self.critic.q1(b.obs, self.actor(b.obs)).mean()  # the critic held fixed
-            step(self.actor_opt, actor_loss, self.actor_params, self.params.max_grad_norm)
-            self._actor_loss = actor_loss.detach()
+            # L_μ = −mean(Q_1(s, μ(s))) through the updated critic, held fixed:
+            #   ∂L_μ/∂μ(s) = −(1/batch) ∂Q_1(s, a)/∂a at a = μ(s), then back through μ
+            action, actor_tape = self.actor.taped(b.obs)
+            q1, q1_tape = self.critic.taped(b.obs, action, twins=1)
+            d_action = self.critic.action_grad(q1_tape, torch.full_like(q1[0], -1.0 / q1.shape[1]), action.shape[1])
+            self.actor.backward(actor_tape, d_action)
+            apply_gradients(self.actor_opt, self.actor_params, self.params.max_grad_norm)
+            self._actor_loss = -q1.mean()
             polyak(self.actor_target, self.actor, self.params.tau)
             polyak(self.critic_target, self.critic, self.params.tau)
-        return {"critic_loss": critic_loss.detach(), "actor_loss": self._actor_loss, "q_values": q.detach().mean()}
+        return {"critic_loss": critic_loss, "actor_loss": self._actor_loss, "q_values": q.mean()}
 
 
 def train(env: Any, params: Any, recorder: Recorder, *, seed: int, device: str) -> dict[str, Any]:
