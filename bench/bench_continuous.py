@@ -25,18 +25,18 @@ dependency of rltui.
 Reading the figures (2026-12-02, Pendulum, batch 256): both sides spend most of their CPU in
 gradient updates, and an update is matmul-bound. On AMD CPUs torch's BLAS (MKL) takes an AVX2 path;
 ours sends the large products through oneDNN's AVX-512 kernels when that is quicker
-(rltui/algos/dense.py), ~2.2x per product on Zen 5, and skips the critic's weight gradients in the
-actors' losses, so TD3's update costs ~0.6x SB3's (6.2-6.9 vs 10.6-11.8 ms, all costs of a run
-included) and SAC's ~0.58x. Both sides start their layers as torch's nn.Linear does (SB3's init for
-SAC and TD3). How many updates a seed needs to solve is close to a coin flip on both sides (TD3: 3800
-or 5800, now and then 4800), and any change to the numerics or the initial draws reshuffles it. So a
-5-seed median time ratio swings between ~0.55x and ~0.95x for the same per-update ratio; read the
-ms/update column for the speed, and more seeds for the time to solve. On 2026-12-02 (a slower day of
-the machine: SB3 at 15-17 ms per update), `--algos td3 --seeds 15 --until-solved`: both sides solve
-15/15 after a median 4800 updates (ours 3800 x7, 4800 x3, 5800 x5; SB3 3800 x6, 4800 x4, 5800 x5), ours'
-median time to solve 0.605x SB3's (90% bootstrap interval 0.48-0.84x), 0.657x per update; seeds 0-4
-alone give 0.81x. `--algos sac --seeds 10`: 10/10 each, median 3899 updates both, 0.664x (0.51-0.74x),
-0.625x per update; seeds 0-4 alone 0.546x.
+(rltui/algos/dense.py), ~2.2x per product on Zen 5, skips the critic's weight gradients in the
+actors' losses, and writes the critics' step (and TD3's actor step) out by hand instead of through
+autograd (rltui/algos/backprop.py, 0.88x per TD3 update). Both sides start their layers as torch's
+nn.Linear does (SB3's init for SAC and TD3). How many updates a seed needs to solve is close to a coin
+flip on both sides (TD3: 3800, 4800 or 5800), and any change to the numerics or the initial draws
+reshuffles it, so a 5-seed median time ratio swings with the draws for the same per-update ratio; read
+the ms/update column for the speed, and more seeds for the time to solve. On 2026-12-02 (SB3 at 13-14
+ms per update), `--algos td3 --seeds 15 --until-solved`: both sides solve 15/15 (updates to solve: ours
+3800 x11, 4800 x2, 5800 x2; SB3 3800 x6, 4800 x4, 5800 x5), ours' median time to solve 0.440x SB3's (90%
+bootstrap interval 0.36-0.54x), 0.521x per update; seeds 0-4 alone 0.549x, 5-9 0.350x, 10-14 0.420x.
+`--algos sac --seeds 10 --until-solved`: 10/10 each, median 3899 updates both, 0.547x (0.45-0.62x),
+0.581x per update; seeds 0-4 0.471x, 5-9 0.581x.
 The schedules are SB3's on both sides (since 2026-12-02): a training phase closes each rollout of
 train_freq steps once more than learning_starts are stored, and an evaluation due at a step runs before
 that step's phase, minibatches are drawn with replacement even from fewer than batch_size transitions
