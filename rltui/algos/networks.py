@@ -425,7 +425,7 @@ class TwinQ(nn.Module):
         super().__init__()
         self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0), init)
         self.relu = activation == "relu"  # fused into the layer; tanh is applied after it
-        self.body_activation = activation
+        self.activation = activation
         self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 
     def _weights(self, fixed: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -452,17 +452,17 @@ class TwinQ(nn.Module):
         """Q_j(s, a) for the first `twins` critics, shape (twins, batch), and the layers' outputs that
         `backward` and `action_grad` need; no autograd graph (rltui/algos/backprop.py)."""
         x = torch.cat([obs, actions], -1)
-        tapes = [backprop.forward(self._chain(t), x, self.body_activation) for t in range(twins)]
+        tapes = [backprop.forward(self._chain(t), x, self.activation) for t in range(twins)]
         return torch.stack([tape[-1][:, 0] for tape in tapes]), tapes
 
     def backward(self, tapes: list[list[torch.Tensor]], dq: torch.Tensor) -> None:
         """Set every parameter's .grad to ∂L/∂θ, given dq = ∂L/∂Q_j(s, a), shape (2, batch)."""
-        grads = [backprop.backward(self._chain(t), tape, dq[t, :, None], self.body_activation)[0] for t, tape in enumerate(tapes)]
+        grads = [backprop.backward(self._chain(t), tape, dq[t, :, None], self.activation)[0] for t, tape in enumerate(tapes)]
         for k, (w, b) in enumerate(self._weights(fixed=False)):
             w.grad = torch.stack([g[k][0].t() for g in grads])  # back to the stored (2, in, out)
             b.grad = torch.stack([g[k][1] for g in grads]).unsqueeze(1)
 
     def action_grad(self, tapes: list[list[torch.Tensor]], dq: torch.Tensor, action_dim: int) -> torch.Tensor:
         """∂L/∂a for L = Σ_rows dq · Q_1(s, a) with the critic's weights held fixed, from `taped`'s tapes."""
-        _, gx = backprop.backward(self._chain(0), tapes[0], dq[:, None], self.body_activation, weights=False, input_grad=True)
+        _, gx = backprop.backward(self._chain(0), tapes[0], dq[:, None], self.activation, weights=False, input_grad=True)
         return gx[:, -action_dim:]
