@@ -5,8 +5,9 @@ An update allocates the same large tensors every time (SAC's and TD3's activatio
 mmap or returns the top of its heap to the kernel once freed, so every update faults the same pages in
 again, zeroed by the kernel: ~240 page faults per TD3 update on Pendulum under autograd, ~0.5–0.8 ms
 of its 7–9 ms, and ~100 with the gradients written out (rltui/algos/backprop.py). With a higher mmap
-threshold and trim threshold the blocks are reused from the heap (0–7 faults per update). The price is that a process keeps its peak heap until it exits: TD3's peak resident memory
-on Pendulum rose by 1–2 MB (332 → 333–334 MB).
+threshold and trim threshold the blocks are reused from the heap (0–7 faults per update). The price is
+that a process keeps its peak heap until it exits: TD3's peak resident memory on Pendulum rose by 1–2 MB
+(332 → 333–334 MB).
 
 Linux with glibc only; elsewhere (musl, macOS, Windows) the allocator is left as it is.
 """

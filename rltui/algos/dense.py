@@ -76,14 +76,16 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _mm(a, b.t()) if uses_onednn(a, b.shape[1]) else a @ b
 
 
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "none": lambda t: t}
+
+
 def linear_act(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str) -> torch.Tensor:
     """act(x Wᵀ + b) with act "relu", "tanh" or "none"; W: (out, in). A ReLU after a oneDNN product is
     fused into its kernel."""
     if uses_onednn(x, w.shape[0]):
         y = _mm(x, w, b, relu=act == "relu")
         return torch.tanh(y) if act == "tanh" else y
-    y = F.linear(x, w, b)
-    return {"relu": torch.relu, "tanh": torch.tanh, "none": lambda t: t}[act](y)
+    return ACTIVATION_FUNCTIONS[act](F.linear(x, w, b))
 
 
 class _OneDnnLinear(torch.autograd.Function):

@@ -424,7 +424,6 @@ class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
         self.body = TwinMLP(obs_dim + action_dim, hidden, (1, 1), activation, (1.0, 1.0), init)
-        self.relu = activation == "relu"  # fused into the layer; tanh is applied after it
         self.activation = activation
         self._layers: list[tuple[nn.Parameter, nn.Parameter]] | None = None
 
@@ -439,8 +438,8 @@ class TwinQ(nn.Module):
         x = torch.cat([obs, actions], -1)
         h = (x, x)
         for w, b in hidden:
-            h = twin_linear(h, w, b, relu=self.relu)
-            if not self.relu:
+            h = twin_linear(h, w, b, relu=self.activation == "relu")  # ReLU fused into the layer, tanh after it
+            if self.activation != "relu":
                 h = (self.body.act(h[0]), self.body.act(h[1]))
         return torch.stack([(h[t] * w_out[t, :, 0]).sum(-1) for t in range(2)]) + b_out[:, 0]
 
